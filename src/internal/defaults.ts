@@ -1,0 +1,50 @@
+/**
+ * Every default of muster, in one place. Options elsewhere document these values with
+ * `@default` and read them from here.
+ */
+export const DEFAULTS = {
+  /** WebSocket + HTTP port of the server. */
+  wsPort: 33075,
+  /** Raw TCP port of the server. */
+  tcpPort: 33076,
+  /** Largest frame accepted, checked from the header before any allocation. */
+  maxFrameBytes: 1024 * 1024,
+  /** Replay window: at most this many unacknowledged frames are kept per direction. */
+  replayMaxFrames: 4096,
+  /** Replay window: at most this many bytes of unacknowledged frames are kept per direction. */
+  replayMaxBytes: 16 * 1024 * 1024,
+  /** Frames queued beyond a full replay window before sends fail with RESOURCE_EXHAUSTED. */
+  backlogMaxBytes: 16 * 1024 * 1024,
+  /** How long a dropped session can be resumed. */
+  resumeWindowMs: 30_000,
+  /** An ACK is sent after this many frames received without one going out. */
+  ackEveryFrames: 32,
+  /** Otherwise an ACK goes out at most this long after a frame arrived. */
+  ackDelayMs: 20,
+  /** A PING is sent when nothing was sent for this long. */
+  heartbeatIntervalMs: 5_000,
+  /** The peer is `suspect` when nothing arrived for this long. */
+  suspectAfterMs: 12_000,
+  /** The link is closed (and resume attempted) when nothing arrived for this long. */
+  deadAfterMs: 30_000,
+  /** A connection must complete its HELLO within this time. */
+  handshakeTimeoutMs: 10_000,
+  /** Default deadline of a call. */
+  callTimeoutMs: 10_000,
+  /** First reconnect delay of an agent. */
+  reconnectInitialMs: 500,
+  /** Largest reconnect delay before jitter. */
+  reconnectMaxMs: 30_000,
+  /** Reconnect delay growth per attempt. */
+  reconnectFactor: 2,
+  /** Jitter, applied after the cap: a delay d becomes d × (1 ± jitter × random). */
+  reconnectJitter: 0.5,
+  /** A connection that lasted this long resets the backoff. */
+  reconnectStableMs: 10_000,
+  /** A dial attempt that has not completed its handshake by then is abandoned. */
+  connectTimeoutMs: 10_000,
+  /** Agents that left stay listed (state `offline`) and count in fan-outs for this long. */
+  offlineRetentionMs: 5 * 60_000,
+  /** Write buffer above which a transport reports back-pressure. */
+  highWaterMarkBytes: 1024 * 1024,
+} as const;

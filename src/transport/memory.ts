@@ -1,0 +1,221 @@
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { CloseCode } from "../wire/frame.js";
+import type {
+  AcceptFn,
+  Listener,
+  Transport,
+  TransportCloseInfo,
+  TransportHandler,
+  TransportOptions,
+} from "./types.js";
+
+/**
+ * In-process transport: a connected pair that delivers whole frames asynchronously (one
+ * `setImmediate` per batch, like socket I/O), in order, with back-pressure and close reasons.
+ * It ships in the package for tests, embedding and examples.
+ */
+class MemoryTransport implements Transport {
+  readonly kind = "memory";
+  readonly remoteAddress: string;
+  readonly isLoopback = true;
+  peer!: MemoryTransport;
+  #handler: TransportHandler | undefined;
+  #early: Uint8Array[] = [];
+  #inbox: Uint8Array[] = [];
+  #inboxBytes = 0;
+  #scheduled = false;
+  #open = true;
+  #closeInfo: TransportCloseInfo | undefined;
+  #closeReported = false;
+  #wantDrain = false;
+  readonly #maxFrameBytes: number;
+  readonly #highWater: number;
+
+  constructor(remoteAddress: string, options: TransportOptions) {
+    this.remoteAddress = remoteAddress;
+    this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes;
+    this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /** Bytes sent by this side that the peer has not yet received. */
+  get bufferedBytes(): number {
+    return this.peer.#inboxBytes;
+  }
+
+  setHandler(handler: TransportHandler): void {
+    if (this.#handler) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "transport handler already set");
+    this.#handler = handler;
+    for (const f of this.#early.splice(0)) handler.onFrame(f);
+    if (this.#closeInfo && !this.#closeReported) this.#reportClose();
+  }
+
+  send(frame: Uint8Array): boolean {
+    if (!this.#open) return false;
+    this.peer.#enqueue(Uint8Array.prototype.slice.call(frame));
+    const ok = this.bufferedBytes <= this.#highWater;
+    if (!ok) this.#wantDrain = true;
+    return ok;
+  }
+
+  sendMany(frames: readonly Uint8Array[]): boolean {
+    let ok = true;
+    for (const f of frames) ok = this.send(f);
+    return ok;
+  }
+
+  close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
+    if (!this.#open) return;
+    this.#shut({ code, message });
+    this.peer.#shutAfterInbox({ code: CloseCode.REMOTE_CLOSED, message: `peer closed: ${message}` });
+  }
+
+  /** Breaks the link abruptly, as a network failure would: both sides see transport_error. */
+  cut(message = "link cut"): void {
+    if (!this.#open && !this.peer.#open) return;
+    this.#inbox = [];
+    this.#inboxBytes = 0;
+    this.peer.#inbox = [];
+    this.peer.#inboxBytes = 0;
+    this.#shut({ code: CloseCode.TRANSPORT_ERROR, message });
+    this.peer.#shut({ code: CloseCode.TRANSPORT_ERROR, message });
+  }
+
+  #enqueue(frame: Uint8Array): void {
+    if (!this.#open) return;
+    if (frame.length > this.#maxFrameBytes) {
+      const message = `frame of ${frame.length} bytes exceeds limit of ${this.#maxFrameBytes} bytes`;
+      this.#shut({ code: CloseCode.FRAME_TOO_LARGE, message });
+      this.peer.#shut({ code: CloseCode.REMOTE_CLOSED, message });
+      return;
+    }
+    this.#inbox.push(frame);
+    this.#inboxBytes += frame.length;
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const batch = this.#inbox;
+    this.#inbox = [];
+    this.#inboxBytes = 0;
+    for (const f of batch) {
+      if (this.#closeInfo && this.#closeInfo.code !== CloseCode.REMOTE_CLOSED) break;
+      this.#deliver(f);
+    }
+    if (this.peer.#wantDrain) {
+      this.peer.#wantDrain = false;
+      this.peer.#handler?.onDrain();
+    }
+    if (this.#closeInfo && !this.#closeReported) this.#reportClose();
+  }
+
+  #deliver(f: Uint8Array): void {
+    if (this.#handler) this.#handler.onFrame(f);
+    else this.#early.push(f);
+  }
+
+  #shut(info: TransportCloseInfo): void {
+    if (this.#closeInfo) return;
+    this.#open = false;
+    this.#closeInfo = info;
+    if (this.#inbox.length === 0) this.#schedule();
+  }
+
+  /** The peer closed gracefully: deliver what is in flight, then report the close. */
+  #shutAfterInbox(info: TransportCloseInfo): void {
+    if (this.#closeInfo) return;
+    this.#open = false;
+    this.#closeInfo = info;
+    this.#schedule();
+  }
+
+  #reportClose(): void {
+    if (!this.#handler) return;
+    this.#closeReported = true;
+    this.#handler.onClose(this.#closeInfo!);
+  }
+}
+
+/** A transport of a memory pair, with `cut()` to simulate a network failure. */
+export interface MemoryTransportEnd extends Transport {
+  /** Breaks the link abruptly: both ends report `transport_error`, in-flight frames are lost. */
+  cut(message?: string): void;
+}
+
+/** Creates two connected in-process transports. */
+export function createMemoryPair(
+  options: TransportOptions & { names?: [string, string] } = {},
+): [MemoryTransportEnd, MemoryTransportEnd] {
+  const [an, bn] = options.names ?? ["memory:a", "memory:b"];
+  const a = new MemoryTransport(bn, options);
+  const b = new MemoryTransport(an, options);
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+/**
+ * A namespace of in-process listeners, so that servers and agents in one process can find
+ * each other by `memory://NAME` URLs. Pass the same network to both.
+ */
+export class MemoryNetwork {
+  readonly #listeners = new Map<string, AcceptFn>();
+  readonly #live = new Set<MemoryTransportEnd>();
+  #next = 0;
+
+  listen(name: string, accept: AcceptFn): Listener {
+    if (this.#listeners.has(name)) {
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, `memory listener ${name} already exists`);
+    }
+    this.#listeners.set(name, accept);
+    return {
+      kind: "memory",
+      url: `memory://${name}`,
+      port: 0,
+      close: async () => {
+        this.#listeners.delete(name);
+      },
+    };
+  }
+
+  /** Connects to a listener; rejects with UNAVAILABLE when nothing listens under `name`. */
+  async dial(name: string, options: TransportOptions = {}): Promise<MemoryTransportEnd> {
+    const accept = this.#listeners.get(name);
+    if (!accept) throw new MusterError(ErrorCode.UNAVAILABLE, `nothing listens at memory://${name}`);
+    const id = ++this.#next;
+    const [client, server] = createMemoryPair({
+      ...options,
+      names: [`memory:client-${id}`, `memory:${name}`],
+    });
+    this.#live.add(client);
+    const forget = (): void => {
+      this.#live.delete(client);
+    };
+    queueMicrotask(() => accept(server));
+    // Track the pair until it closes, so that cutAll() can reach it.
+    const origClose = client.close.bind(client);
+    client.close = (code, message) => {
+      forget();
+      origClose(code, message);
+    };
+    return client;
+  }
+
+  /** Cuts every live connection made through this network (a simulated outage). */
+  cutAll(message = "network outage"): void {
+    for (const t of this.#live) t.cut(message);
+    this.#live.clear();
+  }
+}

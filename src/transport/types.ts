@@ -1,0 +1,111 @@
+import type { CloseCode } from "../wire/frame.js";
+
+/**
+ * Why a transport closed. Reported exactly once through `TransportHandler.onClose`.
+ * `code` is from the same set as CLOSE frames; `message` is for people.
+ */
+export interface TransportCloseInfo {
+  code: CloseCode;
+  message: string;
+  /** The underlying error, when there was one. */
+  error?: Error;
+}
+
+/** What a transport reports to. Set once, right after the transport is created. */
+export interface TransportHandler {
+  /** One whole frame, exactly as the peer sent it. The buffer may be a view: copy to keep it. */
+  onFrame(frame: Uint8Array): void;
+  /** The transport is closed; called exactly once, and nothing is called after it. */
+  onClose(info: TransportCloseInfo): void;
+  /** The write buffer fell back below the high-water mark after `send` returned false. */
+  onDrain(): void;
+}
+
+/**
+ * The contract every transport meets: whole frames in order, both ways, with back-pressure
+ * and a close reason. A transport knows nothing of sessions, sequence numbers or calls.
+ *
+ * Implementations: `memory` (in-process pair), `websocket` (ws/wss), `tcp` (tcp/tls with a
+ * 4-byte length prefix).
+ */
+export interface Transport {
+  /** "memory", "ws", "wss", "tcp" or "tls". */
+  readonly kind: string;
+  /** The peer's address, `host:port` for network transports. */
+  readonly remoteAddress: string;
+  /** True when the peer is on this machine (loopback address or in-process). */
+  readonly isLoopback: boolean;
+  /** Bytes accepted by `send` but not yet handed to the operating system. */
+  readonly bufferedBytes: number;
+  /** False once closed (or closing): sends are then dropped. */
+  readonly open: boolean;
+  /** Registers the handler. Frames that arrived before are delivered to it, in order. */
+  setHandler(handler: TransportHandler): void;
+  /**
+   * Sends one whole frame. Returns false when the write buffer is above the high-water mark
+   * (the frame is still queued); `onDrain` follows. A send on a closed transport is dropped.
+   */
+  send(frame: Uint8Array): boolean;
+  /**
+   * Sends several frames with as few writes (system calls) as possible.
+   * Same return value as `send`.
+   */
+  sendMany(frames: readonly Uint8Array[]): boolean;
+  /** Closes the transport; `onClose` then reports `code` (default "normal"). */
+  close(code?: CloseCode, message?: string): void;
+}
+
+/** Options common to every transport. */
+export interface TransportOptions {
+  /**
+   * Largest frame accepted, checked before allocation.
+   * @default 1048576 (1 MiB)
+   */
+  maxFrameBytes?: number;
+  /**
+   * `send` returns false above this many buffered bytes.
+   * @default 1048576 (1 MiB)
+   */
+  highWaterMarkBytes?: number;
+}
+
+/** TLS material for listeners: PEM strings or buffers. */
+export interface TlsServerOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca?: string | Buffer;
+}
+
+/** TLS options for dialers. */
+export interface TlsClientOptions {
+  /** Extra trusted CA certificates (PEM), e.g. for a self-signed server. */
+  ca?: string | Buffer;
+  /** Skip certificate verification. For tests only. @default false */
+  insecure?: boolean;
+  /** Server name for SNI and verification; defaults to the URL's host. */
+  servername?: string;
+}
+
+/** A listening endpoint, e.g. a TCP port. */
+export interface Listener {
+  /** "ws", "wss", "tcp", "tls" or "memory". */
+  readonly kind: string;
+  /** The URL an agent would dial to reach this listener (e.g. "tcp://127.0.0.1:33076"). */
+  readonly url: string;
+  /** The bound port (0 for memory). */
+  readonly port: number;
+  /** Stops accepting and closes the listening socket. Open transports are not touched. */
+  close(): Promise<void>;
+}
+
+/** Called for every accepted connection. */
+export type AcceptFn = (transport: Transport) => void;
+
+/** Opens a transport to a URL. */
+export type Dialer = (url: URL, options: DialOptions) => Promise<Transport>;
+
+export interface DialOptions extends TransportOptions {
+  tls?: TlsClientOptions;
+  /** Aborts the dial. */
+  signal?: AbortSignal;
+}

@@ -1,0 +1,399 @@
+import { ErrorCode, isErrorCode } from "../errors/codes.js";
+import { type ErrorBody, MusterError } from "../errors/muster-error.js";
+import {
+  type CloseBody,
+  CloseCode,
+  type Frame,
+  FrameType,
+  HEADER_BYTES,
+  type HelloBody,
+  isSequenced,
+  LABEL_KEY_PATTERN,
+  MAX_SEQ,
+  NAME_LIMITS,
+  NAME_PATTERN,
+  type Payload,
+  PayloadKind,
+  PROTOCOL_VERSION,
+  type WelcomeBody,
+} from "./frame.js";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const closeCodes = new Set<string>(Object.values(CloseCode));
+
+function protocolError(message: string): MusterError {
+  return new MusterError(ErrorCode.PROTOCOL_ERROR, message);
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+function header(type: number, seq: number, ack: number, bodyBytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + bodyBytes);
+  buf[0] = PROTOCOL_VERSION;
+  buf[1] = type;
+  buf.writeUIntBE(seq, 2, 6);
+  buf.writeUIntBE(ack, 8, 6);
+  return buf;
+}
+
+function jsonFrame(type: number, seq: number, ack: number, body: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(body), "utf8");
+  const buf = header(type, seq, ack, json.length);
+  json.copy(buf, HEADER_BYTES);
+  return buf;
+}
+
+/** Encodes one frame. Throws INVALID_ARGUMENT for values the format cannot carry. */
+export function encodeFrame(frame: Frame): Buffer {
+  const { seq, ack } = frame;
+  if (
+    !Number.isInteger(seq) ||
+    seq < 0 ||
+    seq > MAX_SEQ ||
+    !Number.isInteger(ack) ||
+    ack < 0 ||
+    ack > MAX_SEQ
+  ) {
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `seq/ack out of range: ${seq}/${ack}`);
+  }
+  switch (frame.type) {
+    case FrameType.HELLO:
+      return jsonFrame(frame.type, seq, ack, frame.hello);
+    case FrameType.WELCOME:
+      return jsonFrame(frame.type, seq, ack, frame.welcome);
+    case FrameType.CLOSE:
+      return jsonFrame(frame.type, seq, ack, frame.close);
+    case FrameType.PING:
+    case FrameType.PONG: {
+      const buf = header(frame.type, seq, ack, 8);
+      buf.writeDoubleBE(frame.time, HEADER_BYTES);
+      return buf;
+    }
+    case FrameType.ACK:
+      return header(frame.type, seq, ack, 0);
+    case FrameType.CALL:
+      return encodeCall(seq, ack, frame.id, frame.timeoutMs, frame.method, frame.payload);
+    case FrameType.ITEM: {
+      const buf = header(frame.type, seq, ack, 5 + frame.payload.bytes.length);
+      buf.writeUInt32BE(frame.id, HEADER_BYTES);
+      buf[HEADER_BYTES + 4] = frame.payload.kind;
+      buf.set(frame.payload.bytes, HEADER_BYTES + 5);
+      return buf;
+    }
+    case FrameType.RESULT: {
+      if ("error" in frame) {
+        const json = Buffer.from(JSON.stringify(frame.error), "utf8");
+        const buf = header(frame.type, seq, ack, 5 + json.length);
+        buf.writeUInt32BE(frame.id, HEADER_BYTES);
+        buf[HEADER_BYTES + 4] = 1;
+        json.copy(buf, HEADER_BYTES + 5);
+        return buf;
+      }
+      const buf = header(frame.type, seq, ack, 6 + frame.payload.bytes.length);
+      buf.writeUInt32BE(frame.id, HEADER_BYTES);
+      buf[HEADER_BYTES + 4] = 0;
+      buf[HEADER_BYTES + 5] = frame.payload.kind;
+      buf.set(frame.payload.bytes, HEADER_BYTES + 6);
+      return buf;
+    }
+    case FrameType.CANCEL: {
+      const buf = header(frame.type, seq, ack, 4);
+      buf.writeUInt32BE(frame.id, HEADER_BYTES);
+      return buf;
+    }
+  }
+}
+
+/**
+ * Encodes a CALL. Kept separate because a fan-out encodes the payload once and calls this
+ * per agent with only the header fields and the id changing.
+ */
+export function encodeCall(
+  seq: number,
+  ack: number,
+  id: number,
+  timeoutMs: number,
+  method: string,
+  payload: Payload,
+): Buffer {
+  const methodBytes = Buffer.byteLength(method, "utf8");
+  if (methodBytes === 0 || methodBytes > NAME_LIMITS.methodMaxBytes) {
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `method name must be 1–255 bytes, got ${methodBytes}`);
+  }
+  const buf = header(FrameType.CALL, seq, ack, 10 + methodBytes + payload.bytes.length);
+  buf.writeUInt32BE(id, HEADER_BYTES);
+  buf.writeUInt32BE(Math.max(0, Math.min(0xffffffff, Math.round(timeoutMs))), HEADER_BYTES + 4);
+  buf[HEADER_BYTES + 8] = methodBytes;
+  buf.write(method, HEADER_BYTES + 9, "utf8");
+  buf[HEADER_BYTES + 9 + methodBytes] = payload.kind;
+  buf.set(payload.bytes, HEADER_BYTES + 10 + methodBytes);
+  return buf;
+}
+
+/** Returns a copy of an encoded frame with its `ack` field replaced (used on replay). */
+export function withAck(frame: Uint8Array, ack: number): Buffer {
+  const copy = Buffer.from(frame);
+  copy.writeUIntBE(ack, 8, 6);
+  return copy;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Encodes a JavaScript value as a payload: bytes stay bytes, `undefined` is NONE, the rest JSON. */
+export function encodeValue(value: unknown): Payload {
+  if (value === undefined) return { kind: PayloadKind.NONE, bytes: EMPTY };
+  if (value instanceof Uint8Array) return { kind: PayloadKind.BYTES, bytes: value };
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new MusterError(
+      ErrorCode.INVALID_ARGUMENT,
+      `value cannot be encoded as JSON: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (text === undefined) return { kind: PayloadKind.NONE, bytes: EMPTY };
+  return { kind: PayloadKind.JSON, bytes: Buffer.from(text, "utf8") };
+}
+
+/** Decodes a payload into a value. Malformed JSON throws INVALID_ARGUMENT. */
+export function decodeValue(payload: Payload): unknown {
+  switch (payload.kind) {
+    case PayloadKind.NONE:
+      return undefined;
+    case PayloadKind.BYTES:
+      return payload.bytes;
+    case PayloadKind.JSON: {
+      try {
+        return JSON.parse(utf8.decode(payload.bytes));
+      } catch (err) {
+        throw new MusterError(
+          ErrorCode.INVALID_ARGUMENT,
+          `payload is not valid UTF-8 JSON: ${(err as Error).message}`,
+        );
+      }
+    }
+    default:
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, `unknown payload kind ${String(payload.kind)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding
+
+function readJson(buf: Uint8Array, start: number, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(buf.subarray(start)));
+  } catch (err) {
+    throw protocolError(`${what} body is not valid UTF-8 JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw protocolError(`${what} body must be a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function needString(o: Record<string, unknown>, key: string, what: string): string {
+  const v = o[key];
+  if (typeof v !== "string") throw protocolError(`${what}.${key} must be a string`);
+  return v;
+}
+
+function needBool(o: Record<string, unknown>, key: string, what: string): boolean {
+  const v = o[key];
+  if (typeof v !== "boolean") throw protocolError(`${what}.${key} must be a boolean`);
+  return v;
+}
+
+function needCount(o: Record<string, unknown>, key: string, what: string): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    throw protocolError(`${what}.${key} must be a non-negative integer`);
+  }
+  return v;
+}
+
+/** Checks an agent name; returns an error message or undefined. */
+export function checkName(name: string): string | undefined {
+  if (!NAME_PATTERN.test(name)) {
+    return `name ${JSON.stringify(name.slice(0, 40))} is invalid: 1–128 of letters, digits and . _ - : @, starting with a letter or digit`;
+  }
+  return undefined;
+}
+
+/** Checks a label set; returns an error message or undefined. */
+export function checkLabels(labels: unknown): string | undefined {
+  if (typeof labels !== "object" || labels === null || Array.isArray(labels))
+    return "labels must be an object";
+  const entries = Object.entries(labels);
+  if (entries.length > NAME_LIMITS.labelsMax) {
+    return `too many labels: ${entries.length} > ${NAME_LIMITS.labelsMax}`;
+  }
+  for (const [k, v] of entries) {
+    if (!LABEL_KEY_PATTERN.test(k)) return `label key ${JSON.stringify(k.slice(0, 70))} is invalid`;
+    if (typeof v !== "string") return `label ${k} must have a string value`;
+    if (v.length > NAME_LIMITS.labelValueMaxChars) {
+      return `label ${k} value longer than ${NAME_LIMITS.labelValueMaxChars} characters`;
+    }
+  }
+  return undefined;
+}
+
+function decodeHello(o: Record<string, unknown>): HelloBody {
+  const role = o.role;
+  if (role !== "agent" && role !== "operator")
+    throw protocolError(`HELLO.role must be "agent" or "operator"`);
+  const name = needString(o, "name", "HELLO");
+  const bad = checkName(name) ?? checkLabels(o.labels ?? {});
+  if (bad !== undefined) throw protocolError(`HELLO ${bad}`);
+  const version = needString(o, "version", "HELLO");
+  if (version.length > 64) throw protocolError("HELLO.version longer than 64 characters");
+  const hello: HelloBody = {
+    role,
+    name,
+    labels: { ...((o.labels as Record<string, string>) ?? {}) },
+    version,
+  };
+  if (o.token !== undefined) {
+    const token = needString(o, "token", "HELLO");
+    if (token.length === 0 || token.length > 128) throw protocolError("HELLO.token must be 1–128 characters");
+    hello.token = token;
+  }
+  return hello;
+}
+
+function decodeWelcome(o: Record<string, unknown>): WelcomeBody {
+  const server = o.server;
+  if (typeof server !== "object" || server === null) throw protocolError("WELCOME.server must be an object");
+  const s = server as Record<string, unknown>;
+  return {
+    sessionId: needString(o, "sessionId", "WELCOME"),
+    token: needString(o, "token", "WELCOME"),
+    resumed: needBool(o, "resumed", "WELCOME"),
+    expired: needBool(o, "expired", "WELCOME"),
+    replaying: needCount(o, "replaying", "WELCOME"),
+    heartbeatIntervalMs: needCount(o, "heartbeatIntervalMs", "WELCOME"),
+    resumeWindowMs: needCount(o, "resumeWindowMs", "WELCOME"),
+    server: {
+      name: needString(s, "name", "WELCOME.server"),
+      version: needString(s, "version", "WELCOME.server"),
+    },
+  };
+}
+
+function decodeClose(o: Record<string, unknown>): CloseBody {
+  const code = needString(o, "code", "CLOSE");
+  if (!closeCodes.has(code))
+    throw protocolError(`CLOSE.code ${JSON.stringify(code.slice(0, 40))} is unknown`);
+  const close: CloseBody = { code: code as CloseBody["code"], message: needString(o, "message", "CLOSE") };
+  if (o.retryAfterMs !== undefined) close.retryAfterMs = needCount(o, "retryAfterMs", "CLOSE");
+  return close;
+}
+
+function decodeError(o: Record<string, unknown>): ErrorBody {
+  const code = needString(o, "code", "RESULT.error");
+  const body: ErrorBody = {
+    code: isErrorCode(code) ? code : ErrorCode.UNKNOWN,
+    message: needString(o, "message", "RESULT.error"),
+  };
+  if (o.details !== undefined) body.details = o.details;
+  return body;
+}
+
+function readPayload(buf: Uint8Array, at: number): Payload {
+  if (at >= buf.length) throw protocolError("payload kind byte missing");
+  const kind = buf[at]!;
+  if (kind !== PayloadKind.NONE && kind !== PayloadKind.JSON && kind !== PayloadKind.BYTES) {
+    throw protocolError(`unknown payload kind ${kind}`);
+  }
+  const bytes = buf.subarray(at + 1);
+  if (kind === PayloadKind.NONE && bytes.length > 0) throw protocolError("payload of kind NONE has bytes");
+  return { kind: kind as PayloadKind, bytes };
+}
+
+function exact(buf: Uint8Array, bodyBytes: number, what: string): void {
+  const got = buf.length - HEADER_BYTES;
+  if (got !== bodyBytes) throw protocolError(`${what} body must be ${bodyBytes} bytes, got ${got}`);
+}
+
+function atLeast(buf: Uint8Array, bodyBytes: number, what: string): void {
+  const got = buf.length - HEADER_BYTES;
+  if (got < bodyBytes) throw protocolError(`${what} body truncated: ${got} < ${bodyBytes} bytes`);
+}
+
+/**
+ * Decodes one whole frame. Every malformed shape throws a MusterError with code
+ * PROTOCOL_ERROR and a message that says what was wrong. The returned payloads are views
+ * into `input` (no copy).
+ */
+export function decodeFrame(input: Uint8Array): Frame {
+  if (input.length < HEADER_BYTES) {
+    throw protocolError(`frame truncated: ${input.length} bytes < ${HEADER_BYTES}-byte header`);
+  }
+  const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.length);
+  const version = buf[0]!;
+  if (version !== PROTOCOL_VERSION) {
+    throw protocolError(`unsupported protocol version ${version} (this side speaks ${PROTOCOL_VERSION})`);
+  }
+  const type = buf[1]!;
+  const seq = buf.readUIntBE(2, 6);
+  const ack = buf.readUIntBE(8, 6);
+  if (isSequenced(type)) {
+    if (seq === 0) throw protocolError(`frame type 0x${type.toString(16)} needs a sequence number`);
+  } else if (seq !== 0) {
+    throw protocolError(`control frame type 0x${type.toString(16)} must have seq 0`);
+  }
+  const B = HEADER_BYTES;
+  switch (type) {
+    case FrameType.HELLO:
+      return { type, seq, ack, hello: decodeHello(readJson(buf, B, "HELLO")) };
+    case FrameType.WELCOME:
+      return { type, seq, ack, welcome: decodeWelcome(readJson(buf, B, "WELCOME")) };
+    case FrameType.CLOSE:
+      return { type, seq, ack, close: decodeClose(readJson(buf, B, "CLOSE")) };
+    case FrameType.PING:
+    case FrameType.PONG:
+      exact(buf, 8, type === FrameType.PING ? "PING" : "PONG");
+      return { type, seq, ack, time: buf.readDoubleBE(B) };
+    case FrameType.ACK:
+      exact(buf, 0, "ACK");
+      return { type, seq, ack };
+    case FrameType.CALL: {
+      atLeast(buf, 10, "CALL");
+      const id = buf.readUInt32BE(B);
+      const timeoutMs = buf.readUInt32BE(B + 4);
+      const methodLen = buf[B + 8]!;
+      if (methodLen === 0) throw protocolError("CALL method name is empty");
+      atLeast(buf, 10 + methodLen, "CALL");
+      let method: string;
+      try {
+        method = utf8.decode(buf.subarray(B + 9, B + 9 + methodLen));
+      } catch {
+        throw protocolError("CALL method name is not valid UTF-8");
+      }
+      return { type, seq, ack, id, timeoutMs, method, payload: readPayload(buf, B + 9 + methodLen) };
+    }
+    case FrameType.ITEM:
+      atLeast(buf, 5, "ITEM");
+      return { type, seq, ack, id: buf.readUInt32BE(B), payload: readPayload(buf, B + 4) };
+    case FrameType.RESULT: {
+      atLeast(buf, 5, "RESULT");
+      const id = buf.readUInt32BE(B);
+      const status = buf[B + 4]!;
+      if (status === 0) return { type, seq, ack, id, payload: readPayload(buf, B + 5) };
+      if (status === 1)
+        return { type, seq, ack, id, error: decodeError(readJson(buf, B + 5, "RESULT.error")) };
+      throw protocolError(`RESULT status must be 0 (ok) or 1 (error), got ${status}`);
+    }
+    case FrameType.CANCEL:
+      exact(buf, 4, "CANCEL");
+      return { type, seq, ack, id: buf.readUInt32BE(B) };
+    default:
+      throw protocolError(`unknown frame type 0x${type.toString(16).padStart(2, "0")}`);
+  }
+}

@@ -1,0 +1,144 @@
+import type { ErrorBody } from "../errors/muster-error.js";
+
+/** Version byte of every frame of this protocol (docs/protocol.md). */
+export const PROTOCOL_VERSION = 1;
+
+/** version u8 · type u8 · seq u48 · ack u48 */
+export const HEADER_BYTES = 14;
+
+/** Largest value of the u48 `seq` and `ack` fields. */
+export const MAX_SEQ = 2 ** 48 - 1;
+
+/** Type byte of each frame. 0x01–0x0f: link control (unsequenced); 0x10–: sequenced. */
+export const FrameType = {
+  HELLO: 0x01,
+  WELCOME: 0x02,
+  PING: 0x03,
+  PONG: 0x04,
+  ACK: 0x05,
+  CLOSE: 0x06,
+  CALL: 0x10,
+  ITEM: 0x11,
+  RESULT: 0x12,
+  CANCEL: 0x13,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/** How a payload's bytes are to be read. */
+export const PayloadKind = {
+  /** No value (`undefined`); no bytes follow. */
+  NONE: 0,
+  /** UTF-8 JSON text. */
+  JSON: 1,
+  /** Opaque bytes, delivered as a `Uint8Array`. */
+  BYTES: 2,
+} as const;
+export type PayloadKind = (typeof PayloadKind)[keyof typeof PayloadKind];
+
+/** A payload as carried on the wire: decoded lazily, by the rpc layer. */
+export interface Payload {
+  kind: PayloadKind;
+  bytes: Uint8Array;
+}
+
+/** Who is on the other end of a session. */
+export type PeerRole = "agent" | "operator";
+
+/** The first frame of every connection, sent by the dialing side. */
+export interface HelloBody {
+  role: PeerRole;
+  /** Public name: unique in the fleet for agents; free text for operators. */
+  name: string;
+  labels: Record<string, string>;
+  /** Software version of the dialing side. */
+  version: string;
+  /** Private resume token from an earlier WELCOME; absent for a new session. */
+  token?: string;
+}
+
+/** The server's answer to HELLO. */
+export interface WelcomeBody {
+  /** Public id of the session (logs, presence). */
+  sessionId: string;
+  /** Private token to present in HELLO to resume this session. */
+  token: string;
+  /** True when an earlier session was resumed. */
+  resumed: boolean;
+  /** True when HELLO asked to resume a session the server no longer has. */
+  expired: boolean;
+  /** Number of frames the server is about to replay. */
+  replaying: number;
+  heartbeatIntervalMs: number;
+  resumeWindowMs: number;
+  server: { name: string; version: string };
+}
+
+/** Why a link or session is closed. Carried in CLOSE frames and in events. */
+export const CloseCode = {
+  NORMAL: "normal",
+  PROTOCOL_ERROR: "protocol_error",
+  FRAME_TOO_LARGE: "frame_too_large",
+  HANDSHAKE_TIMEOUT: "handshake_timeout",
+  HEARTBEAT_TIMEOUT: "heartbeat_timeout",
+  REPLACED: "replaced",
+  REJECTED: "rejected",
+  SHUTDOWN: "shutdown",
+  SLOW_CONSUMER: "slow_consumer",
+  TRANSPORT_ERROR: "transport_error",
+  REMOTE_CLOSED: "remote_closed",
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+export interface CloseBody {
+  code: CloseCode;
+  message: string;
+  /** A hint for the dialer: wait at least this long before the next attempt. */
+  retryAfterMs?: number;
+}
+
+interface Header {
+  /** Sequence number; 0 on unsequenced (control) frames. */
+  seq: number;
+  /** Cumulative acknowledgement: every frame up to this seq was received. */
+  ack: number;
+}
+
+export type Frame =
+  | (Header & { type: typeof FrameType.HELLO; hello: HelloBody })
+  | (Header & { type: typeof FrameType.WELCOME; welcome: WelcomeBody })
+  | (Header & { type: typeof FrameType.PING; time: number })
+  | (Header & { type: typeof FrameType.PONG; time: number })
+  | (Header & { type: typeof FrameType.ACK })
+  | (Header & { type: typeof FrameType.CLOSE; close: CloseBody })
+  | (Header & {
+      type: typeof FrameType.CALL;
+      id: number;
+      timeoutMs: number;
+      method: string;
+      payload: Payload;
+    })
+  | (Header & { type: typeof FrameType.ITEM; id: number; payload: Payload })
+  | (Header & { type: typeof FrameType.RESULT; id: number; payload: Payload })
+  | (Header & { type: typeof FrameType.RESULT; id: number; error: ErrorBody })
+  | (Header & { type: typeof FrameType.CANCEL; id: number });
+
+export type FrameOf<T extends FrameType> = Extract<Frame, { type: T }>;
+
+/** True for frame types that carry a sequence number and are replayed on resume. */
+export function isSequenced(type: number): boolean {
+  return type >= 0x10;
+}
+
+/** Limits on names and labels, checked when a HELLO is decoded. */
+export const NAME_LIMITS = {
+  nameMaxChars: 128,
+  labelsMax: 64,
+  labelKeyMaxChars: 63,
+  labelValueMaxChars: 256,
+  methodMaxBytes: 255,
+} as const;
+
+/** Agent names: letters, digits and `. _ - : @`, starting with a letter or digit. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+/** Label keys: letters, digits and `. _ - /`, starting with a letter or digit. */
+export const LABEL_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;

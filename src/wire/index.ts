@@ -1,0 +1,23 @@
+export {
+  checkLabels,
+  checkName,
+  decodeFrame,
+  decodeValue,
+  encodeCall,
+  encodeFrame,
+  encodeValue,
+  withAck,
+} from "./codec.js";
+export { describeFrame } from "./describe.js";
+export type { CloseBody, Frame, FrameOf, HelloBody, Payload, PeerRole, WelcomeBody } from "./frame.js";
+export {
+  CloseCode,
+  FrameType,
+  HEADER_BYTES,
+  isSequenced,
+  MAX_SEQ,
+  NAME_LIMITS,
+  PayloadKind,
+  PROTOCOL_VERSION,
+} from "./frame.js";
+export { LENGTH_PREFIX_BYTES, LengthPrefixDecoder, lengthPrefix } from "./length-prefix.js";
