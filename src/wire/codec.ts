@@ -18,7 +18,9 @@ import {
   type WelcomeBody,
 } from "./frame.js";
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: keep a leading U+FEFF instead of silently stripping it, so that a method name
+// (or any text) decodes to exactly what was encoded.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const closeCodes = new Set<string>(Object.values(CloseCode));
 
 function protocolError(message: string): MusterError {
@@ -42,6 +44,12 @@ function jsonFrame(type: number, seq: number, ack: number, body: unknown): Buffe
   const buf = header(type, seq, ack, json.length);
   json.copy(buf, HEADER_BYTES);
   return buf;
+}
+
+function checkId(id: number): void {
+  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) {
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `call id out of range (u32): ${id}`);
+  }
 }
 
 /** Encodes one frame. Throws INVALID_ARGUMENT for values the format cannot carry. */
@@ -75,6 +83,7 @@ export function encodeFrame(frame: Frame): Buffer {
     case FrameType.CALL:
       return encodeCall(seq, ack, frame.id, frame.timeoutMs, frame.method, frame.payload);
     case FrameType.ITEM: {
+      checkId(frame.id);
       const buf = header(frame.type, seq, ack, 5 + frame.payload.bytes.length);
       buf.writeUInt32BE(frame.id, HEADER_BYTES);
       buf[HEADER_BYTES + 4] = frame.payload.kind;
@@ -82,6 +91,7 @@ export function encodeFrame(frame: Frame): Buffer {
       return buf;
     }
     case FrameType.RESULT: {
+      checkId(frame.id);
       if ("error" in frame) {
         const json = Buffer.from(JSON.stringify(frame.error), "utf8");
         const buf = header(frame.type, seq, ack, 5 + json.length);
@@ -98,6 +108,7 @@ export function encodeFrame(frame: Frame): Buffer {
       return buf;
     }
     case FrameType.CANCEL: {
+      checkId(frame.id);
       const buf = header(frame.type, seq, ack, 4);
       buf.writeUInt32BE(frame.id, HEADER_BYTES);
       return buf;
@@ -117,6 +128,7 @@ export function encodeCall(
   method: string,
   payload: Payload,
 ): Buffer {
+  checkId(id);
   const methodBytes = Buffer.byteLength(method, "utf8");
   if (methodBytes === 0 || methodBytes > NAME_LIMITS.methodMaxBytes) {
     throw new MusterError(ErrorCode.INVALID_ARGUMENT, `method name must be 1–255 bytes, got ${methodBytes}`);

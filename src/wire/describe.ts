@@ -2,6 +2,15 @@ import { type Frame, FrameType, type Payload, PayloadKind } from "./frame.js";
 
 const names: Record<number, string> = Object.fromEntries(Object.entries(FrameType).map(([k, v]) => [v, k]));
 
+/** Escapes control characters and line separators so that a trace line stays one line. */
+function oneLine(text: string): string {
+  return text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 function payloadText(p: Payload, max: number): string {
   switch (p.kind) {
     case PayloadKind.NONE:
@@ -10,7 +19,7 @@ function payloadText(p: Payload, max: number): string {
       return `bytes(${p.bytes.length})`;
     default: {
       const text = Buffer.from(p.bytes.buffer, p.bytes.byteOffset, p.bytes.length).toString("utf8");
-      return text.length > max ? `${text.slice(0, max)}…(${p.bytes.length}B)` : text;
+      return oneLine(text.length > max ? `${text.slice(0, max)}…(${p.bytes.length}B)` : text);
     }
   }
 }
@@ -33,7 +42,7 @@ export function describeFrame(frame: Frame, max = 200): string {
     case FrameType.ACK:
       return head;
     case FrameType.CALL:
-      return `${head} id=${frame.id} method=${frame.method} timeout=${frame.timeoutMs}ms ${payloadText(frame.payload, max)}`;
+      return `${head} id=${frame.id} method=${oneLine(frame.method)} timeout=${frame.timeoutMs}ms ${payloadText(frame.payload, max)}`;
     case FrameType.ITEM:
       return `${head} id=${frame.id} ${payloadText(frame.payload, max)}`;
     case FrameType.RESULT:

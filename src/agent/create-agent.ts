@@ -1,0 +1,417 @@
+import { greet, RefusedError } from "../client/greet.js";
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { AsyncQueue } from "../internal/async-queue.js";
+import { Backoff, type BackoffOptions } from "../internal/backoff.js";
+import { type Clock, systemClock, type TimerHandle } from "../internal/clock.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { type Logger, silentLogger } from "../internal/logger.js";
+import { VERSION } from "../internal/version.js";
+import { RpcEndpoint } from "../rpc/endpoint.js";
+import type { CallOptions, Handler } from "../rpc/types.js";
+import { Session } from "../session/session.js";
+import type { MemoryNetwork } from "../transport/memory.js";
+import type { TlsClientOptions, Transport } from "../transport/types.js";
+import { checkLabels, checkName } from "../wire/codec.js";
+import { type CloseBody, CloseCode } from "../wire/frame.js";
+import { builtinHandlers } from "./builtins.js";
+
+/** Options of `createAgent`. Durations in milliseconds; defaults in `DEFAULTS`. */
+export interface AgentOptions {
+  /** Public, unique name of the agent. */
+  name: string;
+  labels?: Record<string, string>;
+  /** Server URLs (ws, wss, tcp, tls, memory), tried in turn. */
+  servers: readonly string[];
+  tls?: TlsClientOptions;
+  memory?: MemoryNetwork;
+  logger?: Logger;
+  clock?: Clock;
+  /** Answer `sys.ping` and `sys.info`. @default true */
+  builtins?: boolean;
+  /** Reconnect backoff: 500 ms doubling to 30 s, ±50 % jitter after the cap, reset after 10 s connected. */
+  reconnect?: BackoffOptions & { stableMs?: number };
+  /** @default 10000 */
+  connectTimeoutMs?: number;
+  /** Default deadline of calls to the server. @default 10000 */
+  callTimeoutMs?: number;
+  /** @default 12000 */
+  suspectAfterMs?: number;
+  /** @default 30000 */
+  deadAfterMs?: number;
+  /** @default 1048576 */
+  maxFrameBytes?: number;
+  /** @default 4096 */
+  replayMaxFrames?: number;
+  /** @default 16777216 */
+  replayMaxBytes?: number;
+  /** Calls from the server running at once. @default 1000 */
+  maxIncomingCalls?: number;
+  /** Version string sent to the server. @default this package's version */
+  version?: string;
+}
+
+/** The agent's link state. */
+export type AgentState = "idle" | "connecting" | "connected" | "suspect" | "resuming" | "closed";
+
+/** What happens to an agent's link, readable with `for await (const e of agent.events())`. */
+export type AgentEvent =
+  | { type: "connected"; url: string; sessionId: string }
+  | { type: "resumed"; url: string; sessionId: string; replayedToServer: number; replayedFromServer: number; downtimeMs: number }
+  | { type: "expired"; previousSessionId: string }
+  | { type: "disconnected"; code: string; reason: string }
+  | { type: "suspect" }
+  | { type: "recover" }
+  | { type: "retry"; url: string; attempt: number; delayMs: number; error: string }
+  | { type: "replaced"; reason: string }
+  | { type: "closed"; reason: string };
+
+export interface MusterAgent {
+  readonly name: string;
+  readonly state: AgentState;
+  /** Public id of the current session, once connected. */
+  readonly sessionId: string | undefined;
+  /** Starts connecting (and reconnecting, for ever). Returns at once. */
+  start(): void;
+  /** Resolves when the agent is connected (now or later); rejects if it is closed first. */
+  connected(options?: { signal?: AbortSignal }): Promise<void>;
+  /** Registers a method the server can call. */
+  handle<Req = unknown, Res = unknown>(method: string, handler: Handler<Req, Res>): this;
+  /** Calls a method on the server. Queued while disconnected; sent on resume. */
+  call<T = unknown>(method: string, request?: unknown, options?: CallOptions): Promise<T>;
+  /** Link events from now on. */
+  events(): AsyncIterableIterator<AgentEvent>;
+  /** Calls `fn` on every event; returns a function that stops it. */
+  onEvent(fn: (e: AgentEvent) => void): () => void;
+  /** Ends the session (the server is told), stops reconnecting. */
+  close(): Promise<void>;
+}
+
+/** Creates an agent. Call `start()` to connect. */
+export function createAgent(options: AgentOptions): MusterAgent {
+  return new Agent(options);
+}
+
+/** CLOSE codes after which the server has forgotten the session. */
+const SESSION_ENDING = new Set<string>([CloseCode.NORMAL, CloseCode.REPLACED, CloseCode.REJECTED, CloseCode.SHUTDOWN]);
+
+class Agent implements MusterAgent {
+  readonly name: string;
+  readonly #labels: Record<string, string>;
+  readonly #o: AgentOptions;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #handlers = new Map<string, Handler>();
+  readonly #backoff: Backoff;
+  readonly #subscribers = new Set<AsyncQueue<AgentEvent>>();
+  readonly #listeners = new Set<(e: AgentEvent) => void>();
+  #state: AgentState = "idle";
+  #session!: Session;
+  #rpc!: RpcEndpoint;
+  #token: string | undefined;
+  #sessionId: string | undefined;
+  #transport: Transport | undefined;
+  #linkDown: (() => void) | undefined;
+  #retryAfterMs = 0;
+  #wake: (() => void) | undefined;
+  #dialAbort: AbortController | undefined;
+  #ticker: TimerHandle | undefined;
+  #detachedAt = 0;
+  #waiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
+
+  constructor(options: AgentOptions) {
+    const bad = checkName(options.name) ?? checkLabels(options.labels ?? {});
+    if (bad) throw new MusterError(ErrorCode.INVALID_ARGUMENT, bad);
+    if (options.servers.length === 0) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "no server URL given");
+    this.name = options.name;
+    this.#labels = { ...(options.labels ?? {}) };
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#log = options.logger ?? silentLogger;
+    this.#backoff = new Backoff(options.reconnect);
+    if (options.builtins !== false) {
+      for (const [k, v] of builtinHandlers(() => ({ name: this.name, labels: this.#labels }))) this.#handlers.set(k, v);
+    }
+    this.#newSession();
+  }
+
+  get state(): AgentState {
+    return this.#state;
+  }
+  get sessionId(): string | undefined {
+    return this.#sessionId;
+  }
+
+  handle<Req, Res>(method: string, handler: Handler<Req, Res>): this {
+    this.#handlers.set(method, handler as Handler);
+    return this;
+  }
+
+  call<T>(method: string, request?: unknown, options?: CallOptions): Promise<T> {
+    if (this.#state === "closed") return Promise.reject(new MusterError(ErrorCode.CLOSED, "agent is closed"));
+    return this.#rpc.call(method, request, options) as Promise<T>;
+  }
+
+  events(): AsyncIterableIterator<AgentEvent> {
+    const q: AsyncQueue<AgentEvent> = new AsyncQueue({ maxItems: 10_000, onReturn: () => this.#subscribers.delete(q) });
+    this.#subscribers.add(q);
+    return q;
+  }
+
+  onEvent(fn: (e: AgentEvent) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  connected(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#state === "connected" || this.#state === "suspect") return Promise.resolve();
+    if (this.#state === "closed") return Promise.reject(new MusterError(ErrorCode.CLOSED, "agent is closed"));
+    return new Promise((resolve, reject) => {
+      const w = { resolve, reject };
+      this.#waiters.push(w);
+      options.signal?.addEventListener(
+        "abort",
+        () => {
+          this.#waiters = this.#waiters.filter((x) => x !== w);
+          reject(new MusterError(ErrorCode.CANCELLED, "stopped waiting for the connection"));
+        },
+        { once: true },
+      );
+    });
+  }
+
+  start(): void {
+    if (this.#state !== "idle") return;
+    this.#setState("connecting");
+    const every = Math.max(10, Math.min(1000, Math.floor(DEFAULTS.heartbeatIntervalMs / 4)));
+    const tick = (): void => {
+      this.#session.tick(this.#clock.now());
+      if (this.#state !== "closed") {
+        this.#ticker = this.#clock.setTimeout(tick, every);
+        this.#ticker.unref();
+      }
+    };
+    tick();
+    void this.#run();
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === "closed") return;
+    this.#setState("closed");
+    if (this.#ticker) this.#clock.clearTimeout(this.#ticker);
+    this.#dialAbort?.abort();
+    this.#wake?.();
+    this.#session.close(CloseCode.NORMAL, "agent closing");
+    this.#rpc.fail(new MusterError(ErrorCode.CLOSED, "agent closed"));
+    this.#linkDown?.();
+    for (const w of this.#waiters.splice(0)) w.reject(new MusterError(ErrorCode.CLOSED, "agent closed"));
+    this.#emit({ type: "closed", reason: "closed by the application" });
+    for (const q of this.#subscribers) q.end();
+  }
+
+  // --- internals -----------------------------------------------------------------------------
+
+  #newSession(): void {
+    const logger = this.#log;
+    this.#session = new Session(
+      {
+        clock: this.#clock,
+        logger,
+        replayMaxFrames: this.#o.replayMaxFrames ?? DEFAULTS.replayMaxFrames,
+        replayMaxBytes: this.#o.replayMaxBytes ?? DEFAULTS.replayMaxBytes,
+        suspectAfterMs: this.#o.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
+        deadAfterMs: this.#o.deadAfterMs ?? DEFAULTS.deadAfterMs,
+      },
+      {
+        onMessage: (f) => this.#rpc.receive(f),
+        onState: (s, prev) => {
+          if (s === "suspect") {
+            this.#log.warn("server silent: suspect");
+            this.#setState("suspect");
+            this.#emit({ type: "suspect" });
+          } else if (s === "connected" && prev === "suspect") {
+            this.#setState("connected");
+            this.#emit({ type: "recover" });
+          }
+        },
+        onLinkDown: (info) => this.#onLinkDown(info.code, info.message),
+        onPeerClose: (close) => this.#onServerClose(close),
+      },
+    );
+    this.#rpc = new RpcEndpoint(this.#session, {
+      clock: this.#clock,
+      logger,
+      handlers: this.#handlers,
+      peer: { role: "server", name: "server", labels: {}, sessionId: "", remoteAddress: "" },
+      defaultTimeoutMs: this.#o.callTimeoutMs ?? DEFAULTS.callTimeoutMs,
+      maxIncomingCalls: this.#o.maxIncomingCalls ?? 1000,
+      describePeer: "the server",
+      describeSelf: `agent ${this.name}`,
+    });
+  }
+
+  /** The server forgot the session (or we must forget it): pending calls fail, a new one starts. */
+  #dropSession(code: ErrorCode, message: string): void {
+    this.#rpc.fail(new MusterError(code, message));
+    this.#session.close(CloseCode.NORMAL, message);
+    this.#token = undefined;
+    this.#newSession();
+  }
+
+  #onLinkDown(code: string, reason: string): void {
+    this.#transport = undefined;
+    this.#detachedAt = this.#clock.now();
+    if (this.#state !== "closed") {
+      this.#log.warn({ code, reason }, "link to the server lost: resuming");
+      this.#setState("resuming");
+      this.#emit({ type: "disconnected", code, reason });
+    }
+    this.#linkDown?.();
+  }
+
+  #onServerClose(close: CloseBody): void {
+    this.#retryAfterMs = close.retryAfterMs ?? 0;
+    if (close.code === CloseCode.REPLACED) {
+      this.#log.error({ reason: close.message }, "another agent with the same name replaced this one: stopping");
+      this.#emit({ type: "replaced", reason: close.message });
+      this.#rpc.fail(new MusterError(ErrorCode.REPLACED, close.message));
+      void this.close();
+      return;
+    }
+    if (SESSION_ENDING.has(close.code)) {
+      this.#log.warn({ code: close.code, reason: close.message }, "server ended the session");
+      this.#dropSession(ErrorCode.UNAVAILABLE, `server ended the session (${close.code}): ${close.message}`);
+    }
+    const t = this.#transport;
+    if (t) t.close(CloseCode.NORMAL, "server closed the session");
+  }
+
+  async #run(): Promise<void> {
+    const urls = this.#o.servers;
+    let i = 0;
+    while (!this.#isClosed()) {
+      const url = urls[i % urls.length]!;
+      let error: string;
+      try {
+        await this.#connectOnce(url);
+        const since = this.#clock.now();
+        await new Promise<void>((resolve) => {
+          this.#linkDown = resolve;
+          if (!this.#transport) resolve();
+        });
+        this.#linkDown = undefined;
+        if (this.#clock.now() - since >= (this.#o.reconnect?.stableMs ?? DEFAULTS.reconnectStableMs)) {
+          this.#backoff.reset();
+        }
+        error = "link lost";
+      } catch (err) {
+        const e = MusterError.from(err, ErrorCode.UNAVAILABLE);
+        if (err instanceof RefusedError) this.#retryAfterMs = err.close.retryAfterMs ?? 0;
+        error = e.rawMessage;
+        i++;
+        this.#log.debug({ url, err: e.rawMessage }, "connect failed");
+      }
+      if (this.#isClosed()) break;
+      const delayMs = Math.max(this.#backoff.next(), this.#retryAfterMs);
+      this.#retryAfterMs = 0;
+      this.#emit({ type: "retry", url: urls[i % urls.length]!, attempt: this.#backoff.attempt, delayMs, error });
+      await this.#sleep(delayMs);
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = this.#clock.setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        this.#clock.clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  async #connectOnce(url: string): Promise<void> {
+    this.#dialAbort = new AbortController();
+    const resuming = this.#token !== undefined;
+    const link = await greet(
+      url,
+      {
+        role: "agent",
+        name: this.name,
+        labels: this.#labels,
+        version: this.#o.version ?? VERSION,
+        ...(resuming ? { token: this.#token } : {}),
+      },
+      resuming ? this.#session.lastReceived : 0,
+      {
+        clock: this.#clock,
+        logger: this.#log,
+        connectTimeoutMs: this.#o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+        maxFrameBytes: this.#o.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+        tls: this.#o.tls,
+        memory: this.#o.memory,
+        signal: this.#dialAbort.signal,
+        onFrame: (t, bytes) => this.#session.receive(t, bytes),
+        onClose: (t, info) => this.#session.linkClosed(t, info),
+      },
+    );
+    if (this.#isClosed()) {
+      link.transport.close(CloseCode.NORMAL, "agent closed");
+      return;
+    }
+    const w = link.welcome;
+    const previousSessionId = this.#sessionId;
+    if (resuming && !w.resumed) {
+      this.#log.warn({ previousSessionId }, "session expired on the server: starting a new one");
+      this.#dropSession(ErrorCode.SESSION_EXPIRED, "the server no longer had this session (resume window passed or server restarted)");
+      this.#emit({ type: "expired", previousSessionId: previousSessionId ?? "" });
+    } else if (w.resumed && !this.#session.canResumeFrom(link.serverAck)) {
+      link.transport.close(CloseCode.PROTOCOL_ERROR, "server ack outside the replay window");
+      this.#dropSession(ErrorCode.SESSION_EXPIRED, "server resumed from a point this agent cannot replay from");
+      throw new MusterError(ErrorCode.PROTOCOL_ERROR, "server ack outside the replay window");
+    }
+    this.#token = w.token;
+    this.#sessionId = w.sessionId;
+    this.#transport = link.transport;
+    const replayed = this.#session.attach(link.transport, w.resumed ? link.serverAck : 0);
+    this.#setState("connected");
+    if (w.resumed) {
+      const downtimeMs = Math.round(this.#clock.now() - this.#detachedAt);
+      this.#log.info({ url, replayedToServer: replayed, replayedFromServer: w.replaying, downtimeMs }, "session resumed");
+      this.#emit({
+        type: "resumed",
+        url,
+        sessionId: w.sessionId,
+        replayedToServer: replayed,
+        replayedFromServer: w.replaying,
+        downtimeMs,
+      });
+    } else {
+      this.#log.info({ url, session: w.sessionId, server: w.server.name }, "connected");
+      this.#emit({ type: "connected", url, sessionId: w.sessionId });
+    }
+    for (const waiter of this.#waiters.splice(0)) waiter.resolve();
+  }
+
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
+  #setState(s: AgentState): void {
+    if (this.#state === "closed") return;
+    this.#state = s;
+  }
+
+  #emit(e: AgentEvent): void {
+    for (const q of this.#subscribers) q.push(e);
+    for (const fn of this.#listeners) {
+      try {
+        fn(e);
+      } catch (err) {
+        this.#log.warn({ err }, "event listener threw");
+      }
+    }
+  }
+}

@@ -1,0 +1,94 @@
+import type { Command } from "commander";
+import { MusterError } from "../../errors/muster-error.js";
+import { connectOperator, type MusterOperator } from "../../operator/create-operator.js";
+import { parseTarget } from "../../rpc/target.js";
+import { DEFAULT_SERVER_URL, dialTlsFrom, EXIT, fail, loggerFrom, withDialTls } from "../common.js";
+import { agentsTable, outcomeLine, summaryLine } from "../format.js";
+import { parseDuration, parseJsonArg } from "../parse.js";
+
+interface OperatorFlags {
+  server: string;
+  json: boolean;
+  tlsCa?: string;
+  tlsInsecure: boolean;
+}
+
+async function connect(flags: OperatorFlags): Promise<MusterOperator> {
+  const tls = dialTlsFrom(flags);
+  try {
+    return await connectOperator({
+      server: flags.server,
+      connectTimeoutMs: 5000,
+      logger: loggerFrom({ logLevel: "warn", trace: false, logJson: false }, "muster"),
+      ...(tls ? { tls } : {}),
+    });
+  } catch (err) {
+    fail(`cannot reach the server at ${flags.server}: ${(err as MusterError).rawMessage ?? String(err)}`, EXIT.UNREACHABLE);
+  }
+}
+
+function withServer(cmd: Command): Command {
+  return withDialTls(
+    cmd
+      .option("--server <url>", "server URL (or $MUSTER_SERVER)", DEFAULT_SERVER_URL)
+      .option("--json", "machine-readable output: JSON", false),
+  );
+}
+
+export function registerOperatorCommands(program: Command): void {
+  withServer(program.command("agents").description("list the agents the server knows: live ones, then recently offline")).action(
+    async (flags: OperatorFlags) => {
+      const op = await connect(flags);
+      try {
+        const agents = await op.agents();
+        if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
+        else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
+      } catch (err) {
+        fail((err as Error).message);
+      } finally {
+        await op.close();
+      }
+    },
+  );
+
+  withServer(
+    program
+      .command("call")
+      .description(
+        "call a method on agents and print one outcome per expected agent as it arrives; exit status 0 only when all are ok",
+      )
+      .argument("<target>", "an agent name, names (a,b), a glob (web-*), a label selector (role=web,zone!=eu), or all")
+      .argument("<method>", "method name, e.g. sys.info")
+      .argument("[json]", "the request, as JSON")
+      .option("--timeout <duration>", "deadline of the call", parseDuration, 10_000),
+  ).action(async (target: string, method: string, json: string | undefined, flags: OperatorFlags & { timeout: number }) => {
+    try {
+      parseTarget(target);
+    } catch (err) {
+      fail((err as MusterError).rawMessage, EXIT.USAGE);
+    }
+    const args = parseJsonArg(json);
+    const op = await connect(flags);
+    const call = op.call(target, method, args, { timeoutMs: flags.timeout });
+    const onSignal = (): void => call.cancel();
+    process.once("SIGINT", onSignal);
+    try {
+      const expected = await call.expected;
+      const width = Math.max(4, ...expected.map((n) => n.length));
+      if (expected.length === 0 && !flags.json) process.stdout.write(`no agent matches ${target}\n`);
+      for await (const o of call) {
+        process.stdout.write(flags.json ? `${JSON.stringify(o)}\n` : `${outcomeLine(o, width)}\n`);
+      }
+      const { summary } = await call.done;
+      process.stdout.write(flags.json ? `${JSON.stringify({ summary })}\n` : `${summaryLine(summary)}\n`);
+      process.exitCode = summary.ok === expected.length && expected.length > 0 ? EXIT.OK : EXIT.FAILED;
+    } catch (err) {
+      const e = MusterError.from(err);
+      process.stderr.write(`muster: call failed: ${e.message}\n`);
+      process.exitCode = e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED;
+    } finally {
+      process.off("SIGINT", onSignal);
+      await op.close();
+    }
+  });
+}

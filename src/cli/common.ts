@@ -1,0 +1,63 @@
+import { readFileSync } from "node:fs";
+import { type Command, Option } from "commander";
+import type { Logger } from "../internal/logger.js";
+import type { TlsClientOptions } from "../transport/types.js";
+import { createCliLogger } from "./logger.js";
+import { parseLogLevel } from "./parse.js";
+
+/** Default server for operator commands: $MUSTER_SERVER or the local WebSocket port. */
+export const DEFAULT_SERVER_URL = process.env.MUSTER_SERVER ?? "ws://127.0.0.1:33075";
+
+/** Exit statuses of the CLI. */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+
+/** Adds --log-level, --trace and --log-json to a command. */
+export function withLogOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option("--log-level <level>", "trace, debug, info, warn, error or silent")
+        .default("info")
+        .argParser(parseLogLevel),
+    )
+    .option("--trace", "log every frame in both directions (implies --log-level trace)", false)
+    .option("--log-json", "JSON log lines even on a terminal", false);
+}
+
+export interface LogFlags {
+  logLevel: string;
+  trace: boolean;
+  logJson: boolean;
+}
+
+export function loggerFrom(flags: LogFlags, name: string): Logger {
+  return createCliLogger({ level: flags.logLevel, trace: flags.trace, json: flags.logJson }, name);
+}
+
+/** Adds TLS options for dialing (agents, operator commands). */
+export function withDialTls(cmd: Command): Command {
+  return cmd
+    .option("--tls-ca <file>", "PEM file of a CA to trust for wss:// and tls:// servers")
+    .option("--tls-insecure", "do not verify the server's certificate (testing only)", false);
+}
+
+export function dialTlsFrom(flags: { tlsCa?: string; tlsInsecure?: boolean }): TlsClientOptions | undefined {
+  if (!flags.tlsCa && !flags.tlsInsecure) return undefined;
+  const o: TlsClientOptions = { insecure: flags.tlsInsecure === true };
+  if (flags.tlsCa) o.ca = readFileOrFail(flags.tlsCa, "--tls-ca");
+  return o;
+}
+
+/** Reads a file for an option, or exits with a clear message. */
+export function readFileOrFail(path: string, option: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    fail(`${option}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, EXIT.USAGE);
+  }
+}
+
+/** Prints `muster: message` to standard error and exits. */
+export function fail(message: string, code: number = EXIT.FAILED): never {
+  process.stderr.write(`muster: ${message}\n`);
+  process.exit(code);
+}

@@ -1,0 +1,67 @@
+import type { AgentInfo } from "../presence/presence.js";
+import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
+
+/** Renders rows as a table with a header; columns are padded to their widest cell. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+/** "12s ago", "3m ago", "2h ago". */
+export function ago(epochMs: number, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - epochMs) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+export function agentsTable(agents: AgentInfo[], now = Date.now()): string {
+  return table(
+    ["NAME", "LABELS", "STATE", "ADDRESS", "VERSION", "CONNECTED SINCE", "LAST SEEN"],
+    agents.map((a) => [
+      a.name,
+      Object.entries(a.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(",") || "-",
+      a.state,
+      `${a.transport} ${a.address}`,
+      a.version,
+      new Date(a.connectedSince).toISOString().replace(/\.\d+Z$/, "Z"),
+      ago(a.lastSeen, now),
+    ]),
+  );
+}
+
+const STATUS_TEXT: Record<CallOutcome["status"], string> = {
+  ok: "ok",
+  error: "error",
+  timeout: "timeout",
+  not_connected: "not connected",
+};
+
+function clip(s: string, max = 160): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+/** One line per outcome; `nameWidth` aligns the columns of a fan-out. */
+export function outcomeLine(o: CallOutcome, nameWidth: number): string {
+  const status = STATUS_TEXT[o.status].padEnd(13);
+  const took = o.status === "not_connected" ? "".padStart(9) : `${o.durationMs.toFixed(1)}ms`.padStart(9);
+  const detail =
+    o.status === "ok"
+      ? o.value === undefined
+        ? ""
+        : JSON.stringify(o.value)
+      : `${o.error?.code ?? ""} ${o.error?.message ?? ""}`.trim();
+  return `${o.agent.padEnd(nameWidth)}  ${status} ${took}  ${clip(detail)}`.trimEnd();
+}
+
+export function summaryLine(s: OutcomeSummary): string {
+  return `${s.ok} ok, ${s.timeout} timeout, ${s.error} error, ${s.notConnected} not connected`;
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { VERSION } from "../internal/version.js";
+import { registerAgent } from "./commands/agent.js";
+import { registerOperatorCommands } from "./commands/operator.js";
+import { registerServer } from "./commands/server.js";
+import { EXIT } from "./common.js";
+
+const program = new Command("muster")
+  .description("a control plane for fleets of agents")
+  .version(VERSION, "-V, --version")
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride();
+
+registerServer(program);
+registerAgent(program);
+registerOperatorCommands(program);
+
+program.addHelpText(
+  "after",
+  `
+Examples:
+  muster server
+  muster agent --server ws://127.0.0.1:33075 --name web-1 --label role=web
+  muster agents
+  muster call web-1 sys.info
+  muster call 'role=web' sys.ping --timeout 3s
+  muster call all sys.info --json`,
+);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+  }
+  process.stderr.write(`muster: ${(err as Error).message}\n`);
+  process.exit(EXIT.FAILED);
+}

@@ -1,0 +1,41 @@
+// The public API of muster. User-facing symbols first; extension points below.
+
+export { type AgentEvent, type AgentOptions, type AgentState, createAgent, type MusterAgent } from "./agent/create-agent.js";
+export { ErrorCode } from "./errors/codes.js";
+export { type ErrorBody, MusterError } from "./errors/muster-error.js";
+export { DEFAULTS } from "./internal/defaults.js";
+export type { Logger } from "./internal/logger.js";
+export { VERSION } from "./internal/version.js";
+export {
+  connectOperator,
+  type MusterOperator,
+  type OperatorOptions,
+  type RemoteCall,
+} from "./operator/create-operator.js";
+export type { AgentInfo, AgentState as PresenceState, PresenceEvent } from "./presence/presence.js";
+export type { FanOut } from "./rpc/fan-out.js";
+export { formatTarget, parseTarget, type Target } from "./rpc/target.js";
+export type {
+  CallContext,
+  CallOptions,
+  CallOutcome,
+  Handler,
+  OutcomeStatus,
+  OutcomeSummary,
+  PeerInfo,
+} from "./rpc/types.js";
+export { createServer, type MusterServer } from "./server/create-server.js";
+export type { ServerOptions } from "./server/options.js";
+
+// --- Extension points: transports and the clock ------------------------------------------
+export { type Clock, ManualClock, systemClock } from "./internal/clock.js";
+export { createMemoryPair, MemoryNetwork, type MemoryTransportEnd } from "./transport/memory.js";
+export type {
+  Listener,
+  TlsClientOptions,
+  TlsServerOptions,
+  Transport,
+  TransportCloseInfo,
+  TransportHandler,
+  TransportOptions,
+} from "./transport/types.js";

@@ -1,0 +1,157 @@
+import { greet } from "../client/greet.js";
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { AsyncQueue } from "../internal/async-queue.js";
+import { type Clock, systemClock, type TimerHandle } from "../internal/clock.js";
+import { deferred } from "../internal/deferred.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { type Logger, silentLogger } from "../internal/logger.js";
+import { VERSION } from "../internal/version.js";
+import type { AgentInfo } from "../presence/presence.js";
+import { summarize } from "../rpc/fan-out.js";
+import { RpcEndpoint } from "../rpc/endpoint.js";
+import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
+import type { RelayCallItem } from "../server/operator-methods.js";
+import { Session } from "../session/session.js";
+import type { MemoryNetwork } from "../transport/memory.js";
+import type { TlsClientOptions } from "../transport/types.js";
+import { CloseCode } from "../wire/frame.js";
+
+export interface OperatorOptions {
+  /** Server URL (ws, wss, tcp, tls, memory). */
+  server: string;
+  /** Shown in the server's logs. @default `operator-<pid>` */
+  name?: string;
+  tls?: TlsClientOptions;
+  memory?: MemoryNetwork;
+  logger?: Logger;
+  clock?: Clock;
+  /** @default 10000 */
+  connectTimeoutMs?: number;
+}
+
+/** A fan-out relayed by the server: outcomes stream in as the agents answer. */
+export interface RemoteCall extends AsyncIterable<CallOutcome> {
+  /** The agents the server expects to answer (fixed when the call started). */
+  readonly expected: Promise<string[]>;
+  /** Every outcome and their counts, once all are in. Rejects if the call itself failed. */
+  readonly done: Promise<{ outcomes: CallOutcome[]; summary: OutcomeSummary }>;
+  /** Cancels the call on the server. */
+  cancel(): void;
+}
+
+/** A client that operates a server: lists agents and calls them through it. */
+export interface MusterOperator {
+  agents(): Promise<AgentInfo[]>;
+  agent(name: string): Promise<AgentInfo>;
+  call(target: string, method: string, args?: unknown, options?: { timeoutMs?: number }): RemoteCall;
+  close(): Promise<void>;
+}
+
+/** Connects to a server as an operator (loopback only until authentication is configured). */
+export async function connectOperator(options: OperatorOptions): Promise<MusterOperator> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
+  let rpc!: RpcEndpoint;
+  const session = new Session(
+    { clock, logger },
+    {
+      onMessage: (f) => rpc.receive(f),
+      onState: () => {},
+      onLinkDown: (info) =>
+        rpc.fail(new MusterError(ErrorCode.UNAVAILABLE, `link to the server lost: ${info.message}`)),
+      onPeerClose: (close) =>
+        rpc.fail(new MusterError(ErrorCode.UNAVAILABLE, `server closed the session (${close.code}): ${close.message}`)),
+    },
+  );
+  rpc = new RpcEndpoint(session, {
+    clock,
+    logger,
+    handlers: new Map(),
+    peer: { role: "server", name: "server", labels: {}, sessionId: "", remoteAddress: options.server },
+    defaultTimeoutMs: DEFAULTS.callTimeoutMs,
+    maxIncomingCalls: 0,
+    describePeer: "the server",
+    describeSelf: "this operator",
+  });
+  const link = await greet(
+    options.server,
+    { role: "operator", name: options.name ?? `operator-${process.pid}`, labels: {}, version: VERSION },
+    0,
+    {
+      clock,
+      logger,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      maxFrameBytes: DEFAULTS.maxFrameBytes,
+      tls: options.tls,
+      memory: options.memory,
+      onFrame: (t, b) => session.receive(t, b),
+      onClose: (t, info) => session.linkClosed(t, info),
+    },
+  );
+  session.attach(link.transport, 0);
+  let ticker: TimerHandle | undefined;
+  const tick = (): void => {
+    session.tick(clock.now());
+    if (session.state !== "closed") {
+      ticker = clock.setTimeout(tick, 1000);
+      ticker.unref();
+    }
+  };
+  tick();
+
+  return {
+    agents: () => rpc.call("muster.agents", undefined) as Promise<AgentInfo[]>,
+    agent: (name) => rpc.call("muster.agent", { name }) as Promise<AgentInfo>,
+    call(target, method, args, callOptions = {}) {
+      const timeoutMs = callOptions.timeoutMs ?? DEFAULTS.callTimeoutMs;
+      const expected = deferred<string[]>();
+      const queue = new AsyncQueue<CallOutcome>();
+      const outcomes: CallOutcome[] = [];
+      const abort = new AbortController();
+      const done = rpc
+        .call(
+          "muster.call",
+          { target, method, args, timeoutMs },
+          {
+            // The server stops at `timeoutMs`; this side waits a little longer for the last outcomes.
+            timeoutMs: timeoutMs + 2000,
+            signal: abort.signal,
+            onItem: (raw) => {
+              const item = raw as RelayCallItem;
+              if (item.type === "expected") expected.resolve(item.agents);
+              else {
+                const { type: _t, ...o } = item;
+                outcomes.push(o);
+                queue.push(o);
+              }
+            },
+          },
+        )
+        .then(
+          () => {
+            queue.end();
+            return { outcomes, summary: summarize(outcomes) };
+          },
+          (err: unknown) => {
+            expected.reject(err);
+            queue.fail(err);
+            throw err;
+          },
+        );
+      expected.promise.catch(() => {});
+      done.catch(() => {});
+      return {
+        expected: expected.promise,
+        done,
+        cancel: () => abort.abort(),
+        [Symbol.asyncIterator]: () => queue,
+      };
+    },
+    async close() {
+      if (ticker) clock.clearTimeout(ticker);
+      rpc.fail(new MusterError(ErrorCode.CLOSED, "operator closed"));
+      session.close(CloseCode.NORMAL, "operator done");
+    },
+  };
+}

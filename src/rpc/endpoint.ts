@@ -1,0 +1,311 @@
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import type { Clock, TimerHandle } from "../internal/clock.js";
+import type { Logger } from "../internal/logger.js";
+import { decodeValue, encodeCall, encodeFrame, encodeValue } from "../wire/codec.js";
+import { FrameType, type Payload } from "../wire/frame.js";
+import type { SequencedFrame } from "../session/session.js";
+import type { CallContext, CallOptions, Handler, PeerInfo } from "./types.js";
+
+/** Where an endpoint sends its frames: a session (`Session.send`). */
+export interface FrameSink {
+  send(frame: Buffer): void;
+}
+
+/** Callbacks of a started call. Exactly one `onSettle` per call. */
+export interface CallCallbacks {
+  onItem?: (payload: Payload) => void;
+  onSettle(err: MusterError | undefined, payload: Payload | undefined): void;
+}
+
+/** A call in flight, as returned by `start()`. */
+export interface CallHandle {
+  readonly id: number;
+  /** Settles the call with `err` and tells the callee to stop (CANCEL). No-op once settled. */
+  cancel(err: MusterError): void;
+}
+
+interface Outgoing {
+  id: number;
+  cb: CallCallbacks;
+  timer: TimerHandle | undefined;
+}
+
+interface Incoming {
+  controller: AbortController;
+  timer: TimerHandle;
+}
+
+export interface EndpointOptions {
+  clock: Clock;
+  logger: Logger;
+  /** Methods this side answers. Shared, so handlers added later are seen. */
+  handlers: ReadonlyMap<string, Handler>;
+  /** Who the peer is, as shown to handlers. */
+  peer: PeerInfo;
+  /** Default deadline of outgoing calls. */
+  defaultTimeoutMs: number;
+  /** Calls from the peer running at once before new ones are refused with RESOURCE_EXHAUSTED. */
+  maxIncomingCalls: number;
+  /** The peer in error messages, e.g. `agent web-1`. */
+  describePeer: string;
+  /** This side in error messages, e.g. `the server`. */
+  describeSelf: string;
+}
+
+/**
+ * Calls in both directions over one session: ids, deadlines (the remaining time goes on the
+ * wire), cancellation, partial results, and exactly one outcome per call.
+ */
+export class RpcEndpoint {
+  #nextId = 1;
+  readonly #out = new Map<number, Outgoing>();
+  readonly #in = new Map<number, Incoming>();
+  readonly #o: EndpointOptions;
+  #sink: FrameSink;
+  #failed: MusterError | undefined;
+
+  constructor(sink: FrameSink, options: EndpointOptions) {
+    this.#sink = sink;
+    this.#o = options;
+  }
+
+  /** Calls waiting for an outcome. */
+  get pendingOutgoing(): number {
+    return this.#out.size;
+  }
+  /** Peer's calls being handled here. */
+  get runningIncoming(): number {
+    return this.#in.size;
+  }
+
+  /**
+   * Starts a call with an already encoded payload. With `ownTimer` false the caller
+   * enforces the deadline itself (a fan-out uses one timer for all its calls).
+   */
+  start(method: string, payload: Payload, timeoutMs: number, cb: CallCallbacks, ownTimer = true): CallHandle {
+    const id = this.#nextId++;
+    if (this.#nextId > 0xffffffff) this.#nextId = 1;
+    const handle: CallHandle = { id, cancel: (err) => this.#cancel(id, err) };
+    if (this.#failed) {
+      cb.onSettle(this.#failed, undefined);
+      return handle;
+    }
+    const o: Outgoing = { id, cb, timer: undefined };
+    this.#out.set(id, o);
+    try {
+      this.#sink.send(encodeCall(1, 0, id, timeoutMs, method, payload));
+    } catch (err) {
+      this.#out.delete(id);
+      cb.onSettle(MusterError.from(err), undefined);
+      return handle;
+    }
+    if (ownTimer) {
+      o.timer = this.#o.clock.setTimeout(() => {
+        this.#cancel(
+          id,
+          new MusterError(ErrorCode.DEADLINE_EXCEEDED, `${method} on ${this.#o.describePeer}: no answer in ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
+      o.timer.unref();
+    }
+    return handle;
+  }
+
+  /** Calls `method` and resolves with the decoded result. */
+  call(method: string, request: unknown, options: CallOptions = {}): Promise<unknown> {
+    const timeoutMs = options.timeoutMs ?? this.#o.defaultTimeoutMs;
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(new MusterError(ErrorCode.CANCELLED, "call aborted before it started"));
+    let payload: Payload;
+    try {
+      payload = encodeValue(request);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => handle.cancel(new MusterError(ErrorCode.CANCELLED, `${method} aborted by the caller`));
+      const onItem = options.onItem;
+      const handle = this.start(method, payload, timeoutMs, {
+        onItem: onItem
+          ? (p) => {
+              try {
+                onItem(decodeValue(p));
+              } catch (err) {
+                this.#o.logger.warn({ err, method }, "onItem callback failed");
+              }
+            }
+          : undefined,
+        onSettle: (err, p) => {
+          signal?.removeEventListener("abort", onAbort);
+          if (err) reject(err);
+          else {
+            try {
+              resolve(decodeValue(p!));
+            } catch (e) {
+              reject(e);
+            }
+          }
+        },
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Handles a sequenced frame from the session. */
+  receive(frame: SequencedFrame): void {
+    switch (frame.type) {
+      case FrameType.CALL:
+        this.#onCall(frame.id, frame.method, frame.timeoutMs, frame.payload);
+        return;
+      case FrameType.ITEM: {
+        const o = this.#out.get(frame.id);
+        o?.cb.onItem?.(frame.payload);
+        return;
+      }
+      case FrameType.RESULT: {
+        const o = this.#out.get(frame.id);
+        if (!o) return; // late: cancelled or timed out here already
+        this.#out.delete(frame.id);
+        if (o.timer) this.#o.clock.clearTimeout(o.timer);
+        if ("error" in frame) o.cb.onSettle(MusterError.fromBody(frame.error), undefined);
+        else o.cb.onSettle(undefined, frame.payload);
+        return;
+      }
+      case FrameType.CANCEL: {
+        const i = this.#in.get(frame.id);
+        if (!i) return;
+        this.#in.delete(frame.id);
+        this.#o.clock.clearTimeout(i.timer);
+        i.controller.abort(new MusterError(ErrorCode.CANCELLED, "the caller cancelled the call"));
+        return;
+      }
+    }
+  }
+
+  /**
+   * Ends the endpoint: every pending outgoing call settles with `err`, every running
+   * handler's signal fires. Later calls fail at once with `err`.
+   */
+  fail(err: MusterError): void {
+    if (this.#failed) return;
+    this.#failed = err;
+    for (const o of [...this.#out.values()]) {
+      this.#out.delete(o.id);
+      if (o.timer) this.#o.clock.clearTimeout(o.timer);
+      o.cb.onSettle(err, undefined);
+    }
+    for (const [id, i] of [...this.#in]) {
+      this.#in.delete(id);
+      this.#o.clock.clearTimeout(i.timer);
+      i.controller.abort(err);
+    }
+  }
+
+  #cancel(id: number, err: MusterError): void {
+    const o = this.#out.get(id);
+    if (!o) return;
+    this.#out.delete(id);
+    if (o.timer) this.#o.clock.clearTimeout(o.timer);
+    try {
+      this.#sink.send(encodeFrame({ type: FrameType.CANCEL, seq: 1, ack: 0, id }));
+    } catch {
+      // The session is closed or full: the callee will stop at its own deadline.
+    }
+    o.cb.onSettle(err, undefined);
+  }
+
+  #reply(id: number, frame: Buffer): void {
+    if (!this.#in.has(id)) return; // cancelled, timed out or session ended meanwhile
+    const i = this.#in.get(id)!;
+    this.#in.delete(id);
+    this.#o.clock.clearTimeout(i.timer);
+    try {
+      this.#sink.send(frame);
+    } catch (err) {
+      this.#o.logger.debug({ err: (err as Error).message, id }, "could not send a result");
+    }
+  }
+
+  #replyError(id: number, err: MusterError): void {
+    this.#reply(id, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id, error: err.toBody() }));
+  }
+
+  #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
+    const clock = this.#o.clock;
+    const controller = new AbortController();
+    const timer = clock.setTimeout(() => {
+      this.#in.delete(id);
+      controller.abort(new MusterError(ErrorCode.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms passed`));
+    }, timeoutMs);
+    timer.unref();
+    if (this.#in.has(id)) {
+      this.#o.logger.warn({ id, method }, "duplicate call id from peer: ignored");
+      clock.clearTimeout(timer);
+      return;
+    }
+    this.#in.set(id, { controller, timer });
+    if (this.#in.size > this.#o.maxIncomingCalls) {
+      this.#replyError(
+        id,
+        new MusterError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${this.#o.maxIncomingCalls} calls in flight`),
+      );
+      return;
+    }
+    const handler = this.#o.handlers.get(method);
+    if (!handler) {
+      this.#replyError(
+        id,
+        new MusterError(ErrorCode.UNIMPLEMENTED, `no handler for method "${method}" on ${this.#o.describeSelf}`),
+      );
+      return;
+    }
+    let request: unknown;
+    try {
+      request = decodeValue(payload);
+    } catch (err) {
+      this.#replyError(id, MusterError.from(err, ErrorCode.INVALID_ARGUMENT));
+      return;
+    }
+    const deadline = clock.now() + timeoutMs;
+    const ctx: CallContext = {
+      method,
+      peer: this.#o.peer,
+      signal: controller.signal,
+      deadline,
+      remainingMs: () => Math.max(0, deadline - clock.now()),
+      emit: (item) => {
+        if (!this.#in.has(id)) return;
+        const p = encodeValue(item);
+        this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id, payload: p }));
+      },
+    };
+    let result: unknown;
+    try {
+      result = handler(request, ctx);
+    } catch (err) {
+      this.#replyError(id, MusterError.from(err));
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (value) => this.#replyValue(id, value),
+        (err: unknown) => this.#replyError(id, MusterError.from(err)),
+      );
+    } else {
+      this.#replyValue(id, result);
+    }
+  }
+
+  #replyValue(id: number, value: unknown): void {
+    if (!this.#in.has(id)) return;
+    let payload: Payload;
+    try {
+      payload = encodeValue(value);
+    } catch (err) {
+      this.#replyError(id, new MusterError(ErrorCode.INTERNAL, `result cannot be encoded: ${(err as Error).message}`));
+      return;
+    }
+    this.#reply(id, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id, payload }));
+  }
+}

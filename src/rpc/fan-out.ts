@@ -1,0 +1,155 @@
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { AsyncQueue } from "../internal/async-queue.js";
+import type { Clock } from "../internal/clock.js";
+import { deferred } from "../internal/deferred.js";
+import { decodeValue } from "../wire/codec.js";
+import type { Payload } from "../wire/frame.js";
+import type { CallCallbacks, CallHandle } from "./endpoint.js";
+import type { CallOutcome, OutcomeSummary } from "./types.js";
+
+/**
+ * A call to several agents. The set of expected agents is fixed when it starts; each one
+ * gets exactly one outcome — ok, error, timeout or not_connected — available as they arrive
+ * (`for await (const o of fanOut)`) and all together (`await fanOut.done`).
+ */
+export interface FanOut<T = unknown> extends AsyncIterable<CallOutcome<T>> {
+  /** Names of the agents expected to answer, fixed at the start. */
+  readonly expected: readonly string[];
+  /** Resolves (never rejects) with one outcome per expected agent, once all are in. */
+  readonly done: Promise<Map<string, CallOutcome<T>>>;
+  /** Counts by status of the outcomes so far. */
+  summary(): OutcomeSummary;
+  /** Cancels every call still in flight (their outcome: error CANCELLED). */
+  cancel(): void;
+}
+
+/** How to start the call on one expected agent; returns undefined when it is not connected. */
+export type StartOne = (name: string, cb: CallCallbacks) => CallHandle | undefined;
+
+export function summarize(outcomes: Iterable<CallOutcome>): OutcomeSummary {
+  const s: OutcomeSummary = { ok: 0, error: 0, timeout: 0, notConnected: 0 };
+  for (const o of outcomes) {
+    if (o.status === "ok") s.ok++;
+    else if (o.status === "error") s.error++;
+    else if (o.status === "timeout") s.timeout++;
+    else s.notConnected++;
+  }
+  return s;
+}
+
+export class FanOutCall<T = unknown> implements FanOut<T> {
+  readonly expected: readonly string[];
+  readonly done: Promise<Map<string, CallOutcome<T>>>;
+  readonly #outcomes = new Map<string, CallOutcome<T>>();
+  readonly #handles = new Map<string, CallHandle>();
+  readonly #queue: AsyncQueue<CallOutcome<T>>;
+  readonly #resolve: (m: Map<string, CallOutcome<T>>) => void;
+  readonly #clock: Clock;
+  readonly #started: number;
+  #iterated = false;
+  #timer: ReturnType<Clock["setTimeout"]> | undefined;
+  #onAbort: (() => void) | undefined;
+  #signal: AbortSignal | undefined;
+
+  constructor(
+    expected: readonly string[],
+    options: { clock: Clock; timeoutMs: number; signal?: AbortSignal; method: string },
+    startOne: StartOne,
+  ) {
+    this.expected = expected;
+    this.#clock = options.clock;
+    this.#started = options.clock.now();
+    this.#queue = new AsyncQueue({ maxItems: expected.length + 1 });
+    const d = deferred<Map<string, CallOutcome<T>>>();
+    this.done = d.promise;
+    this.#resolve = d.resolve;
+    if (expected.length > 0) {
+      this.#timer = options.clock.setTimeout(() => {
+        this.#timer = undefined;
+        const err = new MusterError(
+          ErrorCode.DEADLINE_EXCEEDED,
+          `${options.method}: no answer in ${options.timeoutMs} ms`,
+        );
+        for (const h of [...this.#handles.values()]) h.cancel(err);
+      }, options.timeoutMs);
+      this.#timer.unref();
+      if (options.signal) {
+        this.#signal = options.signal;
+        this.#onAbort = () => this.cancel();
+        options.signal.addEventListener("abort", this.#onAbort, { once: true });
+      }
+    }
+    for (const name of expected) {
+      if (this.#outcomes.has(name)) continue;
+      const handle = startOne(name, {
+        onSettle: (err, payload) => this.#settle(name, err, payload),
+      });
+      if (handle === undefined) {
+        this.#record({
+          agent: name,
+          status: "not_connected",
+          error: { code: ErrorCode.UNAVAILABLE, message: `agent ${name} is not connected` },
+          durationMs: 0,
+        });
+      } else if (!this.#outcomes.has(name)) {
+        this.#handles.set(name, handle);
+      }
+    }
+    if (options.signal?.aborted) this.cancel();
+    this.#maybeDone();
+  }
+
+  summary(): OutcomeSummary {
+    return summarize(this.#outcomes.values());
+  }
+
+  cancel(): void {
+    const err = new MusterError(ErrorCode.CANCELLED, "fan-out cancelled by the caller");
+    for (const h of [...this.#handles.values()]) h.cancel(err);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<CallOutcome<T>> {
+    if (this.#iterated) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "a fan-out can be iterated only once");
+    this.#iterated = true;
+    return this.#queue;
+  }
+
+  #settle(name: string, err: MusterError | undefined, payload: Payload | undefined): void {
+    this.#handles.delete(name);
+    const durationMs = Math.round((this.#clock.now() - this.#started) * 100) / 100;
+    if (err) {
+      this.#record({
+        agent: name,
+        status: err.code === ErrorCode.DEADLINE_EXCEEDED ? "timeout" : "error",
+        error: err.toBody(),
+        durationMs,
+      });
+    } else {
+      let value: unknown;
+      try {
+        value = decodeValue(payload!);
+      } catch (e) {
+        this.#record({ agent: name, status: "error", error: MusterError.from(e).toBody(), durationMs });
+        return this.#maybeDone();
+      }
+      this.#record({ agent: name, status: "ok", value: value as T, durationMs });
+    }
+    this.#maybeDone();
+  }
+
+  #record(o: CallOutcome<T>): void {
+    if (this.#outcomes.has(o.agent)) return;
+    this.#outcomes.set(o.agent, o);
+    this.#queue.push(o);
+  }
+
+  #maybeDone(): void {
+    if (this.#outcomes.size < this.expected.length) return;
+    if (this.#timer) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#onAbort) this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#queue.end();
+    this.#resolve(this.#outcomes);
+  }
+}

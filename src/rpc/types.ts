@@ -1,0 +1,65 @@
+import type { ErrorBody } from "../errors/muster-error.js";
+
+/** Who is on the other side of a call, as seen by a handler. */
+export interface PeerInfo {
+  /** "agent", "operator" or "server". */
+  role: "agent" | "operator" | "server";
+  name: string;
+  labels: Readonly<Record<string, string>>;
+  sessionId: string;
+  remoteAddress: string;
+}
+
+/** What a handler gets besides the request. */
+export interface CallContext {
+  /** The method called. */
+  readonly method: string;
+  /** The caller. */
+  readonly peer: PeerInfo;
+  /** Fires when the deadline passes, the caller cancels, or the session ends. `reason` is a MusterError. */
+  readonly signal: AbortSignal;
+  /** Clock time (ms) at which the caller gives up. */
+  readonly deadline: number;
+  /** Milliseconds left before the deadline (never negative). */
+  remainingMs(): number;
+  /** Sends a partial result ahead of the final one (an ITEM frame). */
+  emit(item: unknown): void;
+}
+
+/** A function that answers calls. Its return value (or the promise's) is the result. */
+export type Handler<Req = unknown, Res = unknown> = (request: Req, ctx: CallContext) => Res | Promise<Res>;
+
+/** Options of one call. */
+export interface CallOptions {
+  /**
+   * Deadline of the call, in ms from now. The remaining time travels with the call.
+   * @default 10000
+   */
+  timeoutMs?: number;
+  /** Aborting cancels the call: the callee is told, and the call fails with CANCELLED. */
+  signal?: AbortSignal;
+  /** Receives partial results (ITEM frames) as they arrive, before the final result. */
+  onItem?: (item: unknown) => void;
+}
+
+/** The outcome of a call on one agent. */
+export type OutcomeStatus = "ok" | "error" | "timeout" | "not_connected";
+
+export interface CallOutcome<T = unknown> {
+  agent: string;
+  status: OutcomeStatus;
+  /** The result, when status is "ok". */
+  value?: T;
+  /** Code and message, when status is not "ok". */
+  error?: ErrorBody;
+  /** Time from the start of the call to this outcome. */
+  durationMs: number;
+}
+
+/** Counts of a finished fan-out, by status. */
+export interface OutcomeSummary {
+  ok: number;
+  error: number;
+  timeout: number;
+  notConnected: number;
+}

@@ -1,0 +1,405 @@
+import { hostname } from "node:os";
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { type Clock, systemClock } from "../internal/clock.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { type Logger, silentLogger } from "../internal/logger.js";
+import { VERSION } from "../internal/version.js";
+import { type AgentInfo, Presence, type PresenceEvent } from "../presence/presence.js";
+import { type FanOut, FanOutCall } from "../rpc/fan-out.js";
+import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
+import type { CallOptions, Handler } from "../rpc/types.js";
+import type { SessionState } from "../session/session.js";
+import { listenAll } from "../transport/listen.js";
+import type { Listener, Transport, TransportCloseInfo } from "../transport/types.js";
+import { decodeFrame, encodeFrame, encodeValue } from "../wire/codec.js";
+import { describeFrame } from "../wire/describe.js";
+import { type CloseBody, CloseCode, type Frame, FrameType, type HelloBody } from "../wire/frame.js";
+import { operatorHandlers } from "./operator-methods.js";
+import type { ServerOptions } from "./options.js";
+import { Peer, type PeerHost } from "./peer.js";
+
+/** A muster server: accepts agents and operators, calls agents, answers their calls. */
+export interface MusterServer {
+  /** Binds every listener in `options.listen`. Resolves when all listen. */
+  start(): Promise<void>;
+  /** The bound listeners (after `start`). */
+  readonly listeners: readonly Listener[];
+  /** Registers a method that agents can call on the server. */
+  handle<Req = unknown, Res = unknown>(method: string, handler: Handler<Req, Res>): this;
+  /**
+   * Calls `method` on every agent of `target` (see `parseTarget` for the string forms).
+   * The expected set is fixed now; every expected agent gets exactly one outcome.
+   */
+  call<T = unknown>(target: string | Target, method: string, request?: unknown, options?: CallOptions): FanOut<T>;
+  /** Calls one agent and resolves with its result; rejects with a MusterError. */
+  callAgent<T = unknown>(name: string, method: string, request?: unknown, options?: CallOptions): Promise<T>;
+  /** Every known agent (live, then recently offline). */
+  agents(): AgentInfo[];
+  /** One agent, or undefined. */
+  agent(name: string): AgentInfo | undefined;
+  /** Presence events from now on; `break` out of the loop to stop. */
+  events(): AsyncIterableIterator<PresenceEvent>;
+  /** Calls `fn` on every presence event; returns a function that stops it. */
+  onEvent(fn: (e: PresenceEvent) => void): () => void;
+  /** Hands over a connection from a custom listener; it starts with the handshake. */
+  accept(transport: Transport): void;
+  /** Stops listening, ends every session (pending calls fail with CLOSED), closes links. */
+  close(): Promise<void>;
+}
+
+/** Creates a server. Call `start()` to listen. */
+export function createServer(options: ServerOptions = {}): MusterServer {
+  return new Server(options);
+}
+
+class Server implements MusterServer, PeerHost {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly sessionOptions: PeerHost["sessionOptions"];
+  readonly callTimeoutMs: number;
+  readonly maxIncomingCalls: number;
+  readonly #o: ServerOptions;
+  readonly #name: string;
+  readonly #presence = new Presence();
+  readonly #handlers = new Map<string, Handler>();
+  readonly #operatorHandlers: Map<string, Handler>;
+  readonly #byToken = new Map<string, Peer>();
+  readonly #byName = new Map<string, Peer>();
+  readonly #peers = new Set<Peer>();
+  readonly #pending = new Set<Transport>();
+  #listeners: Listener[] = [];
+  #sweep: ReturnType<Clock["setTimeout"]> | undefined;
+  #closed = false;
+
+  constructor(options: ServerOptions) {
+    this.#o = options;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.#name = options.name ?? hostname();
+    this.callTimeoutMs = options.callTimeoutMs ?? DEFAULTS.callTimeoutMs;
+    this.maxIncomingCalls = options.maxIncomingCalls ?? 1000;
+    this.sessionOptions = {
+      replayMaxFrames: options.replayMaxFrames ?? DEFAULTS.replayMaxFrames,
+      replayMaxBytes: options.replayMaxBytes ?? DEFAULTS.replayMaxBytes,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
+      suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
+      deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
+    };
+    this.#operatorHandlers = operatorHandlers(this);
+  }
+
+  get listeners(): readonly Listener[] {
+    return this.#listeners;
+  }
+
+  async start(): Promise<void> {
+    if (this.#closed) throw new MusterError(ErrorCode.CLOSED, "server is closed");
+    const urls =
+      this.#o.listen ??
+      (this.#o.tls
+        ? [`wss://0.0.0.0:${DEFAULTS.wsPort}`, `tls://0.0.0.0:${DEFAULTS.tcpPort}`]
+        : [`ws://0.0.0.0:${DEFAULTS.wsPort}`, `tcp://0.0.0.0:${DEFAULTS.tcpPort}`]);
+    this.#listeners = await listenAll(urls, {
+      tls: this.#o.tls,
+      memory: this.#o.memory,
+      maxFrameBytes: this.#o.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+      accept: (t) => this.accept(t),
+    });
+    for (const l of this.#listeners) this.logger.info({ url: l.url }, "listening");
+    this.#scheduleSweep();
+  }
+
+  handle<Req, Res>(method: string, handler: Handler<Req, Res>): this {
+    if (method.startsWith("muster.")) {
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, `method names starting with "muster." are reserved`);
+    }
+    this.#handlers.set(method, handler as Handler);
+    return this;
+  }
+
+  handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler> {
+    return role === "operator" ? this.#operatorHandlers : this.#handlers;
+  }
+
+  agents(): AgentInfo[] {
+    return this.#presence.list();
+  }
+
+  agent(name: string): AgentInfo | undefined {
+    return this.#presence.get(name);
+  }
+
+  events(): AsyncIterableIterator<PresenceEvent> {
+    return this.#presence.events();
+  }
+
+  onEvent(fn: (e: PresenceEvent) => void): () => void {
+    return this.#presence.on(fn);
+  }
+
+  call<T>(target: string | Target, method: string, request?: unknown, options: CallOptions = {}): FanOut<T> {
+    const t = typeof target === "string" ? parseTarget(target) : target;
+    const payload = encodeValue(request);
+    const timeoutMs = options.timeoutMs ?? this.callTimeoutMs;
+    let expected: string[];
+    if (t !== "all" && "names" in t) expected = [...t.names];
+    else {
+      const match = matcher(t);
+      expected = this.#presence
+        .list()
+        .filter(match)
+        .map((a) => a.name);
+    }
+    this.logger.debug({ target: formatTarget(t), method, expected: expected.length }, "fan-out");
+    const fanOut = new FanOutCall<T>(
+      expected,
+      { clock: this.clock, timeoutMs, signal: options.signal, method },
+      (name, cb) => {
+        const peer = this.#byName.get(name);
+        if (!peer || peer.ended) return undefined;
+        return peer.rpc.start(method, payload, timeoutMs, cb, false);
+      },
+    );
+    return fanOut;
+  }
+
+  callAgent<T>(name: string, method: string, request?: unknown, options: CallOptions = {}): Promise<T> {
+    const peer = this.#byName.get(name);
+    if (!peer || peer.ended) {
+      const known = this.#presence.get(name) !== undefined;
+      return Promise.reject(
+        new MusterError(
+          known ? ErrorCode.UNAVAILABLE : ErrorCode.NOT_FOUND,
+          known ? `agent ${name} is not connected` : `no agent named ${name} is known`,
+        ),
+      );
+    }
+    return peer.rpc.call(method, request, options) as Promise<T>;
+  }
+
+  // --- connections and handshake ---------------------------------------------------------
+
+  accept(transport: Transport): void {
+    if (this.#closed) {
+      transport.close(CloseCode.SHUTDOWN, "server is shutting down");
+      return;
+    }
+    this.#pending.add(transport);
+    let peer: Peer | undefined;
+    const timer = this.clock.setTimeout(() => {
+      if (peer) return;
+      this.logger.warn({ remote: transport.remoteAddress }, "no HELLO within the handshake timeout: closing");
+      this.#reject(transport, CloseCode.HANDSHAKE_TIMEOUT, "no HELLO within the handshake timeout");
+    }, this.#o.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs);
+    timer.unref();
+    transport.setHandler({
+      onFrame: (bytes) => {
+        if (peer) {
+          peer.session.receive(transport, bytes);
+          return;
+        }
+        this.clock.clearTimeout(timer);
+        this.#pending.delete(transport);
+        peer = this.#handshake(transport, bytes);
+      },
+      onClose: (info) => {
+        this.clock.clearTimeout(timer);
+        this.#pending.delete(transport);
+        if (peer) peer.session.linkClosed(transport, info);
+      },
+      onDrain: () => {},
+    });
+  }
+
+  #reject(transport: Transport, code: CloseCode, message: string): void {
+    transport.send(encodeFrame({ type: FrameType.CLOSE, seq: 0, ack: 0, close: { code, message } }));
+    transport.close(code, message);
+  }
+
+  #handshake(transport: Transport, bytes: Uint8Array): Peer | undefined {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      const e = MusterError.from(err, ErrorCode.PROTOCOL_ERROR);
+      this.logger.warn({ remote: transport.remoteAddress, err: e.rawMessage }, "bad handshake: closing");
+      this.#reject(transport, CloseCode.PROTOCOL_ERROR, e.rawMessage);
+      return undefined;
+    }
+    if (this.logger.isLevelEnabled("trace")) {
+      this.logger.trace({ dir: "in", remote: transport.remoteAddress, frame: describeFrame(frame) }, "frame");
+    }
+    if (frame.type !== FrameType.HELLO) {
+      this.logger.warn({ remote: transport.remoteAddress, type: frame.type }, "first frame is not HELLO: closing");
+      this.#reject(transport, CloseCode.PROTOCOL_ERROR, "the first frame must be HELLO");
+      return undefined;
+    }
+    const hello = frame.hello;
+    if (hello.role === "operator" && !transport.isLoopback && !this.#o.allowRemoteOperators) {
+      this.logger.warn({ remote: transport.remoteAddress }, "operator connection from a non-loopback address refused");
+      this.#reject(
+        transport,
+        CloseCode.REJECTED,
+        "operator connections are accepted only from loopback while no authentication is configured",
+      );
+      return undefined;
+    }
+    const peerAck = frame.ack;
+    let expired = false;
+    if (hello.token !== undefined) {
+      const old = this.#byToken.get(hello.token);
+      if (old && !old.ended && old.name === hello.name && old.role === hello.role && old.session.canResumeFrom(peerAck)) {
+        return this.#resume(old, transport, peerAck);
+      }
+      expired = true;
+      this.logger.info({ name: hello.name, remote: transport.remoteAddress }, "resume refused: session unknown or expired");
+    }
+    return this.#newSession(hello, transport, expired);
+  }
+
+  #welcome(peer: Peer, transport: Transport, resumed: boolean, expired: boolean, replaying: number): void {
+    const frame: Frame = {
+      type: FrameType.WELCOME,
+      seq: 0,
+      ack: peer.session.lastReceived,
+      welcome: {
+        sessionId: peer.id,
+        token: peer.token,
+        resumed,
+        expired,
+        replaying,
+        heartbeatIntervalMs: this.sessionOptions.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
+        resumeWindowMs: this.#o.resumeWindowMs ?? DEFAULTS.resumeWindowMs,
+        server: { name: this.#name, version: VERSION },
+      },
+    };
+    if (this.logger.isLevelEnabled("trace")) {
+      this.logger.trace({ dir: "out", remote: transport.remoteAddress, frame: describeFrame(frame) }, "frame");
+    }
+    transport.send(encodeFrame(frame));
+  }
+
+  #resume(peer: Peer, transport: Transport, peerAck: number): Peer {
+    const downtimeMs = peer.detachedAt > 0 ? Math.round(this.clock.now() - peer.detachedAt) : 0;
+    peer.address = transport.remoteAddress;
+    peer.transportKind = transport.kind;
+    this.#welcome(peer, transport, true, false, peer.session.lastSent - peerAck);
+    const replayed = peer.session.attach(transport, peerAck);
+    peer.detachedAt = 0;
+    peer.disconnectReason = undefined;
+    this.logger.info({ name: peer.name, role: peer.role, replayed, downtimeMs }, "session resumed");
+    if (peer.role === "agent") this.#presence.emit({ type: "resume", agent: peer.info(), replayed, downtimeMs });
+    return peer;
+  }
+
+  #newSession(hello: HelloBody, transport: Transport, expired: boolean): Peer {
+    const peer = new Peer(this, hello, transport);
+    this.#peers.add(peer);
+    this.#byToken.set(peer.token, peer);
+    let previous: Peer | undefined;
+    if (hello.role === "agent") {
+      previous = this.#byName.get(hello.name);
+      this.#byName.set(hello.name, peer);
+      if (previous) {
+        this.logger.warn(
+          { name: hello.name, old: previous.address, new: transport.remoteAddress },
+          "a newer connection replaces the agent's previous session",
+        );
+        this.#endPeer(previous, ErrorCode.REPLACED, `replaced by a newer connection from ${transport.remoteAddress}`, CloseCode.REPLACED, false);
+      }
+      this.#presence.setLive(hello.name, peer);
+    }
+    this.#welcome(peer, transport, false, expired, 0);
+    peer.session.attach(transport, 0);
+    this.logger.info(
+      { name: peer.name, role: peer.role, remote: transport.remoteAddress, transport: transport.kind, session: peer.id },
+      hello.role === "agent" ? "agent joined" : "operator connected",
+    );
+    if (hello.role === "agent") {
+      if (previous) this.#presence.emit({ type: "replace", agent: peer.info(), previousSessionId: previous.id });
+      else this.#presence.emit({ type: "join", agent: peer.info() });
+    }
+    return peer;
+  }
+
+  /** Ends a peer's session and updates presence. */
+  #endPeer(peer: Peer, code: ErrorCode, message: string, closeCode: CloseCode, emitLeave = true): void {
+    if (peer.ended) return;
+    peer.end(code, message, closeCode);
+    this.#peers.delete(peer);
+    this.#byToken.delete(peer.token);
+    if (peer.role !== "agent") return;
+    if (this.#byName.get(peer.name) === peer) this.#byName.delete(peer.name);
+    const info = this.#presence.setOffline(peer.name, peer, message, Date.now());
+    if (info && emitLeave) this.#presence.emit({ type: "leave", agent: info, reason: message });
+  }
+
+  // --- peer hooks --------------------------------------------------------------------------
+
+  onPeerState(peer: Peer, state: SessionState, previous: SessionState): void {
+    if (peer.role !== "agent" || peer.ended) return;
+    if (state === "suspect") {
+      this.logger.warn({ name: peer.name }, "agent silent: suspect (kept, calls continue)");
+      this.#presence.emit({ type: "suspect", agent: peer.info() });
+    } else if (state === "connected" && previous === "suspect") {
+      this.logger.info({ name: peer.name }, "agent heard from again");
+      this.#presence.emit({ type: "recover", agent: peer.info() });
+    }
+  }
+
+  onPeerLinkDown(peer: Peer, info: TransportCloseInfo): void {
+    if (peer.ended) return;
+    peer.detachedAt = this.clock.now();
+    peer.disconnectReason = `${info.code}: ${info.message}`;
+    this.logger.info({ name: peer.name, role: peer.role, reason: peer.disconnectReason }, "link lost: waiting for resume");
+    if (peer.role === "agent") this.#presence.emit({ type: "disconnect", agent: peer.info(), reason: peer.disconnectReason });
+  }
+
+  onPeerClose(peer: Peer, close: CloseBody): void {
+    this.logger.info({ name: peer.name, role: peer.role, code: close.code, message: close.message }, "peer closed its session");
+    this.#endPeer(peer, ErrorCode.UNAVAILABLE, `closed by the ${peer.role}: ${close.message}`, CloseCode.NORMAL);
+  }
+
+  // --- maintenance ---------------------------------------------------------------------------
+
+  #scheduleSweep(): void {
+    const hb = this.sessionOptions.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
+    const every = Math.max(10, Math.min(1000, Math.floor(hb / 4)));
+    this.#sweep = this.clock.setTimeout(() => {
+      this.#tick();
+      if (!this.#closed) this.#scheduleSweep();
+    }, every);
+    this.#sweep.unref();
+  }
+
+  #tick(): void {
+    const now = this.clock.now();
+    const window = this.#o.resumeWindowMs ?? DEFAULTS.resumeWindowMs;
+    for (const peer of this.#peers) {
+      if (peer.session.state === "resuming") {
+        if (now - peer.detachedAt >= window) {
+          this.logger.info({ name: peer.name, role: peer.role }, "resume window passed: session expired");
+          this.#endPeer(peer, ErrorCode.SESSION_EXPIRED, `did not come back within ${window} ms`, CloseCode.NORMAL);
+        }
+      } else {
+        peer.session.tick(now);
+      }
+    }
+    this.#presence.prune(Date.now() - (this.#o.offlineRetentionMs ?? DEFAULTS.offlineRetentionMs));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#sweep) this.clock.clearTimeout(this.#sweep);
+    await Promise.all(this.#listeners.map((l) => l.close()));
+    for (const peer of [...this.#peers]) {
+      this.#endPeer(peer, ErrorCode.CLOSED, "server is shutting down", CloseCode.SHUTDOWN);
+    }
+    for (const t of this.#pending) t.close(CloseCode.SHUTDOWN, "server is shutting down");
+    this.#pending.clear();
+    this.#presence.end();
+    this.logger.info("server closed");
+  }
+}

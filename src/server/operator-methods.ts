@@ -1,0 +1,68 @@
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import type { AgentInfo } from "../presence/presence.js";
+import type { FanOut } from "../rpc/fan-out.js";
+import { parseTarget } from "../rpc/target.js";
+import type { CallContext, CallOptions, Handler, OutcomeSummary } from "../rpc/types.js";
+
+/** What the operator methods need from the server. */
+export interface OperatorHost {
+  call(target: string, method: string, request?: unknown, options?: CallOptions): FanOut;
+  agents(): AgentInfo[];
+  agent(name: string): AgentInfo | undefined;
+}
+
+/** Request of `muster.call`. */
+export interface RelayCallRequest {
+  target: string;
+  method: string;
+  args?: unknown;
+  timeoutMs?: number;
+}
+
+/** Partial results of `muster.call`, in this order: one `expected`, then one `outcome` per agent. */
+export type RelayCallItem =
+  | { type: "expected"; agents: string[] }
+  | ({ type: "outcome" } & import("../rpc/types.js").CallOutcome);
+
+function invalid(message: string): MusterError {
+  return new MusterError(ErrorCode.INVALID_ARGUMENT, message);
+}
+
+function checkRelay(req: unknown): RelayCallRequest {
+  if (typeof req !== "object" || req === null) throw invalid("muster.call needs an object {target, method, args?, timeoutMs?}");
+  const r = req as Record<string, unknown>;
+  if (typeof r.target !== "string") throw invalid("muster.call: target must be a string");
+  if (typeof r.method !== "string" || r.method.length === 0) throw invalid("muster.call: method must be a non-empty string");
+  if (r.timeoutMs !== undefined && (typeof r.timeoutMs !== "number" || !(r.timeoutMs > 0) || r.timeoutMs > 2 ** 31)) {
+    throw invalid("muster.call: timeoutMs must be a positive number of milliseconds");
+  }
+  return r as unknown as RelayCallRequest;
+}
+
+/**
+ * Methods the server answers for operator sessions (the CLI): the same protocol as
+ * agents use, so that the CLI works against a remote server.
+ */
+export function operatorHandlers(host: OperatorHost): Map<string, Handler> {
+  const m = new Map<string, Handler>();
+  m.set("muster.agents", () => host.agents());
+  m.set("muster.agent", (req) => {
+    const name = (req as { name?: unknown } | undefined)?.name;
+    if (typeof name !== "string") throw invalid("muster.agent needs {name}");
+    const a = host.agent(name);
+    if (!a) throw new MusterError(ErrorCode.NOT_FOUND, `no agent named ${name} is known`);
+    return a;
+  });
+  m.set("muster.call", async (req, ctx: CallContext): Promise<OutcomeSummary> => {
+    const r = checkRelay(req);
+    parseTarget(r.target); // precise INVALID_ARGUMENT before anything starts
+    // Leave the operator a moment to receive the last outcome before its own deadline.
+    const timeoutMs = Math.max(1, Math.min(r.timeoutMs ?? ctx.remainingMs(), ctx.remainingMs() - 250));
+    const fanOut = host.call(r.target, r.method, r.args, { timeoutMs, signal: ctx.signal });
+    ctx.emit({ type: "expected", agents: [...fanOut.expected] } satisfies RelayCallItem);
+    for await (const o of fanOut) ctx.emit({ type: "outcome", ...o } satisfies RelayCallItem);
+    return fanOut.summary();
+  });
+  return m;
+}

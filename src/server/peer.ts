@@ -1,0 +1,109 @@
+import { randomBytes } from "node:crypto";
+import type { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import type { Clock } from "../internal/clock.js";
+import type { Logger } from "../internal/logger.js";
+import type { AgentInfo, PresenceSource } from "../presence/presence.js";
+import { RpcEndpoint } from "../rpc/endpoint.js";
+import type { Handler } from "../rpc/types.js";
+import { Session, type SessionOptions, type SessionState } from "../session/session.js";
+import type { Transport, TransportCloseInfo } from "../transport/types.js";
+import type { CloseBody, CloseCode, HelloBody } from "../wire/frame.js";
+
+/** What a peer needs from its server. */
+export interface PeerHost {
+  clock: Clock;
+  logger: Logger;
+  sessionOptions: Omit<SessionOptions, "clock" | "logger">;
+  callTimeoutMs: number;
+  maxIncomingCalls: number;
+  handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler>;
+  onPeerState(peer: Peer, state: SessionState, previous: SessionState): void;
+  onPeerLinkDown(peer: Peer, info: TransportCloseInfo): void;
+  onPeerClose(peer: Peer, close: CloseBody): void;
+}
+
+/** The server's side of one agent's (or operator's) session. */
+export class Peer implements PresenceSource {
+  readonly id = randomBytes(8).toString("hex");
+  readonly token = randomBytes(24).toString("base64url");
+  readonly role: HelloBody["role"];
+  readonly name: string;
+  readonly labels: Record<string, string>;
+  readonly version: string;
+  readonly session: Session;
+  readonly rpc: RpcEndpoint;
+  readonly connectedSince = Date.now();
+  address: string;
+  transportKind: string;
+  /** Clock time the link was lost, while resuming. */
+  detachedAt = 0;
+  disconnectReason: string | undefined;
+  ended = false;
+  readonly #clock: Clock;
+
+  constructor(host: PeerHost, hello: HelloBody, transport: Transport) {
+    this.#clock = host.clock;
+    this.role = hello.role;
+    this.name = hello.name;
+    this.labels = hello.labels;
+    this.version = hello.version;
+    this.address = transport.remoteAddress;
+    this.transportKind = transport.kind;
+    const logger = host.logger.child({ peer: this.name, role: this.role, session: this.id });
+    this.session = new Session(
+      { ...host.sessionOptions, clock: host.clock, logger },
+      {
+        onMessage: (f) => this.rpc.receive(f),
+        onState: (s, prev) => host.onPeerState(this, s, prev),
+        onLinkDown: (info) => host.onPeerLinkDown(this, info),
+        onPeerClose: (close) => host.onPeerClose(this, close),
+      },
+    );
+    this.rpc = new RpcEndpoint(this.session, {
+      clock: host.clock,
+      logger,
+      handlers: host.handlersFor(this.role),
+      peer: {
+        role: this.role,
+        name: this.name,
+        labels: this.labels,
+        sessionId: this.id,
+        remoteAddress: this.address,
+      },
+      defaultTimeoutMs: host.callTimeoutMs,
+      maxIncomingCalls: host.maxIncomingCalls,
+      describePeer: `${this.role} ${this.name}`,
+      describeSelf: "the server",
+    });
+  }
+
+  info(): AgentInfo {
+    const state = this.session.state;
+    const info: AgentInfo = {
+      name: this.name,
+      labels: this.labels,
+      version: this.version,
+      state: state === "closed" ? "offline" : state,
+      address: this.address,
+      transport: this.transportKind,
+      sessionId: this.id,
+      connectedSince: this.connectedSince,
+      lastSeen: Date.now() - Math.max(0, this.#clock.now() - this.session.lastReceivedAt),
+      pendingCalls: this.rpc.pendingOutgoing,
+      rttMs: Math.round(this.session.rttMs * 100) / 100,
+    };
+    if (this.disconnectReason !== undefined && state !== "connected") info.disconnectReason = this.disconnectReason;
+    return info;
+  }
+
+  /** Ends the session for good: pending calls fail with `code`, the link gets CLOSE `closeCode`. */
+  end(code: ErrorCode, message: string, closeCode: CloseCode): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.disconnectReason = message;
+    this.rpc.fail(new MusterError(code, `${this.role} ${this.name}: ${message}`));
+    this.session.close(closeCode, message);
+  }
+}
+

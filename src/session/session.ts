@@ -1,0 +1,398 @@
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import type { Clock, TimerHandle } from "../internal/clock.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import type { Logger } from "../internal/logger.js";
+import type { Transport, TransportCloseInfo } from "../transport/types.js";
+import { decodeFrame, encodeFrame, withAck } from "../wire/codec.js";
+import { describeFrame } from "../wire/describe.js";
+import { type CloseBody, CloseCode, type Frame, FrameType, MAX_SEQ } from "../wire/frame.js";
+import { ReplayBuffer } from "./replay-buffer.js";
+
+/**
+ * Lifecycle of a session:
+ * - `connected`: a link is attached and the peer was heard from recently;
+ * - `suspect`: a link is attached but the peer has been silent for `suspectAfterMs` (it may
+ *   be busy: its calls continue);
+ * - `resuming`: no link; frames queue in the replay window until one is attached again;
+ * - `closed`: final; nothing is sent or received.
+ */
+export type SessionState = "connected" | "suspect" | "resuming" | "closed";
+
+/** A sequenced frame as delivered to the layer above: exactly once, in order. */
+export type SequencedFrame = Extract<
+  Frame,
+  { type: typeof FrameType.CALL | typeof FrameType.ITEM | typeof FrameType.RESULT | typeof FrameType.CANCEL }
+>;
+
+export interface SessionOptions {
+  clock: Clock;
+  logger: Logger;
+  /** @default 4096 */
+  replayMaxFrames?: number;
+  /** @default 16 MiB */
+  replayMaxBytes?: number;
+  /** @default 16 MiB */
+  backlogMaxBytes?: number;
+  /** @default 32 */
+  ackEveryFrames?: number;
+  /** @default 20 */
+  ackDelayMs?: number;
+  /** @default 5000 */
+  heartbeatIntervalMs?: number;
+  /** @default 12000 */
+  suspectAfterMs?: number;
+  /** @default 30000 */
+  deadAfterMs?: number;
+}
+
+/** What the session reports to its owner. */
+export interface SessionHooks {
+  /** A sequenced frame, delivered exactly once and in order across resumes. */
+  onMessage(frame: SequencedFrame): void;
+  /** The state changed. */
+  onState(state: SessionState, previous: SessionState): void;
+  /** The attached link was lost; the session is now `resuming` (unless closed). */
+  onLinkDown(info: TransportCloseInfo): void;
+  /** The peer sent CLOSE: it ends the session (or, with a retry hint, asks to come back later). */
+  onPeerClose(close: CloseBody): void;
+}
+
+/**
+ * One end of a resumable session: sequence numbers, cumulative acks, the replay window,
+ * heartbeats. Both the server and the agent run one per peer. The handshake (HELLO/WELCOME)
+ * is done by the owner, which then calls `attach()` with the peer's ack; frames the peer
+ * has not seen are replayed, and frames it has are dropped on receipt.
+ */
+export class Session {
+  #state: SessionState = "resuming";
+  #transport: Transport | undefined;
+  /** Highest seq received in order. */
+  #lastRecv = 0;
+  /** Highest seq assigned to an outgoing frame. */
+  #lastSent = 0;
+  /** The `ack` value carried by the last frame sent. */
+  #ackSent = 0;
+  #ackTimer: TimerHandle | undefined;
+  #lastRecvAt: number;
+  #lastSentAt: number;
+  #backlog: Uint8Array[] = [];
+  #backlogBytes = 0;
+  #rttMs = -1;
+  #duplicates = 0;
+  readonly #replay: ReplayBuffer;
+  readonly #o: Required<Omit<SessionOptions, "clock" | "logger">>;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #trace: boolean;
+  readonly #hooks: SessionHooks;
+
+  constructor(options: SessionOptions, hooks: SessionHooks) {
+    this.#clock = options.clock;
+    this.#log = options.logger;
+    this.#trace = options.logger.isLevelEnabled("trace");
+    this.#hooks = hooks;
+    this.#o = {
+      replayMaxFrames: options.replayMaxFrames ?? DEFAULTS.replayMaxFrames,
+      replayMaxBytes: options.replayMaxBytes ?? DEFAULTS.replayMaxBytes,
+      backlogMaxBytes: options.backlogMaxBytes ?? DEFAULTS.backlogMaxBytes,
+      ackEveryFrames: options.ackEveryFrames ?? DEFAULTS.ackEveryFrames,
+      ackDelayMs: options.ackDelayMs ?? DEFAULTS.ackDelayMs,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
+      suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
+      deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
+    };
+    this.#replay = new ReplayBuffer(this.#o.replayMaxFrames, this.#o.replayMaxBytes);
+    this.#lastRecvAt = this.#lastSentAt = this.#clock.now();
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+  /** Highest seq received in order: the value to send as `ack` in a resuming HELLO. */
+  get lastReceived(): number {
+    return this.#lastRecv;
+  }
+  get lastSent(): number {
+    return this.#lastSent;
+  }
+  get transport(): Transport | undefined {
+    return this.#transport;
+  }
+  /** Last measured round trip (PING → PONG), or -1. */
+  get rttMs(): number {
+    return this.#rttMs;
+  }
+  /** Clock time of the last frame received. */
+  get lastReceivedAt(): number {
+    return this.#lastRecvAt;
+  }
+  /** Frames dropped on receipt because they had been delivered already. */
+  get duplicatesDropped(): number {
+    return this.#duplicates;
+  }
+  /** Unacknowledged frames and bytes held for replay, and frames waiting behind a full window. */
+  get replayStats(): { frames: number; bytes: number; backlogFrames: number; backlogBytes: number } {
+    return {
+      frames: this.#replay.frames,
+      bytes: this.#replay.bytes,
+      backlogFrames: this.#backlog.length,
+      backlogBytes: this.#backlogBytes,
+    };
+  }
+
+  /** True when the peer's ack lies inside what this side can replay: resume is possible. */
+  canResumeFrom(peerAck: number): boolean {
+    return peerAck <= this.#lastSent && this.#replay.after(peerAck) !== undefined;
+  }
+
+  /**
+   * Attaches a link after a successful handshake and replays every frame with seq > peerAck.
+   * The caller has checked `canResumeFrom(peerAck)`. Returns the number of frames replayed.
+   */
+  attach(transport: Transport, peerAck: number): number {
+    if (this.#state === "closed") throw new MusterError(ErrorCode.CLOSED, "session is closed");
+    if (this.#transport) this.detach({ code: CloseCode.NORMAL, message: "superseded by a newer link" });
+    const pending = this.#replay.after(peerAck);
+    if (pending === undefined) {
+      throw new MusterError(ErrorCode.SESSION_EXPIRED, `cannot replay from seq ${peerAck}`);
+    }
+    this.#replay.ackTo(peerAck);
+    this.#transport = transport;
+    this.#lastRecvAt = this.#clock.now();
+    this.#setState("connected");
+    const ack = this.#lastRecv;
+    if (pending.length > 0) {
+      const copies = pending.map((f) => withAck(f, ack));
+      if (this.#trace) for (const f of copies) this.#traceOut(f, "replay");
+      transport.sendMany(copies);
+      this.#noteSent(ack);
+    }
+    this.#drainBacklog();
+    return pending.length;
+  }
+
+  /** Detaches the link (closing it with `info.code`) and enters `resuming`. */
+  detach(info: TransportCloseInfo): void {
+    const t = this.#transport;
+    if (!t) return;
+    this.#transport = undefined;
+    this.#cancelAckTimer();
+    t.close(info.code, info.message);
+    if (this.#state !== "closed") this.#setState("resuming");
+  }
+
+  /** The owner reports that the attached transport closed. */
+  linkClosed(transport: Transport, info: TransportCloseInfo): void {
+    if (transport !== this.#transport) return;
+    this.#transport = undefined;
+    this.#cancelAckTimer();
+    if (this.#state === "closed") return;
+    this.#setState("resuming");
+    this.#hooks.onLinkDown(info);
+  }
+
+  /** The owner hands over one frame received on the attached transport. */
+  receive(transport: Transport, bytes: Uint8Array): void {
+    if (transport !== this.#transport || this.#state === "closed") return;
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      this.#protocolError(MusterError.from(err, ErrorCode.PROTOCOL_ERROR));
+      return;
+    }
+    if (this.#trace) this.#log.trace({ dir: "in", frame: describeFrame(frame) }, "frame");
+    this.#lastRecvAt = this.#clock.now();
+    if (this.#state === "suspect") this.#setState("connected");
+    if (frame.ack > this.#lastSent) {
+      this.#protocolError(
+        new MusterError(ErrorCode.PROTOCOL_ERROR, `ack ${frame.ack} for a frame never sent (last ${this.#lastSent})`),
+      );
+      return;
+    }
+    if (frame.ack >= this.#replay.firstSeq) {
+      this.#replay.ackTo(frame.ack);
+      if (this.#backlog.length > 0) this.#drainBacklog();
+    }
+    switch (frame.type) {
+      case FrameType.PING:
+        this.#sendControl({ type: FrameType.PONG, seq: 0, ack: this.#lastRecv, time: frame.time });
+        return;
+      case FrameType.PONG:
+        this.#rttMs = Math.max(0, this.#clock.now() - frame.time);
+        return;
+      case FrameType.ACK:
+        return;
+      case FrameType.CLOSE:
+        this.#hooks.onPeerClose(frame.close);
+        return;
+      case FrameType.HELLO:
+      case FrameType.WELCOME:
+        this.#protocolError(new MusterError(ErrorCode.PROTOCOL_ERROR, "handshake frame inside a session"));
+        return;
+      default:
+        break;
+    }
+    if (frame.seq <= this.#lastRecv) {
+      this.#duplicates++;
+      return;
+    }
+    if (frame.seq !== this.#lastRecv + 1) {
+      this.#protocolError(
+        new MusterError(ErrorCode.PROTOCOL_ERROR, `sequence gap: expected ${this.#lastRecv + 1}, got ${frame.seq}`),
+      );
+      return;
+    }
+    this.#lastRecv = frame.seq;
+    this.#scheduleAck();
+    this.#hooks.onMessage(frame);
+  }
+
+  /**
+   * Sends a sequenced frame, encoded with any seq/ack (they are written here). It is kept
+   * for replay until acknowledged. While no link is attached it waits in the replay window.
+   * Throws RESOURCE_EXHAUSTED when the window and the backlog behind it are full, CLOSED
+   * when the session is closed.
+   */
+  send(frame: Buffer): void {
+    if (this.#state === "closed") throw new MusterError(ErrorCode.CLOSED, "session is closed");
+    if (this.#backlog.length > 0 || !this.#replay.hasRoom(frame.length)) {
+      if (this.#backlogBytes + frame.length > this.#o.backlogMaxBytes) {
+        throw new MusterError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `replay window full (${this.#replay.frames} frames, ${this.#replay.bytes} bytes unacknowledged) and backlog over ${this.#o.backlogMaxBytes} bytes`,
+        );
+      }
+      this.#backlog.push(frame);
+      this.#backlogBytes += frame.length;
+      return;
+    }
+    this.#sendNow(frame);
+  }
+
+  #sendNow(frame: Buffer): void {
+    if (this.#lastSent >= MAX_SEQ) throw new MusterError(ErrorCode.RESOURCE_EXHAUSTED, "sequence numbers exhausted");
+    const seq = ++this.#lastSent;
+    frame.writeUIntBE(seq, 2, 6);
+    frame.writeUIntBE(this.#lastRecv, 8, 6);
+    this.#replay.push(frame);
+    const t = this.#transport;
+    if (t) {
+      if (this.#trace) this.#traceOut(frame, "out");
+      t.send(frame);
+      this.#noteSent(this.#lastRecv);
+    }
+  }
+
+  #drainBacklog(): void {
+    while (this.#backlog.length > 0 && this.#replay.hasRoom(this.#backlog[0]!.length)) {
+      const f = this.#backlog.shift()!;
+      this.#backlogBytes -= f.length;
+      this.#sendNow(f as Buffer);
+    }
+  }
+
+  /**
+   * Heartbeat duty, called periodically by the owner: sends PING when idle, marks the
+   * peer suspect after `suspectAfterMs` of silence and drops the link after `deadAfterMs`.
+   */
+  tick(now: number): void {
+    if (!this.#transport || this.#state === "closed") return;
+    const silent = now - this.#lastRecvAt;
+    if (silent >= this.#o.deadAfterMs) {
+      this.#log.warn({ silentMs: Math.round(silent) }, "peer silent too long: dropping the link, resume expected");
+      const t = this.#transport;
+      const info = { code: CloseCode.HEARTBEAT_TIMEOUT, message: `nothing received for ${Math.round(silent)} ms` };
+      this.detach(info);
+      this.#hooks.onLinkDown(info);
+      void t;
+      return;
+    }
+    if (silent >= this.#o.suspectAfterMs && this.#state === "connected") this.#setState("suspect");
+    if (now - this.#lastSentAt >= this.#o.heartbeatIntervalMs) {
+      this.#sendControl({ type: FrameType.PING, seq: 0, ack: this.#lastRecv, time: now });
+    }
+  }
+
+  /** Sends CLOSE (when a link is attached), closes the link, and ends the session for good. */
+  close(code: CloseCode, message: string, retryAfterMs?: number): void {
+    if (this.#state === "closed") return;
+    const t = this.#transport;
+    if (t) {
+      const close: CloseBody = { code, message };
+      if (retryAfterMs !== undefined) close.retryAfterMs = retryAfterMs;
+      this.#sendControl({ type: FrameType.CLOSE, seq: 0, ack: this.#lastRecv, close });
+      this.#transport = undefined;
+      t.close(code, message);
+    }
+    this.#cancelAckTimer();
+    this.#replay.reset();
+    this.#backlog = [];
+    this.#backlogBytes = 0;
+    this.#setState("closed");
+  }
+
+  #protocolError(err: MusterError): void {
+    const t = this.#transport;
+    this.#log.warn({ remote: t?.remoteAddress, err: err.message }, "protocol error: closing the link");
+    if (!t) return;
+    const code = err.code === ErrorCode.FRAME_TOO_LARGE ? CloseCode.FRAME_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
+    this.#sendControl({ type: FrameType.CLOSE, seq: 0, ack: this.#lastRecv, close: { code, message: err.rawMessage } });
+    const info = { code, message: err.rawMessage };
+    this.detach(info);
+    this.#hooks.onLinkDown(info);
+  }
+
+  #sendControl(frame: Frame): void {
+    const t = this.#transport;
+    if (!t) return;
+    if (this.#trace) this.#log.trace({ dir: "out", frame: describeFrame(frame) }, "frame");
+    t.send(encodeFrame(frame));
+    this.#noteSent(frame.ack);
+  }
+
+  #noteSent(ack: number): void {
+    this.#lastSentAt = this.#clock.now();
+    if (ack >= this.#ackSent) {
+      this.#ackSent = ack;
+      if (ack === this.#lastRecv) this.#cancelAckTimer();
+    }
+  }
+
+  #scheduleAck(): void {
+    if (!this.#transport) return;
+    if (this.#lastRecv - this.#ackSent >= this.#o.ackEveryFrames) {
+      this.#sendControl({ type: FrameType.ACK, seq: 0, ack: this.#lastRecv });
+      return;
+    }
+    if (this.#ackTimer) return;
+    this.#ackTimer = this.#clock.setTimeout(() => {
+      this.#ackTimer = undefined;
+      if (this.#lastRecv > this.#ackSent) this.#sendControl({ type: FrameType.ACK, seq: 0, ack: this.#lastRecv });
+    }, this.#o.ackDelayMs);
+    this.#ackTimer.unref();
+  }
+
+  #cancelAckTimer(): void {
+    if (this.#ackTimer) {
+      this.#clock.clearTimeout(this.#ackTimer);
+      this.#ackTimer = undefined;
+    }
+  }
+
+  #traceOut(frame: Uint8Array, dir: string): void {
+    try {
+      this.#log.trace({ dir, frame: describeFrame(decodeFrame(frame)) }, "frame");
+    } catch {
+      this.#log.trace({ dir, bytes: frame.length }, "frame (undecodable)");
+    }
+  }
+
+  #setState(next: SessionState): void {
+    const prev = this.#state;
+    if (prev === next || prev === "closed") return;
+    this.#state = next;
+    this.#hooks.onState(next, prev);
+  }
+}

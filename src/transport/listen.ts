@@ -1,0 +1,43 @@
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { parseListenUrl } from "./dial.js";
+import type { MemoryNetwork } from "./memory.js";
+import { listenTcp } from "./tcp.js";
+import type { AcceptFn, Listener, TlsServerOptions } from "./types.js";
+import { listenWebSocket } from "./websocket.js";
+
+export interface ListenAllOptions {
+  tls?: TlsServerOptions | undefined;
+  memory?: MemoryNetwork | undefined;
+  maxFrameBytes: number;
+  accept: AcceptFn;
+}
+
+/**
+ * Opens one listener per URL (ws, wss, tcp, tls, memory). If any fails, the ones already
+ * open are closed and the error is thrown.
+ */
+export async function listenAll(urls: readonly string[], options: ListenAllOptions): Promise<Listener[]> {
+  const out: Listener[] = [];
+  try {
+    for (const url of urls) {
+      if (url.startsWith("memory://")) {
+        if (!options.memory) throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${url} needs a MemoryNetwork`);
+        out.push(options.memory.listen(url.slice("memory://".length), options.accept));
+        continue;
+      }
+      const { kind, host, port } = parseListenUrl(url);
+      const secure = kind === "wss" || kind === "tls";
+      if (secure && !options.tls) {
+        throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${url} needs a TLS certificate and key (--tls-cert, --tls-key)`);
+      }
+      const common = { host, port, maxFrameBytes: options.maxFrameBytes, ...(secure ? { tls: options.tls } : {}) };
+      if (kind === "ws" || kind === "wss") out.push(await listenWebSocket(common, options.accept));
+      else out.push(await listenTcp(common, options.accept));
+    }
+  } catch (err) {
+    await Promise.all(out.map((l) => l.close()));
+    throw err;
+  }
+  return out;
+}
