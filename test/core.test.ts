@@ -177,6 +177,8 @@ describe("server ⇄ agent core", () => {
       a.handle("never", () => new Promise(() => {}));
       const fromServer = f.server.callAgent("late", "never", undefined, { timeoutMs: 10_000 });
       const toServer = a.call("missing-until-later", undefined, { timeoutMs: 10_000 });
+      fromServer.catch(() => {}); // asserted below
+      toServer.catch(() => {});
       f.server.handle("missing-until-later", () => new Promise(() => {}));
       await sleep(20);
       f.net.cutAll();
@@ -198,6 +200,7 @@ describe("server ⇄ agent core", () => {
       old.onEvent((e) => oldEvents.push(e));
       old.handle("hang", () => new Promise(() => {}));
       const pending = f.server.callAgent("dup", "hang", undefined, { timeoutMs: 10_000 });
+      pending.catch(() => {}); // asserted below
       await sleep(10);
       const started = Date.now();
       await f.addAgent("dup", { reconnect: quickReconnect });
@@ -216,8 +219,12 @@ describe("server ⇄ agent core", () => {
     try {
       const events = f.server.events();
       const a = await f.addAgent("p-1");
+      let resumed = false;
+      a.onEvent((e) => {
+        if (e.type === "resumed") resumed = true;
+      });
       f.net.cutAll();
-      await until(() => a.state === "connected" && f.server.agent("p-1")?.state === "connected", 2000);
+      await until(() => resumed && f.server.agent("p-1")?.state === "connected", 2000, "resume");
       await a.close();
       const types: string[] = [];
       for await (const e of events) {

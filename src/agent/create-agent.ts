@@ -321,6 +321,7 @@ class Agent implements MusterAgent {
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
+      // Not unref()ed: an agent waiting to reconnect is alive and must keep its process alive.
       const t = this.#clock.setTimeout(() => {
         this.#wake = undefined;
         resolve();
@@ -358,6 +359,7 @@ class Agent implements MusterAgent {
       },
     );
     if (this.#isClosed()) {
+      link.release();
       link.transport.close(CloseCode.NORMAL, "agent closed");
       return;
     }
@@ -368,6 +370,7 @@ class Agent implements MusterAgent {
       this.#dropSession(ErrorCode.SESSION_EXPIRED, "the server no longer had this session (resume window passed or server restarted)");
       this.#emit({ type: "expired", previousSessionId: previousSessionId ?? "" });
     } else if (w.resumed && !this.#session.canResumeFrom(link.serverAck)) {
+      link.release();
       link.transport.close(CloseCode.PROTOCOL_ERROR, "server ack outside the replay window");
       this.#dropSession(ErrorCode.SESSION_EXPIRED, "server resumed from a point this agent cannot replay from");
       throw new MusterError(ErrorCode.PROTOCOL_ERROR, "server ack outside the replay window");
@@ -377,6 +380,7 @@ class Agent implements MusterAgent {
     this.#transport = link.transport;
     const replayed = this.#session.attach(link.transport, w.resumed ? link.serverAck : 0);
     this.#setState("connected");
+    link.release();
     if (w.resumed) {
       const downtimeMs = Math.round(this.#clock.now() - this.#detachedAt);
       this.#log.info({ url, replayedToServer: replayed, replayedFromServer: w.replaying, downtimeMs }, "session resumed");

@@ -26,6 +26,11 @@ export interface GreetOptions {
 /** A link that completed its handshake. */
 export interface GreetedLink {
   transport: Transport;
+  /**
+   * Starts delivering what arrived after the WELCOME (replayed frames may follow it at once)
+   * to `onFrame`/`onClose`. Call it right after attaching the session to the transport.
+   */
+  release(): void;
   welcome: WelcomeBody;
   /** The server's ack in the WELCOME: the last seq it received in the resumed session. */
   serverAck: number;
@@ -64,6 +69,16 @@ export async function greet(url: string, hello: HelloBody, helloAck: number, o: 
     const t = transport;
     return await new Promise<GreetedLink>((resolve, reject) => {
       let greeted = false;
+      // Frames (and a close) that arrive between the WELCOME and release() wait here, so that
+      // frames replayed right behind the WELCOME reach the session once it is attached.
+      let held: Uint8Array[] | undefined = [];
+      let heldClose: TransportCloseInfo | undefined;
+      const release = (): void => {
+        const frames = held ?? [];
+        held = undefined;
+        for (const f of frames) o.onFrame(t, f);
+        if (heldClose) o.onClose(t, heldClose);
+      };
       const fail = (err: unknown): void => {
         if (greeted) return;
         greeted = true;
@@ -74,7 +89,8 @@ export async function greet(url: string, hello: HelloBody, helloAck: number, o: 
       t.setHandler({
         onFrame: (bytes) => {
           if (greeted) {
-            o.onFrame(t, bytes);
+            if (held) held.push(bytes);
+            else o.onFrame(t, bytes);
             return;
           }
           let frame: Frame;
@@ -87,7 +103,7 @@ export async function greet(url: string, hello: HelloBody, helloAck: number, o: 
           if (trace) o.logger.trace({ dir: "in", frame: describeFrame(frame) }, "frame");
           if (frame.type === FrameType.WELCOME) {
             greeted = true;
-            resolve({ transport: t, welcome: frame.welcome, serverAck: frame.ack });
+            resolve({ transport: t, welcome: frame.welcome, serverAck: frame.ack, release });
           } else if (frame.type === FrameType.CLOSE) {
             fail(new RefusedError(frame.close));
           } else {
@@ -95,7 +111,10 @@ export async function greet(url: string, hello: HelloBody, helloAck: number, o: 
           }
         },
         onClose: (info) => {
-          if (greeted) o.onClose(t, info);
+          if (greeted) {
+            if (held) heldClose = info;
+            else o.onClose(t, info);
+          }
           else fail(new MusterError(ErrorCode.UNAVAILABLE, `link to ${url} closed during the handshake: ${info.message}`));
         },
         onDrain: () => {},

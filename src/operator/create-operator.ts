@@ -90,6 +90,7 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
     },
   );
   session.attach(link.transport, 0);
+  link.release();
   let ticker: TimerHandle | undefined;
   const tick = (): void => {
     session.tick(clock.now());

@@ -107,7 +107,7 @@ export class RpcEndpoint {
           new MusterError(ErrorCode.DEADLINE_EXCEEDED, `${method} on ${this.#o.describePeer}: no answer in ${timeoutMs} ms`),
         );
       }, timeoutMs);
-      o.timer.unref();
+      // Not unref()ed: a pending call keeps the process alive until its deadline, like a socket would.
     }
     return handle;
   }

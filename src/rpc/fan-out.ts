@@ -73,7 +73,7 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
         );
         for (const h of [...this.#handles.values()]) h.cancel(err);
       }, options.timeoutMs);
-      this.#timer.unref();
+      // Not unref()ed: a pending fan-out keeps the process alive until its deadline.
       if (options.signal) {
         this.#signal = options.signal;
         this.#onAbort = () => this.cancel();

@@ -83,11 +83,11 @@ describe("Session", () => {
     let cuts = 0;
     while (a.received.length < N || b.received.length < N) {
       // Send a random burst each way, then maybe cut the link at this point.
-      const burst = 1 + Math.floor(rand() * 60);
+      const burst = 1 + Math.floor(rand() * 20);
       for (let i = 0; i < burst && sentA < N; i++) a.session.send(item(sentA++));
       for (let i = 0; i < burst && sentB < N; i++) b.session.send(item(sentB++));
       const r = rand();
-      if (r < 0.25) {
+      if (r < 0.5) {
         ta.cut(`cut ${cuts}`);
         cuts++;
         await tick();
@@ -138,7 +138,7 @@ describe("Session", () => {
       },
       (e: Error & { code?: string }) => e.code === "RESOURCE_EXHAUSTED" && /replay window full/.test(e.message),
     );
-    const b = makeEnd({ replayMaxBytes: 64 });
+    const b = makeEnd({ replayMaxBytes: 20 });
     b.session.send(item(1)); // an empty window always takes one frame
     b.session.send(item(2));
     assert.equal(b.session.replayStats.frames, 1);

@@ -1,0 +1,297 @@
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  isIP,
+  isIPv4,
+  connect as netConnect,
+  type Server,
+  type Socket,
+} from "node:net";
+import { createServer as createTlsServer, connect as tlsConnect } from "node:tls";
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { CloseCode } from "../wire/frame.js";
+import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder, lengthPrefix } from "../wire/length-prefix.js";
+import type {
+  AcceptFn,
+  DialOptions,
+  Listener,
+  TlsServerOptions,
+  Transport,
+  TransportCloseInfo,
+  TransportHandler,
+  TransportOptions,
+} from "./types.js";
+
+/** How long a graceful close may take before the socket is destroyed. */
+const CLOSE_GRACE_MS = 2_000;
+
+/** True for 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.x.x.x. */
+export function isLoopbackAddress(address: string): boolean {
+  if (address === "::1") return true;
+  const v4 = address.toLowerCase().startsWith("::ffff:") ? address.slice(7) : address;
+  return isIPv4(v4) && v4.startsWith("127.");
+}
+
+/** `host:port`, with IPv6 hosts in brackets (`[::1]:33076`). */
+export function formatHostPort(host: string, port: number | string): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * A frame stream over a TCP or TLS socket; each frame carries a u32 big-endian length prefix.
+ * Close reasons: a bad prefix → frame_too_large / protocol_error (this side), the peer's FIN →
+ * remote_closed, a reset or other socket error → transport_error. `onClose` is reported once
+ * the socket has really closed, which a graceful close bounds to CLOSE_GRACE_MS.
+ */
+class TcpTransport implements Transport {
+  readonly kind: "tcp" | "tls";
+  readonly remoteAddress: string;
+  readonly isLoopback: boolean;
+  readonly #socket: Socket;
+  readonly #decoder: LengthPrefixDecoder;
+  readonly #highWater: number;
+  #handler: TransportHandler | undefined;
+  #early: Uint8Array[] = [];
+  #open = true;
+  #closeInfo: TransportCloseInfo | undefined;
+  #socketClosed = false;
+  #reported = false;
+  #wantDrain = false;
+  #killTimer: NodeJS.Timeout | undefined;
+
+  constructor(kind: "tcp" | "tls", socket: Socket, options: TransportOptions) {
+    this.kind = kind;
+    this.#socket = socket;
+    this.#decoder = new LengthPrefixDecoder(options.maxFrameBytes ?? DEFAULTS.maxFrameBytes);
+    this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
+    const address = socket.remoteAddress ?? "";
+    this.remoteAddress = formatHostPort(address || "unknown", socket.remotePort ?? 0);
+    this.isLoopback = isLoopbackAddress(address);
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    socket.on("drain", this.#onWritten);
+    socket.on("end", () =>
+      this.#shut({ code: CloseCode.REMOTE_CLOSED, message: "peer closed the connection" }),
+    );
+    socket.on("error", (error: Error) =>
+      this.#shut({ code: CloseCode.TRANSPORT_ERROR, message: error.message, error }),
+    );
+    socket.on("close", () => {
+      this.#socketClosed = true;
+      clearTimeout(this.#killTimer);
+      this.#shut({ code: CloseCode.TRANSPORT_ERROR, message: "connection closed" });
+      this.#report();
+    });
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  get bufferedBytes(): number {
+    return this.#socket.writableLength;
+  }
+
+  setHandler(handler: TransportHandler): void {
+    if (this.#handler) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "transport handler already set");
+    this.#handler = handler;
+    for (const f of this.#early.splice(0)) handler.onFrame(f);
+    this.#report();
+  }
+
+  send(frame: Uint8Array): boolean {
+    if (!this.#open) return false;
+    return this.#write(lengthPrefix(frame));
+  }
+
+  /** All frames go into one buffer and one write: one system call for the batch. */
+  sendMany(frames: readonly Uint8Array[]): boolean {
+    if (!this.#open) return false;
+    if (frames.length === 0) return this.bufferedBytes <= this.#highWater;
+    if (frames.length === 1) return this.#write(lengthPrefix(frames[0]!));
+    let total = 0;
+    for (const f of frames) total += LENGTH_PREFIX_BYTES + f.length;
+    const out = Buffer.allocUnsafe(total);
+    let offset = 0;
+    for (const f of frames) {
+      out.writeUInt32BE(f.length, offset);
+      out.set(f, offset + LENGTH_PREFIX_BYTES);
+      offset += LENGTH_PREFIX_BYTES + f.length;
+    }
+    return this.#write(out);
+  }
+
+  close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
+    if (!this.#open) return;
+    this.#shut({ code, message });
+    this.#socket.end(); // pending writes are flushed first
+  }
+
+  /**
+   * Every write carries the same bound callback, so that `onDrain` fires even when the socket's
+   * own high-water mark (16 KiB, not ours) never makes it emit 'drain'. The write callback runs
+   * once the chunk is handed to the kernel, when `writableLength` no longer counts it.
+   */
+  #write(buf: Buffer): boolean {
+    this.#socket.write(buf, this.#onWritten);
+    const ok = this.#socket.writableLength <= this.#highWater;
+    if (!ok) this.#wantDrain = true;
+    return ok;
+  }
+
+  readonly #onWritten = (): void => {
+    if (!this.#wantDrain || !this.#open || this.#socket.writableLength > this.#highWater) return;
+    this.#wantDrain = false;
+    this.#handler?.onDrain();
+  };
+
+  #onData(chunk: Buffer): void {
+    if (!this.#open) return; // closing: whatever still arrives is dropped
+    let inHandler = false;
+    try {
+      this.#decoder.push(chunk, (frame) => {
+        inHandler = true;
+        this.#deliver(frame);
+        inHandler = false;
+      });
+    } catch (err) {
+      if (inHandler) throw err; // the handler's own bug: not a protocol matter
+      const tooLarge = err instanceof MusterError && err.code === ErrorCode.FRAME_TOO_LARGE;
+      const error = err instanceof Error ? err : new Error(String(err));
+      this.#shut({
+        code: tooLarge ? CloseCode.FRAME_TOO_LARGE : CloseCode.PROTOCOL_ERROR,
+        message: err instanceof MusterError ? err.rawMessage : error.message,
+        error,
+      });
+      this.#socket.end();
+    }
+  }
+
+  #deliver(frame: Uint8Array): void {
+    if (!this.#open) return; // the handler closed the transport mid-chunk
+    if (this.#handler) this.#handler.onFrame(frame);
+    else this.#early.push(frame);
+  }
+
+  /** Records the first close reason; later ones are ignored. Bounds the close to CLOSE_GRACE_MS. */
+  #shut(info: TransportCloseInfo): void {
+    if (this.#closeInfo) return;
+    this.#open = false;
+    this.#closeInfo = info;
+    if (!this.#socketClosed) {
+      this.#killTimer = setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS);
+      this.#killTimer.unref();
+    }
+  }
+
+  #report(): void {
+    if (!this.#handler || !this.#socketClosed || this.#reported || !this.#closeInfo) return;
+    this.#reported = true;
+    this.#handler.onClose(this.#closeInfo);
+  }
+}
+
+/** Listens for TCP (or, with `tls`, TLS) connections; resolves once the port is bound. */
+export async function listenTcp(
+  options: { host?: string; port: number; tls?: TlsServerOptions } & TransportOptions,
+  accept: AcceptFn,
+): Promise<Listener> {
+  const kind = options.tls ? "tls" : "tcp";
+  const host = options.host ?? "127.0.0.1";
+  const onSocket = (socket: Socket): void => accept(new TcpTransport(kind, socket, options));
+  const server: Server = options.tls
+    ? createTlsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }, onSocket)
+    : createNetServer(onSocket);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void =>
+      reject(
+        new MusterError(
+          ErrorCode.UNAVAILABLE,
+          `cannot listen on ${kind}://${formatHostPort(host, options.port)}: ${err.message}`,
+          {
+            cause: err,
+          },
+        ),
+      );
+    server.once("error", onError);
+    server.listen(options.port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  // Errors after listening (e.g. EMFILE on accept) are transient: the server keeps listening.
+  server.on("error", () => {});
+  const port = (server.address() as AddressInfo).port;
+  let closed = false;
+  return {
+    kind,
+    url: `${kind}://${formatHostPort(host, port)}`,
+    port,
+    // server.close() stops accepting at once; its callback would wait for every open
+    // connection, which this contract leaves alone, so it is not awaited.
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      server.close();
+    },
+  };
+}
+
+/**
+ * Connects to a `tcp://host:port` or `tls://host:port` URL (port defaults to 33076).
+ * Rejects with UNAVAILABLE when the connection (or TLS handshake) fails, CANCELLED on abort.
+ */
+export async function dialTcp(url: URL, options: DialOptions): Promise<Transport> {
+  const kind = url.protocol === "tls:" ? "tls" : url.protocol === "tcp:" ? "tcp" : undefined;
+  if (!kind) throw new MusterError(ErrorCode.INVALID_ARGUMENT, `dialTcp cannot dial ${url.protocol} URLs`);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (!host) throw new MusterError(ErrorCode.INVALID_ARGUMENT, `no host in ${url.href}`);
+  const port = url.port ? Number(url.port) : DEFAULTS.tcpPort;
+  const { signal } = options;
+  return new Promise<Transport>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new MusterError(ErrorCode.CANCELLED, `dial to ${url.href} aborted`, { cause: signal.reason }));
+      return;
+    }
+    const tls = options.tls ?? {};
+    const socket =
+      kind === "tls"
+        ? tlsConnect({
+            host,
+            port,
+            ca: tls.ca,
+            rejectUnauthorized: !tls.insecure,
+            // SNI carries names only; Node verifies an IP host against the IP SANs by itself.
+            servername: tls.servername ?? (isIP(host) ? undefined : host),
+          })
+        : netConnect({ host, port });
+    const done = (): void => {
+      socket.off("error", onError);
+      socket.off(kind === "tls" ? "secureConnect" : "connect", onConnect);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const onConnect = (): void => {
+      done();
+      resolve(new TcpTransport(kind, socket, options));
+    };
+    const onError = (err: Error): void => {
+      done();
+      socket.destroy();
+      reject(
+        new MusterError(ErrorCode.UNAVAILABLE, `cannot connect to ${url.href}: ${err.message}`, {
+          cause: err,
+        }),
+      );
+    };
+    const onAbort = (): void => {
+      done();
+      socket.destroy();
+      reject(new MusterError(ErrorCode.CANCELLED, `dial to ${url.href} aborted`, { cause: signal?.reason }));
+    };
+    socket.once(kind === "tls" ? "secureConnect" : "connect", onConnect);
+    socket.once("error", onError);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,347 @@
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+import { type ClientOptions, type RawData, WebSocket, WebSocketServer } from "ws";
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { CloseCode } from "../wire/frame.js";
+import { formatHostPort, isLoopbackAddress } from "./tcp.js";
+import type {
+  AcceptFn,
+  DialOptions,
+  Listener,
+  TlsServerOptions,
+  Transport,
+  TransportCloseInfo,
+  TransportHandler,
+  TransportOptions,
+} from "./types.js";
+
+/** How long the closing handshake may take before the connection is terminated. */
+const CLOSE_GRACE_MS = 2_000;
+/** A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5). */
+const MAX_REASON_BYTES = 123;
+const closeCodes = new Set<string>(Object.values(CloseCode));
+
+/** Our close code travels as the reason's first word; the status is the nearest RFC 6455 one. */
+function wsStatus(code: CloseCode): number {
+  if (code === CloseCode.NORMAL) return 1000;
+  if (code === CloseCode.PROTOCOL_ERROR) return 1002;
+  if (code === CloseCode.FRAME_TOO_LARGE) return 1009;
+  return 4000;
+}
+
+function closeReason(code: CloseCode, message: string): string {
+  let out = code;
+  let bytes = Buffer.byteLength(out);
+  for (const ch of `: ${message}`) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > MAX_REASON_BYTES) break;
+    out += ch;
+  }
+  return out;
+}
+
+/**
+ * Maps a close the peer started. A known code in the reason wins, except `normal`, which here
+ * reads as `remote_closed` (the memory and TCP transports say the same); otherwise the status.
+ */
+function remoteClose(status: number, reasonBuf: Buffer): TransportCloseInfo {
+  const reason = reasonBuf.toString();
+  const sep = reason.indexOf(":");
+  const head = sep < 0 ? reason : reason.slice(0, sep);
+  const text = sep < 0 ? "" : reason.slice(sep + 1).trim();
+  const detail = text || reason;
+  const message = detail ? `peer closed: ${detail}` : `peer closed with status ${status}`;
+  if (closeCodes.has(head) && head !== CloseCode.NORMAL) return { code: head as CloseCode, message };
+  if (status === 1009) return { code: CloseCode.FRAME_TOO_LARGE, message };
+  if (status === 1002 || status === 1007) return { code: CloseCode.PROTOCOL_ERROR, message };
+  if (status === 1006)
+    return { code: CloseCode.TRANSPORT_ERROR, message: "connection lost without a close frame" };
+  return { code: CloseCode.REMOTE_CLOSED, message };
+}
+
+/**
+ * A frame stream over a WebSocket: one binary message per frame. A text message is a protocol
+ * error. `onClose` is reported on ws's 'close' (the TCP connection is gone), at most
+ * CLOSE_GRACE_MS after `close()`.
+ */
+class WsTransport implements Transport {
+  readonly kind: "ws" | "wss";
+  readonly remoteAddress: string;
+  readonly isLoopback: boolean;
+  readonly #ws: WebSocket;
+  /** The socket ws writes to, obtained through public handshake APIs; used only to cork. */
+  readonly #socket: Socket | undefined;
+  readonly #maxFrameBytes: number;
+  readonly #highWater: number;
+  #handler: TransportHandler | undefined;
+  #early: Uint8Array[] = [];
+  #open = true;
+  #closeInfo: TransportCloseInfo | undefined;
+  #wsClosed = false;
+  #reported = false;
+  #wantDrain = false;
+  #killTimer: NodeJS.Timeout | undefined;
+
+  constructor(kind: "ws" | "wss", ws: WebSocket, socket: Socket | undefined, options: TransportOptions) {
+    this.kind = kind;
+    this.#ws = ws;
+    this.#socket = socket;
+    this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes;
+    this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
+    const address = socket?.remoteAddress ?? "";
+    this.remoteAddress = formatHostPort(address || "unknown", socket?.remotePort ?? 0);
+    this.isLoopback = isLoopbackAddress(address);
+    socket?.setNoDelay(true);
+    socket?.on("drain", this.#onWritten);
+    ws.on("message", (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
+    ws.on("error", (error: Error) => this.#onError(error));
+    ws.on("close", (status: number, reason: Buffer) => {
+      this.#wsClosed = true;
+      clearTimeout(this.#killTimer);
+      this.#shut(remoteClose(status, reason));
+      this.#report();
+    });
+  }
+
+  get open(): boolean {
+    return this.#open && this.#ws.readyState === WebSocket.OPEN;
+  }
+
+  get bufferedBytes(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  setHandler(handler: TransportHandler): void {
+    if (this.#handler) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "transport handler already set");
+    this.#handler = handler;
+    for (const f of this.#early.splice(0)) handler.onFrame(f);
+    this.#report();
+  }
+
+  send(frame: Uint8Array): boolean {
+    if (!this.open) return false;
+    this.#ws.send(frame, { binary: true }, this.#onWritten);
+    return this.#checkHighWater();
+  }
+
+  /**
+   * ws.send has no batching option (its options are binary, compress, fin and mask; `fin:false`
+   * fragments one message, it does not batch several). So the socket ws writes to, which we got
+   * from the handshake's public API, is corked around the sends: one writev for the batch.
+   */
+  sendMany(frames: readonly Uint8Array[]): boolean {
+    if (!this.open) return false;
+    this.#socket?.cork();
+    try {
+      for (const f of frames) this.#ws.send(f, { binary: true }, this.#onWritten);
+    } finally {
+      this.#socket?.uncork();
+    }
+    return this.#checkHighWater();
+  }
+
+  close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
+    if (!this.#open) return;
+    this.#shut({ code, message });
+    this.#ws.close(wsStatus(code), closeReason(code, message));
+  }
+
+  #checkHighWater(): boolean {
+    const ok = this.#ws.bufferedAmount <= this.#highWater;
+    if (!ok) this.#wantDrain = true;
+    return ok;
+  }
+
+  /** Write callback of every send, and the socket's 'drain': see TcpTransport for why both. */
+  readonly #onWritten = (): void => {
+    if (!this.#wantDrain || !this.open || this.#ws.bufferedAmount > this.#highWater) return;
+    this.#wantDrain = false;
+    this.#handler?.onDrain();
+  };
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    if (!this.#open) return; // closing: whatever still arrives is dropped
+    if (!isBinary) {
+      const message = "text message received; only binary frames are allowed";
+      this.#shut({ code: CloseCode.PROTOCOL_ERROR, message });
+      this.#ws.close(1002, closeReason(CloseCode.PROTOCOL_ERROR, message));
+      return;
+    }
+    const frame = Buffer.isBuffer(data)
+      ? data
+      : Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.from(data);
+    if (this.#handler) this.#handler.onFrame(frame);
+    else this.#early.push(frame);
+  }
+
+  /** ws has already started closing (with the right status) when it reports a receive error. */
+  #onError(error: Error): void {
+    const wsCode = (error as { code?: unknown }).code;
+    if (wsCode === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+      const message = `frame exceeds limit of ${this.#maxFrameBytes} bytes`;
+      this.#shut({ code: CloseCode.FRAME_TOO_LARGE, message, error });
+    } else if (typeof wsCode === "string" && wsCode.startsWith("WS_ERR_")) {
+      this.#shut({ code: CloseCode.PROTOCOL_ERROR, message: error.message, error });
+    } else {
+      this.#shut({ code: CloseCode.TRANSPORT_ERROR, message: error.message, error });
+    }
+  }
+
+  #shut(info: TransportCloseInfo): void {
+    if (this.#closeInfo) return;
+    this.#open = false;
+    this.#closeInfo = info;
+    if (!this.#wsClosed) {
+      this.#killTimer = setTimeout(() => this.#ws.terminate(), CLOSE_GRACE_MS);
+      this.#killTimer.unref();
+    }
+  }
+
+  #report(): void {
+    if (!this.#handler || !this.#wsClosed || this.#reported || !this.#closeInfo) return;
+    this.#reported = true;
+    this.#handler.onClose(this.#closeInfo);
+  }
+}
+
+/** A WebSocket listener; `httpServer` serves plain HTTP requests (e.g. an admin API). */
+export interface WebSocketListener extends Listener {
+  readonly httpServer: HttpServer | HttpsServer;
+}
+
+function notFound(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(404, { "content-type": "application/json" });
+  res.end('{"error":"not found"}');
+}
+
+/**
+ * Listens for WebSocket upgrades on any path of an HTTP (or, with `tls`, HTTPS) server;
+ * other requests go to `onHttpRequest` (default: 404). Resolves once the port is bound.
+ */
+export async function listenWebSocket(
+  options: {
+    host?: string;
+    port: number;
+    tls?: TlsServerOptions;
+    onHttpRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+  } & TransportOptions,
+  accept: AcceptFn,
+): Promise<WebSocketListener> {
+  const kind = options.tls ? "wss" : "ws";
+  const host = options.host ?? "127.0.0.1";
+  const onRequest = options.onHttpRequest ?? notFound;
+  const server: HttpServer | HttpsServer = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }, onRequest)
+    : createHttpServer(onRequest);
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    maxPayload: options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+    perMessageDeflate: false,
+  });
+  let closed = false;
+  server.on("upgrade", (req: IncomingMessage, socket, head: Buffer) => {
+    if (closed) {
+      socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => accept(new WsTransport(kind, ws, req.socket, options)));
+  });
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void =>
+      reject(
+        new MusterError(
+          ErrorCode.UNAVAILABLE,
+          `cannot listen on ${kind}://${formatHostPort(host, options.port)}: ${err.message}`,
+          { cause: err },
+        ),
+      );
+    server.once("error", onError);
+    server.listen(options.port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  server.on("error", () => {}); // accept errors (e.g. EMFILE) are transient
+  const port = (server.address() as AddressInfo).port;
+  return {
+    kind,
+    url: `${kind}://${formatHostPort(host, port)}`,
+    port,
+    httpServer: server,
+    // Stops accepting (and closes idle keep-alive HTTP connections); open transports stay,
+    // so the close callback, which waits for them, is not awaited.
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      server.close();
+    },
+  };
+}
+
+/** Connects to a `ws://` or `wss://` URL. Rejects with UNAVAILABLE on failure, CANCELLED on abort. */
+export async function dialWebSocket(url: URL, options: DialOptions): Promise<Transport> {
+  const kind = url.protocol === "wss:" ? "wss" : url.protocol === "ws:" ? "ws" : undefined;
+  if (!kind)
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `dialWebSocket cannot dial ${url.protocol} URLs`);
+  const { signal } = options;
+  if (signal?.aborted) {
+    throw new MusterError(ErrorCode.CANCELLED, `dial to ${url.href} aborted`, { cause: signal.reason });
+  }
+  const tls = options.tls ?? {};
+  // ws hands these to tls.connect; it sets SNI from the host itself unless the host is an IP.
+  const clientOptions: ClientOptions & { servername?: string } = {
+    maxPayload: options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+    perMessageDeflate: false,
+    rejectUnauthorized: !tls.insecure,
+  };
+  if (tls.ca !== undefined) clientOptions.ca = tls.ca;
+  if (tls.servername !== undefined) clientOptions.servername = tls.servername;
+  const ws = new WebSocket(url, clientOptions);
+  return new Promise<Transport>((resolve, reject) => {
+    let socket: Socket | undefined;
+    const done = (): void => {
+      ws.off("upgrade", onUpgrade);
+      ws.off("open", onOpen);
+      ws.off("error", onError);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const onUpgrade = (res: IncomingMessage): void => {
+      socket = res.socket;
+    };
+    const onOpen = (): void => {
+      done();
+      resolve(new WsTransport(kind, ws, socket, options));
+    };
+    const onError = (err: Error): void => {
+      done();
+      ws.on("error", () => {});
+      ws.terminate();
+      reject(
+        new MusterError(ErrorCode.UNAVAILABLE, `cannot connect to ${url.href}: ${err.message}`, {
+          cause: err,
+        }),
+      );
+    };
+    const onAbort = (): void => {
+      done();
+      ws.on("error", () => {}); // terminate() while connecting reports an error we no longer want
+      ws.terminate();
+      reject(new MusterError(ErrorCode.CANCELLED, `dial to ${url.href} aborted`, { cause: signal?.reason }));
+    };
+    ws.on("upgrade", onUpgrade);
+    ws.on("open", onOpen);
+    ws.on("error", onError);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

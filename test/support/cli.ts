@@ -1,0 +1,62 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+
+/** The built CLI entry point. */
+export const CLI = new URL("../../src/cli/main.js", import.meta.url).pathname;
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Proc {
+  child: ChildProcess;
+  out: string;
+  err: string;
+  exited: Promise<number | null>;
+  /** Resolves when standard output contains `text`. */
+  waitFor(text: string | RegExp, ms?: number): Promise<void>;
+}
+
+/** Starts `muster …` as a long-running process. */
+export function startCli(args: string[]): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const p: Proc = {
+    child,
+    out: "",
+    err: "",
+    exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))),
+    async waitFor(text, ms = 10_000) {
+      const start = Date.now();
+      const hit = (): boolean => (typeof text === "string" ? p.out.includes(text) : text.test(p.out));
+      while (!hit()) {
+        if (Date.now() - start > ms) throw new Error(`no ${String(text)} in output after ${ms} ms:\n${p.out}\n${p.err}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+  child.stdout!.on("data", (d: Buffer) => {
+    p.out += d.toString();
+  });
+  child.stderr!.on("data", (d: Buffer) => {
+    p.err += d.toString();
+  });
+  return p;
+}
+
+/** Runs `muster …` to completion. */
+export async function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; out: string; err: string }> {
+  const p = startCli(args);
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
+  const code = await p.exited;
+  clearTimeout(timer);
+  return { code, out: p.out, err: p.err };
+}
