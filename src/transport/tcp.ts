@@ -193,7 +193,32 @@ class TcpTransport implements Transport {
   }
 }
 
-/** Listens for TCP (or, with `tls`, TLS) connections; resolves once the port is bound. */
+/**
+ * Binds `server` and resolves with the bound port (so that port 0 works); a failure (e.g.
+ * EADDRINUSE) rejects with UNAVAILABLE. Shared by the TCP and WebSocket listeners.
+ */
+export function bindServer(server: Server, kind: string, host: string, port: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      const where = `${kind}://${formatHostPort(host, port)}`;
+      reject(
+        new MusterError(ErrorCode.UNAVAILABLE, `cannot listen on ${where}: ${err.message}`, { cause: err }),
+      );
+    };
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      // Errors after listening (e.g. EMFILE on accept) are transient: the server keeps listening.
+      server.on("error", () => {});
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/**
+ * Listens for TCP (or, with `tls`, TLS) connections on `host` (default 127.0.0.1); resolves
+ * once the port is bound.
+ */
 export async function listenTcp(
   options: { host?: string; port: number; tls?: TlsServerOptions } & TransportOptions,
   accept: AcceptFn,
@@ -204,26 +229,7 @@ export async function listenTcp(
   const server: Server = options.tls
     ? createTlsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }, onSocket)
     : createNetServer(onSocket);
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void =>
-      reject(
-        new MusterError(
-          ErrorCode.UNAVAILABLE,
-          `cannot listen on ${kind}://${formatHostPort(host, options.port)}: ${err.message}`,
-          {
-            cause: err,
-          },
-        ),
-      );
-    server.once("error", onError);
-    server.listen(options.port, host, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-  // Errors after listening (e.g. EMFILE on accept) are transient: the server keeps listening.
-  server.on("error", () => {});
-  const port = (server.address() as AddressInfo).port;
+  const port = await bindServer(server, kind, host, options.port);
   let closed = false;
   return {
     kind,

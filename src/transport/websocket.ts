@@ -5,13 +5,13 @@ import {
   type ServerResponse,
 } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
 import { type ClientOptions, type RawData, WebSocket, WebSocketServer } from "ws";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
-import { formatHostPort, isLoopbackAddress } from "./tcp.js";
+import { bindServer, formatHostPort, isLoopbackAddress } from "./tcp.js";
 import type {
   AcceptFn,
   DialOptions,
@@ -38,7 +38,7 @@ function wsStatus(code: CloseCode): number {
 }
 
 function closeReason(code: CloseCode, message: string): string {
-  let out = code;
+  let out: string = code;
   let bytes = Buffer.byteLength(out);
   for (const ch of `: ${message}`) {
     bytes += Buffer.byteLength(ch);
@@ -77,7 +77,7 @@ class WsTransport implements Transport {
   readonly remoteAddress: string;
   readonly isLoopback: boolean;
   readonly #ws: WebSocket;
-  /** The socket ws writes to, obtained through public handshake APIs; used only to cork. */
+  /** The socket ws writes to, from the handshake's public API: for cork, 'drain' and the address. */
   readonly #socket: Socket | undefined;
   readonly #maxFrameBytes: number;
   readonly #highWater: number;
@@ -225,8 +225,9 @@ function notFound(_req: IncomingMessage, res: ServerResponse): void {
 }
 
 /**
- * Listens for WebSocket upgrades on any path of an HTTP (or, with `tls`, HTTPS) server;
- * other requests go to `onHttpRequest` (default: 404). Resolves once the port is bound.
+ * Listens for WebSocket upgrades on any path of an HTTP (or, with `tls`, HTTPS) server on
+ * `host` (default 127.0.0.1); other requests go to `onHttpRequest` (default: 404 JSON).
+ * Resolves once the port is bound.
  */
 export async function listenWebSocket(
   options: {
@@ -257,23 +258,7 @@ export async function listenWebSocket(
     }
     wss.handleUpgrade(req, socket, head, (ws) => accept(new WsTransport(kind, ws, req.socket, options)));
   });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void =>
-      reject(
-        new MusterError(
-          ErrorCode.UNAVAILABLE,
-          `cannot listen on ${kind}://${formatHostPort(host, options.port)}: ${err.message}`,
-          { cause: err },
-        ),
-      );
-    server.once("error", onError);
-    server.listen(options.port, host, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-  server.on("error", () => {}); // accept errors (e.g. EMFILE) are transient
-  const port = (server.address() as AddressInfo).port;
+  const port = await bindServer(server, kind, host, options.port);
   return {
     kind,
     url: `${kind}://${formatHostPort(host, port)}`,

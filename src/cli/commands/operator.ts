@@ -67,7 +67,12 @@ export function registerOperatorCommands(program: Command): void {
     } catch (err) {
       fail((err as MusterError).rawMessage, EXIT.USAGE);
     }
-    const args = parseJsonArg(json);
+    let args: unknown;
+    try {
+      args = parseJsonArg(json);
+    } catch (err) {
+      fail((err as Error).message, EXIT.USAGE);
+    }
     const op = await connect(flags);
     const call = op.call(target, method, args, { timeoutMs: flags.timeout });
     const onSignal = (): void => call.cancel();
