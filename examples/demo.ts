@@ -1,7 +1,8 @@
 // `npm run demo`: a server and three agents on loopback; a fan-out; one agent's link cut in
 // the middle of a stream of calls; the session resumes with nothing lost or repeated.
-import { type AgentEvent, createAgent, createServer } from "../src/index.js";
+
 import { startTcpProxy } from "../src/chaos/tcp-proxy.js";
+import { type AgentEvent, createAgent, createServer } from "../src/index.js";
 
 const say = (text: string): void => {
   process.stdout.write(`${text}\n`);
@@ -26,7 +27,12 @@ const agents = [
 ];
 for (const a of agents) a.start();
 await Promise.all(agents.map((a) => a.connected()));
-say(`▶ three agents connected: ${server.agents().map((a) => `${a.name} (${a.transport})`).join(", ")}`);
+say(
+  `▶ three agents connected: ${server
+    .agents()
+    .map((a) => `${a.name} (${a.transport})`)
+    .join(", ")}`,
+);
 
 say("\n▶ fan-out: sys.ping on role=web");
 const fan = server.call("role=web", "sys.ping", undefined, { timeoutMs: 2000 });
@@ -62,7 +68,9 @@ for (let i = 0; i < N; i++) {
 const values = await Promise.all(results);
 const inOrder = handled.every((n, i) => n === i);
 const unique = new Set(handled).size;
-say(`  ${values.length} results back; web-3 handled ${handled.length} calls, ${unique} distinct, in order: ${inOrder}`);
+say(
+  `  ${values.length} results back; web-3 handled ${handled.length} calls, ${unique} distinct, in order: ${inOrder}`,
+);
 const ok = values.length === N && handled.length === N && unique === N && inOrder;
 say(ok ? "  ✔ nothing lost, nothing repeated, nothing out of order" : "  ✘ MISMATCH");
 

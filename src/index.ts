@@ -1,8 +1,16 @@
 // The public API of muster. User-facing symbols first; extension points below.
 
-export { type AgentEvent, type AgentOptions, type AgentState, createAgent, type MusterAgent } from "./agent/create-agent.js";
+export {
+  type AgentEvent,
+  type AgentOptions,
+  type AgentState,
+  createAgent,
+  type MusterAgent,
+} from "./agent/create-agent.js";
 export { ErrorCode } from "./errors/codes.js";
 export { type ErrorBody, MusterError } from "./errors/muster-error.js";
+// --- Extension points: transports and the clock ------------------------------------------
+export { type Clock, ManualClock, systemClock } from "./internal/clock.js";
 export { DEFAULTS } from "./internal/defaults.js";
 export type { Logger } from "./internal/logger.js";
 export { VERSION } from "./internal/version.js";
@@ -26,9 +34,6 @@ export type {
 } from "./rpc/types.js";
 export { createServer, type MusterServer } from "./server/create-server.js";
 export type { ServerOptions } from "./server/options.js";
-
-// --- Extension points: transports and the clock ------------------------------------------
-export { type Clock, ManualClock, systemClock } from "./internal/clock.js";
 export { createMemoryPair, MemoryNetwork, type MemoryTransportEnd } from "./transport/memory.js";
 export type {
   Listener,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MusterError } from "../src/errors/muster-error.js";
 import type { AgentEvent } from "../src/agent/create-agent.js";
+import type { MusterError } from "../src/errors/muster-error.js";
 import { fleet, quickReconnect, until } from "./support/fleet.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -32,15 +32,24 @@ describe("server ⇄ agent core", () => {
   it("agents call the server; unknown methods fail with UNIMPLEMENTED", async () => {
     const f = await fleet();
     try {
-      f.server.handle("add", (req: { a: number; b: number }, ctx) => ({ sum: req.a + req.b, from: ctx.peer.name }));
+      f.server.handle("add", (req: { a: number; b: number }, ctx) => ({
+        sum: req.a + req.b,
+        from: ctx.peer.name,
+      }));
       const a = await f.addAgent("calc");
       assert.deepEqual(await a.call("add", { a: 2, b: 3 }), { sum: 5, from: "calc" });
-      await assert.rejects(a.call("nope"), (e: MusterError) => e.code === "UNIMPLEMENTED" && /nope/.test(e.message));
+      await assert.rejects(
+        a.call("nope"),
+        (e: MusterError) => e.code === "UNIMPLEMENTED" && /nope/.test(e.message),
+      );
       await assert.rejects(
         f.server.callAgent("calc", "nope"),
         (e: MusterError) => e.code === "UNIMPLEMENTED" && /agent calc/.test(e.message),
       );
-      await assert.rejects(f.server.callAgent("ghost", "sys.ping"), (e: MusterError) => e.code === "NOT_FOUND");
+      await assert.rejects(
+        f.server.callAgent("ghost", "sys.ping"),
+        (e: MusterError) => e.code === "NOT_FOUND",
+      );
     } finally {
       await f.close();
     }
@@ -157,8 +166,14 @@ describe("server ⇄ agent core", () => {
       const d = await Promise.all(down);
       const u = await Promise.all(up);
       assert.ok(cuts >= 100);
-      d.forEach((v, i) => assert.equal(v, i));
-      u.forEach((v, i) => assert.equal(v, i * 2));
+      assert.deepEqual(
+        d,
+        Array.from({ length: N }, (_, i) => i),
+      );
+      assert.deepEqual(
+        u,
+        Array.from({ length: N }, (_, i) => i * 2),
+      );
       for (let i = 0; i < N; i++) {
         assert.equal(served.get(i), 1, `agent handler for ${i} ran ${served.get(i)} times`);
         assert.equal(srvSeen.get(i), 1, `server handler for ${i} ran ${srvSeen.get(i)} times`);
@@ -242,7 +257,12 @@ describe("server ⇄ agent core", () => {
     const { createAgent } = await import("../src/agent/create-agent.js");
     const { createServer } = await import("../src/server/create-server.js");
     const net = new MemoryNetwork();
-    const agent = createAgent({ name: "early", servers: ["memory://later"], memory: net, reconnect: quickReconnect });
+    const agent = createAgent({
+      name: "early",
+      servers: ["memory://later"],
+      memory: net,
+      reconnect: quickReconnect,
+    });
     const retries: AgentEvent[] = [];
     agent.onEvent((e) => e.type === "retry" && retries.push(e));
     agent.start();

@@ -13,7 +13,14 @@ describe("the muster CLI, end to end", () => {
     const wsPort = await freePort();
     const tcpPort = await freePort();
     const ws = `ws://127.0.0.1:${wsPort}`;
-    const server = startCli(["server", "--listen", ws, "--listen", `tcp://127.0.0.1:${tcpPort}`, "--log-json"]);
+    const server = startCli([
+      "server",
+      "--listen",
+      ws,
+      "--listen",
+      `tcp://127.0.0.1:${tcpPort}`,
+      "--log-json",
+    ]);
     procs.push(server);
     await server.waitFor(`listening on tcp://127.0.0.1:${tcpPort}`);
 
@@ -59,7 +66,10 @@ describe("the muster CLI, end to end", () => {
 
     const all = await runCli(["call", "all", "sys.info", "--server", ws, "--json", "--timeout", "3s"]);
     assert.equal(all.code, 0, all.out + all.err);
-    const lines = all.out.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = all.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const outcomes = lines.filter((l) => l.agent);
     assert.deepEqual(outcomes.map((o) => o.agent).sort(), ["web-1", "web-2", "web-3"]);
     for (const o of outcomes) {
@@ -76,7 +86,10 @@ describe("the muster CLI, end to end", () => {
     assert.equal(partial.code, 1, "exit status 1 when not all are ok");
     assert.match(partial.out, /web-2\s+(timeout|not connected)/);
     assert.match(partial.out, /web-1\s+ok/);
-    assert.match(partial.out, /^2 ok, (1 timeout, 0 error, 0 not connected|0 timeout, 0 error, 1 not connected)$/m);
+    assert.match(
+      partial.out,
+      /^2 ok, (1 timeout, 0 error, 0 not connected|0 timeout, 0 error, 1 not connected)$/m,
+    );
 
     // Restart it under the same name: it replaces the stale session and answers again.
     startAgent("web-2", `tcp://127.0.0.1:${tcpPort}`);

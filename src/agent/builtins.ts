@@ -3,7 +3,9 @@ import { VERSION } from "../internal/version.js";
 import type { Handler } from "../rpc/types.js";
 
 /** Methods every agent answers unless `builtins: false`. */
-export function builtinHandlers(identity: () => { name: string; labels: Record<string, string> }): Map<string, Handler> {
+export function builtinHandlers(
+  identity: () => { name: string; labels: Record<string, string> },
+): Map<string, Handler> {
   const m = new Map<string, Handler>();
   m.set("sys.ping", () => ({ pong: true, time: Date.now() }));
   m.set("sys.info", () => {

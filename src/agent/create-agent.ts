@@ -57,7 +57,14 @@ export type AgentState = "idle" | "connecting" | "connected" | "suspect" | "resu
 /** What happens to an agent's link, readable with `for await (const e of agent.events())`. */
 export type AgentEvent =
   | { type: "connected"; url: string; sessionId: string }
-  | { type: "resumed"; url: string; sessionId: string; replayedToServer: number; replayedFromServer: number; downtimeMs: number }
+  | {
+      type: "resumed";
+      url: string;
+      sessionId: string;
+      replayedToServer: number;
+      replayedFromServer: number;
+      downtimeMs: number;
+    }
   | { type: "expired"; previousSessionId: string }
   | { type: "disconnected"; code: string; reason: string }
   | { type: "suspect" }
@@ -93,7 +100,12 @@ export function createAgent(options: AgentOptions): MusterAgent {
 }
 
 /** CLOSE codes after which the server has forgotten the session. */
-const SESSION_ENDING = new Set<string>([CloseCode.NORMAL, CloseCode.REPLACED, CloseCode.REJECTED, CloseCode.SHUTDOWN]);
+const SESSION_ENDING = new Set<string>([
+  CloseCode.NORMAL,
+  CloseCode.REPLACED,
+  CloseCode.REJECTED,
+  CloseCode.SHUTDOWN,
+]);
 
 class Agent implements MusterAgent {
   readonly name: string;
@@ -122,7 +134,8 @@ class Agent implements MusterAgent {
   constructor(options: AgentOptions) {
     const bad = checkName(options.name) ?? checkLabels(options.labels ?? {});
     if (bad) throw new MusterError(ErrorCode.INVALID_ARGUMENT, bad);
-    if (options.servers.length === 0) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "no server URL given");
+    if (options.servers.length === 0)
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "no server URL given");
     this.name = options.name;
     this.#labels = { ...(options.labels ?? {}) };
     this.#o = options;
@@ -130,7 +143,8 @@ class Agent implements MusterAgent {
     this.#log = options.logger ?? silentLogger;
     this.#backoff = new Backoff(options.reconnect);
     if (options.builtins !== false) {
-      for (const [k, v] of builtinHandlers(() => ({ name: this.name, labels: this.#labels }))) this.#handlers.set(k, v);
+      for (const [k, v] of builtinHandlers(() => ({ name: this.name, labels: this.#labels })))
+        this.#handlers.set(k, v);
     }
     this.#newSession();
   }
@@ -153,7 +167,10 @@ class Agent implements MusterAgent {
   }
 
   events(): AsyncIterableIterator<AgentEvent> {
-    const q: AsyncQueue<AgentEvent> = new AsyncQueue({ maxItems: 10_000, onReturn: () => this.#subscribers.delete(q) });
+    const q: AsyncQueue<AgentEvent> = new AsyncQueue({
+      maxItems: 10_000,
+      onReturn: () => this.#subscribers.delete(q),
+    });
     this.#subscribers.add(q);
     return q;
   }
@@ -272,7 +289,10 @@ class Agent implements MusterAgent {
   #onServerClose(close: CloseBody): void {
     this.#retryAfterMs = close.retryAfterMs ?? 0;
     if (close.code === CloseCode.REPLACED) {
-      this.#log.error({ reason: close.message }, "another agent with the same name replaced this one: stopping");
+      this.#log.error(
+        { reason: close.message },
+        "another agent with the same name replaced this one: stopping",
+      );
       this.#emit({ type: "replaced", reason: close.message });
       this.#rpc.fail(new MusterError(ErrorCode.REPLACED, close.message));
       void this.close();
@@ -314,7 +334,13 @@ class Agent implements MusterAgent {
       if (this.#isClosed()) break;
       const delayMs = Math.max(this.#backoff.next(), this.#retryAfterMs);
       this.#retryAfterMs = 0;
-      this.#emit({ type: "retry", url: urls[i % urls.length]!, attempt: this.#backoff.attempt, delayMs, error });
+      this.#emit({
+        type: "retry",
+        url: urls[i % urls.length]!,
+        attempt: this.#backoff.attempt,
+        delayMs,
+        error,
+      });
       await this.#sleep(delayMs);
     }
   }
@@ -367,12 +393,18 @@ class Agent implements MusterAgent {
     const previousSessionId = this.#sessionId;
     if (resuming && !w.resumed) {
       this.#log.warn({ previousSessionId }, "session expired on the server: starting a new one");
-      this.#dropSession(ErrorCode.SESSION_EXPIRED, "the server no longer had this session (resume window passed or server restarted)");
+      this.#dropSession(
+        ErrorCode.SESSION_EXPIRED,
+        "the server no longer had this session (resume window passed or server restarted)",
+      );
       this.#emit({ type: "expired", previousSessionId: previousSessionId ?? "" });
     } else if (w.resumed && !this.#session.canResumeFrom(link.serverAck)) {
       link.release();
       link.transport.close(CloseCode.PROTOCOL_ERROR, "server ack outside the replay window");
-      this.#dropSession(ErrorCode.SESSION_EXPIRED, "server resumed from a point this agent cannot replay from");
+      this.#dropSession(
+        ErrorCode.SESSION_EXPIRED,
+        "server resumed from a point this agent cannot replay from",
+      );
       throw new MusterError(ErrorCode.PROTOCOL_ERROR, "server ack outside the replay window");
     }
     this.#token = w.token;
@@ -383,7 +415,10 @@ class Agent implements MusterAgent {
     link.release();
     if (w.resumed) {
       const downtimeMs = Math.round(this.#clock.now() - this.#detachedAt);
-      this.#log.info({ url, replayedToServer: replayed, replayedFromServer: w.replaying, downtimeMs }, "session resumed");
+      this.#log.info(
+        { url, replayedToServer: replayed, replayedFromServer: w.replaying, downtimeMs },
+        "session resumed",
+      );
       this.#emit({
         type: "resumed",
         url,

@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket, connect } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 
 /** A TCP proxy between agents and a server, that can cut every connection on demand. */
 export interface TcpProxy {
@@ -15,7 +15,10 @@ export interface TcpProxy {
  * Starts a proxy on `127.0.0.1:listenPort` (0 = any free port) relaying to `target`.
  * Bytes are forwarded untouched, so it works for tcp:// and ws:// alike.
  */
-export async function startTcpProxy(target: { host: string; port: number }, listenPort = 0): Promise<TcpProxy> {
+export async function startTcpProxy(
+  target: { host: string; port: number },
+  listenPort = 0,
+): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
   const server: Server = createServer((client) => {
     const upstream = connect(target.port, target.host);

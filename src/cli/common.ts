@@ -52,7 +52,10 @@ export function readFileOrFail(path: string, option: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
-    fail(`${option}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, EXIT.USAGE);
+    fail(
+      `${option}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      EXIT.USAGE,
+    );
   }
 }
 

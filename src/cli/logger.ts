@@ -17,7 +17,13 @@ export function createCliLogger(o: LogOptions, name: string): Logger {
   const level = o.trace ? "trace" : o.level;
   const tty = process.stderr.isTTY === true && o.json !== true;
   const stream = tty
-    ? pretty({ destination: 2, sync: true, colorize: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname" })
+    ? pretty({
+        destination: 2,
+        sync: true,
+        colorize: true,
+        translateTime: "HH:MM:ss.l",
+        ignore: "pid,hostname",
+      })
     : pino.destination({ fd: 2, sync: true });
   return pino({ name, level, base: { pid: process.pid } }, stream) as unknown as Logger;
 }

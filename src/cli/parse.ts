@@ -6,10 +6,13 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
   if (!m) {
-    throw new InvalidArgumentError(`"${text}" is not a duration: use a number and a unit, e.g. 500ms, 3s, 2m, 1h`);
+    throw new InvalidArgumentError(
+      `"${text}" is not a duration: use a number and a unit, e.g. 500ms, 3s, 2m, 1h`,
+    );
   }
   const ms = Number(m[1]) * UNITS[m[2]!]!;
-  if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) throw new InvalidArgumentError(`duration "${text}" is too long`);
+  if (!Number.isFinite(ms) || ms > 2 ** 31 - 1)
+    throw new InvalidArgumentError(`duration "${text}" is too long`);
   return Math.round(ms);
 }
 

@@ -53,10 +53,21 @@ export class RefusedError extends MusterError {
  * with UNAVAILABLE (dial failed, link closed), DEADLINE_EXCEEDED (no WELCOME in time),
  * PROTOCOL_ERROR, or a RefusedError carrying the server's CLOSE.
  */
-export async function greet(url: string, hello: HelloBody, helloAck: number, o: GreetOptions): Promise<GreetedLink> {
+export async function greet(
+  url: string,
+  hello: HelloBody,
+  helloAck: number,
+  o: GreetOptions,
+): Promise<GreetedLink> {
   const abort = new AbortController();
   const timer = o.clock.setTimeout(
-    () => abort.abort(new MusterError(ErrorCode.DEADLINE_EXCEEDED, `no WELCOME from ${url} within ${o.connectTimeoutMs} ms`)),
+    () =>
+      abort.abort(
+        new MusterError(
+          ErrorCode.DEADLINE_EXCEEDED,
+          `no WELCOME from ${url} within ${o.connectTimeoutMs} ms`,
+        ),
+      ),
     o.connectTimeoutMs,
   );
   timer.unref();
@@ -65,7 +76,12 @@ export async function greet(url: string, hello: HelloBody, helloAck: number, o: 
   const trace = o.logger.isLevelEnabled("trace");
   let transport: Transport | undefined;
   try {
-    transport = await dialUrl(url, { signal: abort.signal, tls: o.tls, memory: o.memory, maxFrameBytes: o.maxFrameBytes });
+    transport = await dialUrl(url, {
+      signal: abort.signal,
+      tls: o.tls,
+      memory: o.memory,
+      maxFrameBytes: o.maxFrameBytes,
+    });
     const t = transport;
     return await new Promise<GreetedLink>((resolve, reject) => {
       let greeted = false;
@@ -107,15 +123,25 @@ export async function greet(url: string, hello: HelloBody, helloAck: number, o: 
           } else if (frame.type === FrameType.CLOSE) {
             fail(new RefusedError(frame.close));
           } else {
-            fail(new MusterError(ErrorCode.PROTOCOL_ERROR, `expected WELCOME, got frame type 0x${frame.type.toString(16)}`));
+            fail(
+              new MusterError(
+                ErrorCode.PROTOCOL_ERROR,
+                `expected WELCOME, got frame type 0x${frame.type.toString(16)}`,
+              ),
+            );
           }
         },
         onClose: (info) => {
           if (greeted) {
             if (held) heldClose = info;
             else o.onClose(t, info);
-          }
-          else fail(new MusterError(ErrorCode.UNAVAILABLE, `link to ${url} closed during the handshake: ${info.message}`));
+          } else
+            fail(
+              new MusterError(
+                ErrorCode.UNAVAILABLE,
+                `link to ${url} closed during the handshake: ${info.message}`,
+              ),
+            );
         },
         onDrain: () => {},
       });

@@ -3,13 +3,13 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { AsyncQueue } from "../internal/async-queue.js";
 import { type Clock, systemClock, type TimerHandle } from "../internal/clock.js";
-import { deferred } from "../internal/deferred.js";
 import { DEFAULTS } from "../internal/defaults.js";
+import { deferred } from "../internal/deferred.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import type { AgentInfo } from "../presence/presence.js";
-import { summarize } from "../rpc/fan-out.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
+import { summarize } from "../rpc/fan-out.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
 import type { RelayCallItem } from "../server/operator-methods.js";
 import { Session } from "../session/session.js";
@@ -61,7 +61,12 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
       onLinkDown: (info) =>
         rpc.fail(new MusterError(ErrorCode.UNAVAILABLE, `link to the server lost: ${info.message}`)),
       onPeerClose: (close) =>
-        rpc.fail(new MusterError(ErrorCode.UNAVAILABLE, `server closed the session (${close.code}): ${close.message}`)),
+        rpc.fail(
+          new MusterError(
+            ErrorCode.UNAVAILABLE,
+            `server closed the session (${close.code}): ${close.message}`,
+          ),
+        ),
     },
   );
   rpc = new RpcEndpoint(session, {

@@ -72,7 +72,13 @@ export class Presence {
   setOffline(name: string, source: PresenceSource, reason: string, now: number): AgentInfo | undefined {
     if (this.#live.get(name) !== source) return undefined;
     this.#live.delete(name);
-    const info: AgentInfo = { ...source.info(), state: "offline", disconnectReason: reason, offlineSince: now, pendingCalls: 0 };
+    const info: AgentInfo = {
+      ...source.info(),
+      state: "offline",
+      disconnectReason: reason,
+      offlineSince: now,
+      pendingCalls: 0,
+    };
     this.#offline.set(name, info);
     return info;
   }

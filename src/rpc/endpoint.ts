@@ -2,9 +2,9 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import type { Clock, TimerHandle } from "../internal/clock.js";
 import type { Logger } from "../internal/logger.js";
+import type { SequencedFrame } from "../session/session.js";
 import { decodeValue, encodeCall, encodeFrame, encodeValue } from "../wire/codec.js";
 import { FrameType, type Payload } from "../wire/frame.js";
-import type { SequencedFrame } from "../session/session.js";
 import type { CallContext, CallOptions, Handler, PeerInfo } from "./types.js";
 
 /** Where an endpoint sends its frames: a session (`Session.send`). */
@@ -104,7 +104,10 @@ export class RpcEndpoint {
       o.timer = this.#o.clock.setTimeout(() => {
         this.#cancel(
           id,
-          new MusterError(ErrorCode.DEADLINE_EXCEEDED, `${method} on ${this.#o.describePeer}: no answer in ${timeoutMs} ms`),
+          new MusterError(
+            ErrorCode.DEADLINE_EXCEEDED,
+            `${method} on ${this.#o.describePeer}: no answer in ${timeoutMs} ms`,
+          ),
         );
       }, timeoutMs);
       // Not unref()ed: a pending call keeps the process alive until its deadline, like a socket would.
@@ -116,7 +119,8 @@ export class RpcEndpoint {
   call(method: string, request: unknown, options: CallOptions = {}): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#o.defaultTimeoutMs;
     const signal = options.signal;
-    if (signal?.aborted) return Promise.reject(new MusterError(ErrorCode.CANCELLED, "call aborted before it started"));
+    if (signal?.aborted)
+      return Promise.reject(new MusterError(ErrorCode.CANCELLED, "call aborted before it started"));
     let payload: Payload;
     try {
       payload = encodeValue(request);
@@ -124,7 +128,8 @@ export class RpcEndpoint {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => handle.cancel(new MusterError(ErrorCode.CANCELLED, `${method} aborted by the caller`));
+      const onAbort = (): void =>
+        handle.cancel(new MusterError(ErrorCode.CANCELLED, `${method} aborted by the caller`));
       const onItem = options.onItem;
       const handle = this.start(method, payload, timeoutMs, {
         onItem: onItem
@@ -248,7 +253,10 @@ export class RpcEndpoint {
     if (this.#in.size > this.#o.maxIncomingCalls) {
       this.#replyError(
         id,
-        new MusterError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${this.#o.maxIncomingCalls} calls in flight`),
+        new MusterError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `more than ${this.#o.maxIncomingCalls} calls in flight`,
+        ),
       );
       return;
     }
@@ -256,7 +264,10 @@ export class RpcEndpoint {
     if (!handler) {
       this.#replyError(
         id,
-        new MusterError(ErrorCode.UNIMPLEMENTED, `no handler for method "${method}" on ${this.#o.describeSelf}`),
+        new MusterError(
+          ErrorCode.UNIMPLEMENTED,
+          `no handler for method "${method}" on ${this.#o.describeSelf}`,
+        ),
       );
       return;
     }
@@ -303,7 +314,10 @@ export class RpcEndpoint {
     try {
       payload = encodeValue(value);
     } catch (err) {
-      this.#replyError(id, new MusterError(ErrorCode.INTERNAL, `result cannot be encoded: ${(err as Error).message}`));
+      this.#replyError(
+        id,
+        new MusterError(ErrorCode.INTERNAL, `result cannot be encoded: ${(err as Error).message}`),
+      );
       return;
     }
     this.#reply(id, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id, payload }));

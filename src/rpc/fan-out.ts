@@ -110,7 +110,8 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<CallOutcome<T>> {
-    if (this.#iterated) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "a fan-out can be iterated only once");
+    if (this.#iterated)
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "a fan-out can be iterated only once");
     this.#iterated = true;
     return this.#queue;
   }
@@ -131,7 +132,8 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
         value = decodeValue(payload!);
       } catch (e) {
         this.#record({ agent: name, status: "error", error: MusterError.from(e).toBody(), durationMs });
-        return this.#maybeDone();
+        this.#maybeDone();
+        return;
       }
       this.#record({ agent: name, status: "ok", value: value as T, durationMs });
     }

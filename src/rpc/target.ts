@@ -36,7 +36,8 @@ export function parseTarget(text: string): Target {
   if (s.includes("=") || s.startsWith("!") || s.includes("!")) return { labels: parseSelector(s) };
   if (/[*?]/.test(s)) {
     if (s.includes(",")) throw bad(`a glob cannot be combined with a list: ${s}`);
-    if (!/^[A-Za-z0-9._:@*?-]+$/.test(s)) throw bad(`glob ${JSON.stringify(s)} has characters no agent name can have`);
+    if (!/^[A-Za-z0-9._:@*?-]+$/.test(s))
+      throw bad(`glob ${JSON.stringify(s)} has characters no agent name can have`);
     return { glob: s };
   }
   const names = s.split(",").map((n) => n.trim());
@@ -65,7 +66,10 @@ function checkTerm(t: LabelTerm, raw: string): LabelTerm {
 }
 
 function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   return new RegExp(`^${body}$`);
 }
 
@@ -97,7 +101,7 @@ export function matcher(target: Target): (a: Labelled) => boolean {
           return v !== t.value;
         case "exists":
           return v !== undefined;
-        case "absent":
+        default:
           return v === undefined;
       }
     });
@@ -110,7 +114,11 @@ export function formatTarget(target: Target): string {
   if ("glob" in target) return target.glob;
   return target.labels
     .map((t) =>
-      t.op === "exists" ? t.key : t.op === "absent" ? `!${t.key}` : `${t.key}${t.op === "=" ? "=" : "!="}${t.value}`,
+      t.op === "exists"
+        ? t.key
+        : t.op === "absent"
+          ? `!${t.key}`
+          : `${t.key}${t.op === "=" ? "=" : "!="}${t.value}`,
     )
     .join(",");
 }

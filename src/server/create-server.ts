@@ -31,7 +31,12 @@ export interface MusterServer {
    * Calls `method` on every agent of `target` (see `parseTarget` for the string forms).
    * The expected set is fixed now; every expected agent gets exactly one outcome.
    */
-  call<T = unknown>(target: string | Target, method: string, request?: unknown, options?: CallOptions): FanOut<T>;
+  call<T = unknown>(
+    target: string | Target,
+    method: string,
+    request?: unknown,
+    options?: CallOptions,
+  ): FanOut<T>;
   /** Calls one agent and resolves with its result; rejects with a MusterError. */
   callAgent<T = unknown>(name: string, method: string, request?: unknown, options?: CallOptions): Promise<T>;
   /** Every known agent (live, then recently offline). */
@@ -231,13 +236,19 @@ class Server implements MusterServer, PeerHost {
       this.logger.trace({ dir: "in", remote: transport.remoteAddress, frame: describeFrame(frame) }, "frame");
     }
     if (frame.type !== FrameType.HELLO) {
-      this.logger.warn({ remote: transport.remoteAddress, type: frame.type }, "first frame is not HELLO: closing");
+      this.logger.warn(
+        { remote: transport.remoteAddress, type: frame.type },
+        "first frame is not HELLO: closing",
+      );
       this.#reject(transport, CloseCode.PROTOCOL_ERROR, "the first frame must be HELLO");
       return undefined;
     }
     const hello = frame.hello;
     if (hello.role === "operator" && !transport.isLoopback && !this.#o.allowRemoteOperators) {
-      this.logger.warn({ remote: transport.remoteAddress }, "operator connection from a non-loopback address refused");
+      this.logger.warn(
+        { remote: transport.remoteAddress },
+        "operator connection from a non-loopback address refused",
+      );
       this.#reject(
         transport,
         CloseCode.REJECTED,
@@ -249,11 +260,20 @@ class Server implements MusterServer, PeerHost {
     let expired = false;
     if (hello.token !== undefined) {
       const old = this.#byToken.get(hello.token);
-      if (old && !old.ended && old.name === hello.name && old.role === hello.role && old.session.canResumeFrom(peerAck)) {
+      if (
+        old &&
+        !old.ended &&
+        old.name === hello.name &&
+        old.role === hello.role &&
+        old.session.canResumeFrom(peerAck)
+      ) {
         return this.#resume(old, transport, peerAck);
       }
       expired = true;
-      this.logger.info({ name: hello.name, remote: transport.remoteAddress }, "resume refused: session unknown or expired");
+      this.logger.info(
+        { name: hello.name, remote: transport.remoteAddress },
+        "resume refused: session unknown or expired",
+      );
     }
     return this.#newSession(hello, transport, expired);
   }
@@ -275,7 +295,10 @@ class Server implements MusterServer, PeerHost {
       },
     };
     if (this.logger.isLevelEnabled("trace")) {
-      this.logger.trace({ dir: "out", remote: transport.remoteAddress, frame: describeFrame(frame) }, "frame");
+      this.logger.trace(
+        { dir: "out", remote: transport.remoteAddress, frame: describeFrame(frame) },
+        "frame",
+      );
     }
     transport.send(encodeFrame(frame));
   }
@@ -289,7 +312,8 @@ class Server implements MusterServer, PeerHost {
     peer.detachedAt = 0;
     peer.disconnectReason = undefined;
     this.logger.info({ name: peer.name, role: peer.role, replayed, downtimeMs }, "session resumed");
-    if (peer.role === "agent") this.#presence.emit({ type: "resume", agent: peer.info(), replayed, downtimeMs });
+    if (peer.role === "agent")
+      this.#presence.emit({ type: "resume", agent: peer.info(), replayed, downtimeMs });
     return peer;
   }
 
@@ -306,18 +330,31 @@ class Server implements MusterServer, PeerHost {
           { name: hello.name, old: previous.address, new: transport.remoteAddress },
           "a newer connection replaces the agent's previous session",
         );
-        this.#endPeer(previous, ErrorCode.REPLACED, `replaced by a newer connection from ${transport.remoteAddress}`, CloseCode.REPLACED, false);
+        this.#endPeer(
+          previous,
+          ErrorCode.REPLACED,
+          `replaced by a newer connection from ${transport.remoteAddress}`,
+          CloseCode.REPLACED,
+          false,
+        );
       }
       this.#presence.setLive(hello.name, peer);
     }
     this.#welcome(peer, transport, false, expired, 0);
     peer.session.attach(transport, 0);
     this.logger.info(
-      { name: peer.name, role: peer.role, remote: transport.remoteAddress, transport: transport.kind, session: peer.id },
+      {
+        name: peer.name,
+        role: peer.role,
+        remote: transport.remoteAddress,
+        transport: transport.kind,
+        session: peer.id,
+      },
       hello.role === "agent" ? "agent joined" : "operator connected",
     );
     if (hello.role === "agent") {
-      if (previous) this.#presence.emit({ type: "replace", agent: peer.info(), previousSessionId: previous.id });
+      if (previous)
+        this.#presence.emit({ type: "replace", agent: peer.info(), previousSessionId: previous.id });
       else this.#presence.emit({ type: "join", agent: peer.info() });
     }
     return peer;
@@ -352,13 +389,25 @@ class Server implements MusterServer, PeerHost {
     if (peer.ended) return;
     peer.detachedAt = this.clock.now();
     peer.disconnectReason = `${info.code}: ${info.message}`;
-    this.logger.info({ name: peer.name, role: peer.role, reason: peer.disconnectReason }, "link lost: waiting for resume");
-    if (peer.role === "agent") this.#presence.emit({ type: "disconnect", agent: peer.info(), reason: peer.disconnectReason });
+    this.logger.info(
+      { name: peer.name, role: peer.role, reason: peer.disconnectReason },
+      "link lost: waiting for resume",
+    );
+    if (peer.role === "agent")
+      this.#presence.emit({ type: "disconnect", agent: peer.info(), reason: peer.disconnectReason });
   }
 
   onPeerClose(peer: Peer, close: CloseBody): void {
-    this.logger.info({ name: peer.name, role: peer.role, code: close.code, message: close.message }, "peer closed its session");
-    this.#endPeer(peer, ErrorCode.UNAVAILABLE, `closed by the ${peer.role}: ${close.message}`, CloseCode.NORMAL);
+    this.logger.info(
+      { name: peer.name, role: peer.role, code: close.code, message: close.message },
+      "peer closed its session",
+    );
+    this.#endPeer(
+      peer,
+      ErrorCode.UNAVAILABLE,
+      `closed by the ${peer.role}: ${close.message}`,
+      CloseCode.NORMAL,
+    );
   }
 
   // --- maintenance ---------------------------------------------------------------------------
@@ -380,7 +429,12 @@ class Server implements MusterServer, PeerHost {
       if (peer.session.state === "resuming") {
         if (now - peer.detachedAt >= window) {
           this.logger.info({ name: peer.name, role: peer.role }, "resume window passed: session expired");
-          this.#endPeer(peer, ErrorCode.SESSION_EXPIRED, `did not come back within ${window} ms`, CloseCode.NORMAL);
+          this.#endPeer(
+            peer,
+            ErrorCode.SESSION_EXPIRED,
+            `did not come back within ${window} ms`,
+            CloseCode.NORMAL,
+          );
         }
       } else {
         peer.session.tick(now);

@@ -30,11 +30,16 @@ function invalid(message: string): MusterError {
 }
 
 function checkRelay(req: unknown): RelayCallRequest {
-  if (typeof req !== "object" || req === null) throw invalid("muster.call needs an object {target, method, args?, timeoutMs?}");
+  if (typeof req !== "object" || req === null)
+    throw invalid("muster.call needs an object {target, method, args?, timeoutMs?}");
   const r = req as Record<string, unknown>;
   if (typeof r.target !== "string") throw invalid("muster.call: target must be a string");
-  if (typeof r.method !== "string" || r.method.length === 0) throw invalid("muster.call: method must be a non-empty string");
-  if (r.timeoutMs !== undefined && (typeof r.timeoutMs !== "number" || !(r.timeoutMs > 0) || r.timeoutMs > 2 ** 31)) {
+  if (typeof r.method !== "string" || r.method.length === 0)
+    throw invalid("muster.call: method must be a non-empty string");
+  if (
+    r.timeoutMs !== undefined &&
+    (typeof r.timeoutMs !== "number" || !(r.timeoutMs > 0) || r.timeoutMs > 2 ** 31)
+  ) {
     throw invalid("muster.call: timeoutMs must be a positive number of milliseconds");
   }
   return r as unknown as RelayCallRequest;

@@ -93,7 +93,8 @@ export class Peer implements PresenceSource {
       pendingCalls: this.rpc.pendingOutgoing,
       rttMs: Math.round(this.session.rttMs * 100) / 100,
     };
-    if (this.disconnectReason !== undefined && state !== "connected") info.disconnectReason = this.disconnectReason;
+    if (this.disconnectReason !== undefined && state !== "connected")
+      info.disconnectReason = this.disconnectReason;
     return info;
   }
 
@@ -106,4 +107,3 @@ export class Peer implements PresenceSource {
     this.session.close(closeCode, message);
   }
 }
-

@@ -102,7 +102,8 @@ describe("Session", () => {
     assert.equal(a.received.length, N, `seed ${seed}`);
     assert.equal(b.received.length, N, `seed ${seed}`);
     for (let i = 0; i < N; i++) {
-      if (a.received[i] !== i || b.received[i] !== i) assert.fail(`frame ${i} out of order or repeated (seed ${seed})`);
+      if (a.received[i] !== i || b.received[i] !== i)
+        assert.fail(`frame ${i} out of order or repeated (seed ${seed})`);
     }
     assert.ok(a.session.duplicatesDropped + b.session.duplicatesDropped >= 0);
     a.session.close(CloseCode.NORMAL, "done");
@@ -136,7 +137,8 @@ describe("Session", () => {
       () => {
         for (let i = 0; i < 100; i++) a.session.send(item(11 + i));
       },
-      (e: Error & { code?: string }) => e.code === "RESOURCE_EXHAUSTED" && /replay window full/.test(e.message),
+      (e: Error & { code?: string }) =>
+        e.code === "RESOURCE_EXHAUSTED" && /replay window full/.test(e.message),
     );
     const b = makeEnd({ replayMaxBytes: 20 });
     b.session.send(item(1)); // an empty window always takes one frame

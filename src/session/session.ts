@@ -207,7 +207,10 @@ export class Session {
     if (this.#state === "suspect") this.#setState("connected");
     if (frame.ack > this.#lastSent) {
       this.#protocolError(
-        new MusterError(ErrorCode.PROTOCOL_ERROR, `ack ${frame.ack} for a frame never sent (last ${this.#lastSent})`),
+        new MusterError(
+          ErrorCode.PROTOCOL_ERROR,
+          `ack ${frame.ack} for a frame never sent (last ${this.#lastSent})`,
+        ),
       );
       return;
     }
@@ -240,7 +243,10 @@ export class Session {
     }
     if (frame.seq !== this.#lastRecv + 1) {
       this.#protocolError(
-        new MusterError(ErrorCode.PROTOCOL_ERROR, `sequence gap: expected ${this.#lastRecv + 1}, got ${frame.seq}`),
+        new MusterError(
+          ErrorCode.PROTOCOL_ERROR,
+          `sequence gap: expected ${this.#lastRecv + 1}, got ${frame.seq}`,
+        ),
       );
       return;
     }
@@ -272,7 +278,8 @@ export class Session {
   }
 
   #sendNow(frame: Buffer): void {
-    if (this.#lastSent >= MAX_SEQ) throw new MusterError(ErrorCode.RESOURCE_EXHAUSTED, "sequence numbers exhausted");
+    if (this.#lastSent >= MAX_SEQ)
+      throw new MusterError(ErrorCode.RESOURCE_EXHAUSTED, "sequence numbers exhausted");
     const seq = ++this.#lastSent;
     frame.writeUIntBE(seq, 2, 6);
     frame.writeUIntBE(this.#lastRecv, 8, 6);
@@ -301,9 +308,15 @@ export class Session {
     if (!this.#transport || this.#state === "closed") return;
     const silent = now - this.#lastRecvAt;
     if (silent >= this.#o.deadAfterMs) {
-      this.#log.warn({ silentMs: Math.round(silent) }, "peer silent too long: dropping the link, resume expected");
+      this.#log.warn(
+        { silentMs: Math.round(silent) },
+        "peer silent too long: dropping the link, resume expected",
+      );
       const t = this.#transport;
-      const info = { code: CloseCode.HEARTBEAT_TIMEOUT, message: `nothing received for ${Math.round(silent)} ms` };
+      const info = {
+        code: CloseCode.HEARTBEAT_TIMEOUT,
+        message: `nothing received for ${Math.round(silent)} ms`,
+      };
       this.detach(info);
       this.#hooks.onLinkDown(info);
       void t;
@@ -337,8 +350,14 @@ export class Session {
     const t = this.#transport;
     this.#log.warn({ remote: t?.remoteAddress, err: err.message }, "protocol error: closing the link");
     if (!t) return;
-    const code = err.code === ErrorCode.FRAME_TOO_LARGE ? CloseCode.FRAME_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
-    this.#sendControl({ type: FrameType.CLOSE, seq: 0, ack: this.#lastRecv, close: { code, message: err.rawMessage } });
+    const code =
+      err.code === ErrorCode.FRAME_TOO_LARGE ? CloseCode.FRAME_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
+    this.#sendControl({
+      type: FrameType.CLOSE,
+      seq: 0,
+      ack: this.#lastRecv,
+      close: { code, message: err.rawMessage },
+    });
     const info = { code, message: err.rawMessage };
     this.detach(info);
     this.#hooks.onLinkDown(info);
@@ -369,7 +388,8 @@ export class Session {
     if (this.#ackTimer) return;
     this.#ackTimer = this.#clock.setTimeout(() => {
       this.#ackTimer = undefined;
-      if (this.#lastRecv > this.#ackSent) this.#sendControl({ type: FrameType.ACK, seq: 0, ack: this.#lastRecv });
+      if (this.#lastRecv > this.#ackSent)
+        this.#sendControl({ type: FrameType.ACK, seq: 0, ack: this.#lastRecv });
     }, this.#o.ackDelayMs);
     this.#ackTimer.unref();
   }

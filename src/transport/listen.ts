@@ -22,16 +22,25 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
   try {
     for (const url of urls) {
       if (url.startsWith("memory://")) {
-        if (!options.memory) throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${url} needs a MemoryNetwork`);
+        if (!options.memory)
+          throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${url} needs a MemoryNetwork`);
         out.push(options.memory.listen(url.slice("memory://".length), options.accept));
         continue;
       }
       const { kind, host, port } = parseListenUrl(url);
       const secure = kind === "wss" || kind === "tls";
       if (secure && !options.tls) {
-        throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${url} needs a TLS certificate and key (--tls-cert, --tls-key)`);
+        throw new MusterError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${url} needs a TLS certificate and key (--tls-cert, --tls-key)`,
+        );
       }
-      const common = { host, port, maxFrameBytes: options.maxFrameBytes, ...(secure ? { tls: options.tls } : {}) };
+      const common = {
+        host,
+        port,
+        maxFrameBytes: options.maxFrameBytes,
+        ...(secure ? { tls: options.tls } : {}),
+      };
       if (kind === "ws" || kind === "wss") out.push(await listenWebSocket(common, options.accept));
       else out.push(await listenTcp(common, options.accept));
     }

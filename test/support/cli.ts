@@ -38,7 +38,8 @@ export function startCli(args: string[]): Proc {
       const start = Date.now();
       const hit = (): boolean => (typeof text === "string" ? p.out.includes(text) : text.test(p.out));
       while (!hit()) {
-        if (Date.now() - start > ms) throw new Error(`no ${String(text)} in output after ${ms} ms:\n${p.out}\n${p.err}`);
+        if (Date.now() - start > ms)
+          throw new Error(`no ${String(text)} in output after ${ms} ms:\n${p.out}\n${p.err}`);
         await new Promise((r) => setTimeout(r, 20));
       }
     },
@@ -53,7 +54,10 @@ export function startCli(args: string[]): Proc {
 }
 
 /** Runs `muster …` to completion. */
-export async function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; out: string; err: string }> {
+export async function runCli(
+  args: string[],
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; out: string; err: string }> {
   const p = startCli(args);
   const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
   const code = await p.exited;

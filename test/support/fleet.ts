@@ -1,4 +1,4 @@
-import { createAgent, type AgentOptions, type MusterAgent } from "../../src/agent/create-agent.js";
+import { type AgentOptions, createAgent, type MusterAgent } from "../../src/agent/create-agent.js";
 import { createServer, type MusterServer } from "../../src/server/create-server.js";
 import type { ServerOptions } from "../../src/server/options.js";
 import { MemoryNetwork } from "../../src/transport/memory.js";
@@ -25,7 +25,13 @@ export async function fleet(serverOptions: Partial<ServerOptions> = {}): Promise
     server,
     agents,
     async addAgent(name, extra = {}) {
-      const agent = createAgent({ name, servers: ["memory://server"], memory: net, reconnect: quickReconnect, ...extra });
+      const agent = createAgent({
+        name,
+        servers: ["memory://server"],
+        memory: net,
+        reconnect: quickReconnect,
+        ...extra,
+      });
       agents.push(agent);
       agent.start();
       await agent.connected();

@@ -51,11 +51,20 @@ export function registerAgent(program: Command): void {
       program
         .command("agent")
         .description("run an agent: dial the server, stay connected for ever, answer its calls")
-        .option("--server <url>", `server URL, repeatable or comma-separated; tried in turn (default ${DEFAULT_SERVER_URL})`, collectList)
+        .option(
+          "--server <url>",
+          `server URL, repeatable or comma-separated; tried in turn (default ${DEFAULT_SERVER_URL})`,
+          collectList,
+        )
         .option("--name <name>", "unique agent name (default: host name)")
         .option("--label <key=value>", "a label, repeatable", parseLabel, {})
         .option("--handlers <file>", "ES module whose exported functions become methods (name → function)")
-        .option("--reconnect-max <duration>", "largest reconnect delay before jitter", parseDuration, DEFAULTS.reconnectMaxMs),
+        .option(
+          "--reconnect-max <duration>",
+          "largest reconnect delay before jitter",
+          parseDuration,
+          DEFAULTS.reconnectMaxMs,
+        ),
     ),
   ).action(async (flags: AgentFlags) => {
     const { hostname } = await import("node:os");

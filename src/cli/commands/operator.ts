@@ -23,7 +23,10 @@ async function connect(flags: OperatorFlags): Promise<MusterOperator> {
       ...(tls ? { tls } : {}),
     });
   } catch (err) {
-    fail(`cannot reach the server at ${flags.server}: ${(err as MusterError).rawMessage ?? String(err)}`, EXIT.UNREACHABLE);
+    fail(
+      `cannot reach the server at ${flags.server}: ${(err as MusterError).rawMessage ?? String(err)}`,
+      EXIT.UNREACHABLE,
+    );
   }
 }
 
@@ -36,20 +39,22 @@ function withServer(cmd: Command): Command {
 }
 
 export function registerOperatorCommands(program: Command): void {
-  withServer(program.command("agents").description("list the agents the server knows: live ones, then recently offline")).action(
-    async (flags: OperatorFlags) => {
-      const op = await connect(flags);
-      try {
-        const agents = await op.agents();
-        if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
-        else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
-      } catch (err) {
-        fail((err as Error).message);
-      } finally {
-        await op.close();
-      }
-    },
-  );
+  withServer(
+    program
+      .command("agents")
+      .description("list the agents the server knows: live ones, then recently offline"),
+  ).action(async (flags: OperatorFlags) => {
+    const op = await connect(flags);
+    try {
+      const agents = await op.agents();
+      if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
+      else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
+    } catch (err) {
+      fail((err as Error).message);
+    } finally {
+      await op.close();
+    }
+  });
 
   withServer(
     program
@@ -57,43 +62,53 @@ export function registerOperatorCommands(program: Command): void {
       .description(
         "call a method on agents and print one outcome per expected agent as it arrives; exit status 0 only when all are ok",
       )
-      .argument("<target>", "an agent name, names (a,b), a glob (web-*), a label selector (role=web,zone!=eu), or all")
+      .argument(
+        "<target>",
+        "an agent name, names (a,b), a glob (web-*), a label selector (role=web,zone!=eu), or all",
+      )
       .argument("<method>", "method name, e.g. sys.info")
       .argument("[json]", "the request, as JSON")
       .option("--timeout <duration>", "deadline of the call", parseDuration, 10_000),
-  ).action(async (target: string, method: string, json: string | undefined, flags: OperatorFlags & { timeout: number }) => {
-    try {
-      parseTarget(target);
-    } catch (err) {
-      fail((err as MusterError).rawMessage, EXIT.USAGE);
-    }
-    let args: unknown;
-    try {
-      args = parseJsonArg(json);
-    } catch (err) {
-      fail((err as Error).message, EXIT.USAGE);
-    }
-    const op = await connect(flags);
-    const call = op.call(target, method, args, { timeoutMs: flags.timeout });
-    const onSignal = (): void => call.cancel();
-    process.once("SIGINT", onSignal);
-    try {
-      const expected = await call.expected;
-      const width = Math.max(4, ...expected.map((n) => n.length));
-      if (expected.length === 0 && !flags.json) process.stdout.write(`no agent matches ${target}\n`);
-      for await (const o of call) {
-        process.stdout.write(flags.json ? `${JSON.stringify(o)}\n` : `${outcomeLine(o, width)}\n`);
+  ).action(
+    async (
+      target: string,
+      method: string,
+      json: string | undefined,
+      flags: OperatorFlags & { timeout: number },
+    ) => {
+      try {
+        parseTarget(target);
+      } catch (err) {
+        fail((err as MusterError).rawMessage, EXIT.USAGE);
       }
-      const { summary } = await call.done;
-      process.stdout.write(flags.json ? `${JSON.stringify({ summary })}\n` : `${summaryLine(summary)}\n`);
-      process.exitCode = summary.ok === expected.length && expected.length > 0 ? EXIT.OK : EXIT.FAILED;
-    } catch (err) {
-      const e = MusterError.from(err);
-      process.stderr.write(`muster: call failed: ${e.message}\n`);
-      process.exitCode = e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED;
-    } finally {
-      process.off("SIGINT", onSignal);
-      await op.close();
-    }
-  });
+      let args: unknown;
+      try {
+        args = parseJsonArg(json);
+      } catch (err) {
+        fail((err as Error).message, EXIT.USAGE);
+      }
+      const op = await connect(flags);
+      const call = op.call(target, method, args, { timeoutMs: flags.timeout });
+      const onSignal = (): void => call.cancel();
+      process.once("SIGINT", onSignal);
+      try {
+        const expected = await call.expected;
+        const width = Math.max(4, ...expected.map((n) => n.length));
+        if (expected.length === 0 && !flags.json) process.stdout.write(`no agent matches ${target}\n`);
+        for await (const o of call) {
+          process.stdout.write(flags.json ? `${JSON.stringify(o)}\n` : `${outcomeLine(o, width)}\n`);
+        }
+        const { summary } = await call.done;
+        process.stdout.write(flags.json ? `${JSON.stringify({ summary })}\n` : `${summaryLine(summary)}\n`);
+        process.exitCode = summary.ok === expected.length && expected.length > 0 ? EXIT.OK : EXIT.FAILED;
+      } catch (err) {
+        const e = MusterError.from(err);
+        process.stderr.write(`muster: call failed: ${e.message}\n`);
+        process.exitCode = e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED;
+      } finally {
+        process.off("SIGINT", onSignal);
+        await op.close();
+      }
+    },
+  );
 }

@@ -30,8 +30,18 @@ export function registerServer(program: Command): void {
       .option("--name <name>", "server name shown to peers (default: host name)")
       .option("--tls-cert <file>", "PEM certificate: listen on wss:// and tls:// by default")
       .option("--tls-key <file>", "PEM private key for --tls-cert")
-      .option("--resume-window <duration>", "how long a dropped session can be resumed", parseDuration, DEFAULTS.resumeWindowMs)
-      .option("--heartbeat <duration>", "PING interval on idle links", parseDuration, DEFAULTS.heartbeatIntervalMs)
+      .option(
+        "--resume-window <duration>",
+        "how long a dropped session can be resumed",
+        parseDuration,
+        DEFAULTS.resumeWindowMs,
+      )
+      .option(
+        "--heartbeat <duration>",
+        "PING interval on idle links",
+        parseDuration,
+        DEFAULTS.heartbeatIntervalMs,
+      )
       .option("--call-timeout <duration>", "default deadline of calls", parseDuration, DEFAULTS.callTimeoutMs)
       .option(
         "--allow-remote-operators",
@@ -40,10 +50,14 @@ export function registerServer(program: Command): void {
       ),
   ).action(async (flags: ServerFlags) => {
     const logger = loggerFrom(flags, "muster-server");
-    if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) fail("--tls-cert and --tls-key go together", EXIT.USAGE);
+    if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
+      fail("--tls-cert and --tls-key go together", EXIT.USAGE);
     const tls =
       flags.tlsCert && flags.tlsKey
-        ? { cert: readFileOrFail(flags.tlsCert, "--tls-cert"), key: readFileOrFail(flags.tlsKey, "--tls-key") }
+        ? {
+            cert: readFileOrFail(flags.tlsCert, "--tls-cert"),
+            key: readFileOrFail(flags.tlsKey, "--tls-key"),
+          }
         : undefined;
     const server = createServer({
       ...(flags.listen ? { listen: flags.listen } : {}),
