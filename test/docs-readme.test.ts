@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { it } from "node:test";
+import { promisify } from "node:util";
+import { freePort } from "./support/cli.js";
+
+const run = promisify(execFile);
+
+it("the README's library example runs as written (on a free port)", async () => {
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const block = /```ts\n([\s\S]*?)```/.exec(readme);
+  assert.ok(block, "README has a ts example");
+  const port = await freePort();
+  const code = `${block[1]!.replaceAll("33075", String(port))}\nawait agent.close();\nawait server.close();\n`;
+  // Written inside the package so that `import … from "muster"` resolves to this package.
+  const file = new URL("./readme-snippet.mjs", import.meta.url);
+  writeFileSync(file, code);
+  const { stdout } = await run(process.execPath, [file.pathname], { timeout: 20_000 });
+  assert.match(stdout, /^web-1 ok \{ deployed: '1\.2\.3' \}$/m);
+  assert.match(stdout, /\{ ok: 1, error: 0, timeout: 0, notConnected: 0 \}/);
+});
+
+it("the README's --handlers module exports a method that answers as documented", async () => {
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const block = /```js\n([\s\S]*?)```/.exec(readme);
+  assert.ok(block, "README has a js example");
+  const file = new URL("./readme-methods.mjs", import.meta.url);
+  writeFileSync(file, block[1]!);
+  const mod = (await import(file.href)) as {
+    greet: (r: { name: string }, ctx: { peer: { role: string } }) => string;
+  };
+  assert.equal(mod.greet({ name: "ann" }, { peer: { role: "server" } }), "hello ann from server");
+});
