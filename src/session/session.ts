@@ -312,14 +312,13 @@ export class Session {
         { silentMs: Math.round(silent) },
         "peer silent too long: dropping the link, resume expected",
       );
-      const t = this.#transport;
+
       const info = {
         code: CloseCode.HEARTBEAT_TIMEOUT,
         message: `nothing received for ${Math.round(silent)} ms`,
       };
       this.detach(info);
       this.#hooks.onLinkDown(info);
-      void t;
       return;
     }
     if (silent >= this.#o.suspectAfterMs && this.#state === "connected") this.#setState("suspect");
