@@ -7,8 +7,8 @@ import { checkName } from "../wire/codec.js";
  * - `all` or `*`: every known agent;
  * - `web-1` or `web-1,web-2`: these names (each expected, connected or not);
  * - `web-*`, `db-?`: a glob over known names;
- * - `role=web`, `role=web,zone!=eu`, `gpu`: a label selector (`key=value`, `key!=value`,
- *   `key` present, `!key` absent; all terms must hold).
+ * - `role=web`, `role=web,zone!=eu`, `gpu=*`, `!spot`: a label selector (`key=value`,
+ *   `key!=value`, `key=*` present, `!key` absent; all terms must hold).
  */
 export type Target =
   | "all"
@@ -54,9 +54,13 @@ function parseSelector(s: string): LabelTerm[] {
     let m = /^([^=!]+)!=(.*)$/.exec(term);
     if (m) return checkTerm({ key: m[1]!.trim(), op: "!=", value: m[2]!.trim() }, term);
     m = /^([^=!]+)==?(.*)$/.exec(term);
-    if (m) return checkTerm({ key: m[1]!.trim(), op: "=", value: m[2]!.trim() }, term);
+    if (m) {
+      const value = m[2]!.trim();
+      if (value === "*") return checkTerm({ key: m[1]!.trim(), op: "exists" }, term);
+      return checkTerm({ key: m[1]!.trim(), op: "=", value }, term);
+    }
     if (term.startsWith("!")) return checkTerm({ key: term.slice(1).trim(), op: "absent" }, term);
-    return checkTerm({ key: term, op: "exists" }, term);
+    throw bad(`selector term ${JSON.stringify(term)}: use key=value, key!=value, key=* or !key`);
   });
 }
 
@@ -115,7 +119,7 @@ export function formatTarget(target: Target): string {
   return target.labels
     .map((t) =>
       t.op === "exists"
-        ? t.key
+        ? `${t.key}=*`
         : t.op === "absent"
           ? `!${t.key}`
           : `${t.key}${t.op === "=" ? "=" : "!="}${t.value}`,
