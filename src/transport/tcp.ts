@@ -13,19 +13,18 @@ import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
 import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder, lengthPrefix } from "../wire/length-prefix.js";
+import { LinkState } from "./link-state.js";
 import type {
   AcceptFn,
   DialOptions,
   Listener,
   TlsServerOptions,
   Transport,
-  TransportCloseInfo,
   TransportHandler,
   TransportOptions,
 } from "./types.js";
 
 /** How long a graceful close may take before the socket is destroyed. */
-const CLOSE_GRACE_MS = 2_000;
 
 /** True for 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.x.x.x. */
 export function isLoopbackAddress(address: string): boolean {
@@ -52,14 +51,8 @@ class TcpTransport implements Transport {
   readonly #socket: Socket;
   readonly #decoder: LengthPrefixDecoder;
   readonly #highWater: number;
-  #handler: TransportHandler | undefined;
-  #early: Uint8Array[] = [];
-  #open = true;
-  #closeInfo: TransportCloseInfo | undefined;
-  #socketClosed = false;
-  #reported = false;
   #wantDrain = false;
-  #killTimer: NodeJS.Timeout | undefined;
+  readonly #link = new LinkState(() => this.#socket.destroy());
 
   constructor(kind: "tcp" | "tls", socket: Socket, options: TransportOptions) {
     this.kind = kind;
@@ -73,21 +66,18 @@ class TcpTransport implements Transport {
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("drain", this.#onWritten);
     socket.on("end", () =>
-      this.#shut({ code: CloseCode.REMOTE_CLOSED, message: "peer closed the connection" }),
+      this.#link.shut({ code: CloseCode.REMOTE_CLOSED, message: "peer closed the connection" }),
     );
     socket.on("error", (error: Error) =>
-      this.#shut({ code: CloseCode.TRANSPORT_ERROR, message: error.message, error }),
+      this.#link.shut({ code: CloseCode.TRANSPORT_ERROR, message: error.message, error }),
     );
     socket.on("close", () => {
-      this.#socketClosed = true;
-      clearTimeout(this.#killTimer);
-      this.#shut({ code: CloseCode.TRANSPORT_ERROR, message: "connection closed" });
-      this.#report();
+      this.#link.gone({ code: CloseCode.TRANSPORT_ERROR, message: "connection closed" });
     });
   }
 
   get open(): boolean {
-    return this.#open;
+    return this.#link.open;
   }
 
   get bufferedBytes(): number {
@@ -95,20 +85,17 @@ class TcpTransport implements Transport {
   }
 
   setHandler(handler: TransportHandler): void {
-    if (this.#handler) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "transport handler already set");
-    this.#handler = handler;
-    for (const f of this.#early.splice(0)) handler.onFrame(f);
-    this.#report();
+    this.#link.setHandler(handler);
   }
 
   send(frame: Uint8Array): boolean {
-    if (!this.#open) return false;
+    if (!this.#link.open) return false;
     return this.#write(lengthPrefix(frame));
   }
 
   /** All frames go into one buffer and one write: one system call for the batch. */
   sendMany(frames: readonly Uint8Array[]): boolean {
-    if (!this.#open) return false;
+    if (!this.#link.open) return false;
     if (frames.length === 0) return this.bufferedBytes <= this.#highWater;
     if (frames.length === 1) return this.#write(lengthPrefix(frames[0]!));
     let total = 0;
@@ -124,8 +111,8 @@ class TcpTransport implements Transport {
   }
 
   close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
-    if (!this.#open) return;
-    this.#shut({ code, message });
+    if (!this.#link.open) return;
+    this.#link.shut({ code, message });
     this.#socket.end(); // pending writes are flushed first
   }
 
@@ -142,13 +129,13 @@ class TcpTransport implements Transport {
   }
 
   readonly #onWritten = (): void => {
-    if (!this.#wantDrain || !this.#open || this.#socket.writableLength > this.#highWater) return;
+    if (!this.#wantDrain || !this.#link.open || this.#socket.writableLength > this.#highWater) return;
     this.#wantDrain = false;
-    this.#handler?.onDrain();
+    this.#link.handler?.onDrain();
   };
 
   #onData(chunk: Buffer): void {
-    if (!this.#open) return; // closing: whatever still arrives is dropped
+    if (!this.#link.open) return; // closing: whatever still arrives is dropped
     let inHandler = false;
     try {
       this.#decoder.push(chunk, (frame) => {
@@ -160,7 +147,7 @@ class TcpTransport implements Transport {
       if (inHandler) throw err; // the handler's own bug: not a protocol matter
       const tooLarge = err instanceof MusterError && err.code === ErrorCode.FRAME_TOO_LARGE;
       const error = err instanceof Error ? err : new Error(String(err));
-      this.#shut({
+      this.#link.shut({
         code: tooLarge ? CloseCode.FRAME_TOO_LARGE : CloseCode.PROTOCOL_ERROR,
         message: err instanceof MusterError ? err.rawMessage : error.message,
         error,
@@ -170,26 +157,8 @@ class TcpTransport implements Transport {
   }
 
   #deliver(frame: Uint8Array): void {
-    if (!this.#open) return; // the handler closed the transport mid-chunk
-    if (this.#handler) this.#handler.onFrame(frame);
-    else this.#early.push(frame);
-  }
-
-  /** Records the first close reason; later ones are ignored. Bounds the close to CLOSE_GRACE_MS. */
-  #shut(info: TransportCloseInfo): void {
-    if (this.#closeInfo) return;
-    this.#open = false;
-    this.#closeInfo = info;
-    if (!this.#socketClosed) {
-      this.#killTimer = setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS);
-      this.#killTimer.unref();
-    }
-  }
-
-  #report(): void {
-    if (!this.#handler || !this.#socketClosed || this.#reported || !this.#closeInfo) return;
-    this.#reported = true;
-    this.#handler.onClose(this.#closeInfo);
+    if (!this.#link.open) return; // the handler closed the transport mid-chunk
+    this.#link.deliver(frame);
   }
 }
 

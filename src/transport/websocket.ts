@@ -11,6 +11,7 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
+import { LinkState } from "./link-state.js";
 import { bindServer, formatHostPort, isLoopbackAddress } from "./tcp.js";
 import type {
   AcceptFn,
@@ -24,7 +25,6 @@ import type {
 } from "./types.js";
 
 /** How long the closing handshake may take before the connection is terminated. */
-const CLOSE_GRACE_MS = 2_000;
 /** A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5). */
 const MAX_REASON_BYTES = 123;
 const closeCodes = new Set<string>(Object.values(CloseCode));
@@ -81,14 +81,8 @@ class WsTransport implements Transport {
   readonly #socket: Socket | undefined;
   readonly #maxFrameBytes: number;
   readonly #highWater: number;
-  #handler: TransportHandler | undefined;
-  #early: Uint8Array[] = [];
-  #open = true;
-  #closeInfo: TransportCloseInfo | undefined;
-  #wsClosed = false;
-  #reported = false;
   #wantDrain = false;
-  #killTimer: NodeJS.Timeout | undefined;
+  readonly #link = new LinkState(() => this.#ws.terminate());
 
   constructor(kind: "ws" | "wss", ws: WebSocket, socket: Socket | undefined, options: TransportOptions) {
     this.kind = kind;
@@ -104,15 +98,12 @@ class WsTransport implements Transport {
     ws.on("message", (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
     ws.on("error", (error: Error) => this.#onError(error));
     ws.on("close", (status: number, reason: Buffer) => {
-      this.#wsClosed = true;
-      clearTimeout(this.#killTimer);
-      this.#shut(remoteClose(status, reason));
-      this.#report();
+      this.#link.gone(remoteClose(status, reason));
     });
   }
 
   get open(): boolean {
-    return this.#open && this.#ws.readyState === WebSocket.OPEN;
+    return this.#link.open && this.#ws.readyState === WebSocket.OPEN;
   }
 
   get bufferedBytes(): number {
@@ -120,10 +111,7 @@ class WsTransport implements Transport {
   }
 
   setHandler(handler: TransportHandler): void {
-    if (this.#handler) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "transport handler already set");
-    this.#handler = handler;
-    for (const f of this.#early.splice(0)) handler.onFrame(f);
-    this.#report();
+    this.#link.setHandler(handler);
   }
 
   send(frame: Uint8Array): boolean {
@@ -149,8 +137,8 @@ class WsTransport implements Transport {
   }
 
   close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
-    if (!this.#open) return;
-    this.#shut({ code, message });
+    if (!this.#link.open) return;
+    this.#link.shut({ code, message });
     this.#ws.close(wsStatus(code), closeReason(code, message));
   }
 
@@ -164,14 +152,14 @@ class WsTransport implements Transport {
   readonly #onWritten = (): void => {
     if (!this.#wantDrain || !this.open || this.#ws.bufferedAmount > this.#highWater) return;
     this.#wantDrain = false;
-    this.#handler?.onDrain();
+    this.#link.handler?.onDrain();
   };
 
   #onMessage(data: RawData, isBinary: boolean): void {
-    if (!this.#open) return; // closing: whatever still arrives is dropped
+    if (!this.#link.open) return; // closing: whatever still arrives is dropped
     if (!isBinary) {
       const message = "text message received; only binary frames are allowed";
-      this.#shut({ code: CloseCode.PROTOCOL_ERROR, message });
+      this.#link.shut({ code: CloseCode.PROTOCOL_ERROR, message });
       this.#ws.close(1002, closeReason(CloseCode.PROTOCOL_ERROR, message));
       return;
     }
@@ -180,8 +168,7 @@ class WsTransport implements Transport {
       : Array.isArray(data)
         ? Buffer.concat(data)
         : Buffer.from(data);
-    if (this.#handler) this.#handler.onFrame(frame);
-    else this.#early.push(frame);
+    this.#link.deliver(frame);
   }
 
   /** ws has already started closing (with the right status) when it reports a receive error. */
@@ -189,28 +176,12 @@ class WsTransport implements Transport {
     const wsCode = (error as { code?: unknown }).code;
     if (wsCode === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
       const message = `frame exceeds limit of ${this.#maxFrameBytes} bytes`;
-      this.#shut({ code: CloseCode.FRAME_TOO_LARGE, message, error });
+      this.#link.shut({ code: CloseCode.FRAME_TOO_LARGE, message, error });
     } else if (typeof wsCode === "string" && wsCode.startsWith("WS_ERR_")) {
-      this.#shut({ code: CloseCode.PROTOCOL_ERROR, message: error.message, error });
+      this.#link.shut({ code: CloseCode.PROTOCOL_ERROR, message: error.message, error });
     } else {
-      this.#shut({ code: CloseCode.TRANSPORT_ERROR, message: error.message, error });
+      this.#link.shut({ code: CloseCode.TRANSPORT_ERROR, message: error.message, error });
     }
-  }
-
-  #shut(info: TransportCloseInfo): void {
-    if (this.#closeInfo) return;
-    this.#open = false;
-    this.#closeInfo = info;
-    if (!this.#wsClosed) {
-      this.#killTimer = setTimeout(() => this.#ws.terminate(), CLOSE_GRACE_MS);
-      this.#killTimer.unref();
-    }
-  }
-
-  #report(): void {
-    if (!this.#handler || !this.#wsClosed || this.#reported || !this.#closeInfo) return;
-    this.#reported = true;
-    this.#handler.onClose(this.#closeInfo);
   }
 }
 
