@@ -382,6 +382,7 @@ class Agent implements MusterAgent {
         signal: this.#dialAbort.signal,
         onFrame: (t, bytes) => this.#session.receive(t, bytes),
         onClose: (t, info) => this.#session.linkClosed(t, info),
+        onDrain: (t) => this.#session.linkDrained(t),
       },
     );
     if (this.#isClosed()) {

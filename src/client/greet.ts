@@ -21,6 +21,8 @@ export interface GreetOptions {
   onFrame(transport: Transport, bytes: Uint8Array): void;
   /** The link closed after the WELCOME. */
   onClose(transport: Transport, info: TransportCloseInfo): void;
+  /** The link drained its write buffer (after the WELCOME). */
+  onDrain?(transport: Transport): void;
 }
 
 /** A link that completed its handshake. */
@@ -143,7 +145,9 @@ export async function greet(
               ),
             );
         },
-        onDrain: () => {},
+        onDrain: () => {
+          if (greeted) o.onDrain?.(t);
+        },
       });
       const frame: Frame = { type: FrameType.HELLO, seq: 0, ack: helloAck, hello };
       if (trace) o.logger.trace({ dir: "out", frame: describeFrame(frame) }, "frame");

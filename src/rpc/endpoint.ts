@@ -10,6 +10,10 @@ import type { CallContext, CallOptions, Handler, PeerInfo } from "./types.js";
 /** Where an endpoint sends its frames: a session (`Session.send`). */
 export interface FrameSink {
   send(frame: Buffer): void;
+  /** False while the sink is backed up (see `Session.writable`). */
+  readonly writable: boolean;
+  /** Resolves once `writable` is true again; rejects when the sink closes. */
+  whenWritable(): Promise<void>;
 }
 
 /** Callbacks of a started call. Exactly one `onSettle` per call. */
@@ -286,10 +290,12 @@ export class RpcEndpoint {
       deadline,
       remainingMs: () => Math.max(0, deadline - clock.now()),
       emit: (item) => {
-        if (!this.#in.has(id)) return;
+        if (!this.#in.has(id)) return false;
         const p = encodeValue(item);
         this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id, payload: p }));
+        return this.#sink.writable;
       },
+      whenWritable: () => untilWritable(this.#sink, controller.signal),
     };
     let result: unknown;
     try {
@@ -322,4 +328,24 @@ export class RpcEndpoint {
     }
     this.#reply(id, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id, payload }));
   }
+}
+
+/** `sink.whenWritable()`, cut short (rejected with the reason) when the call's signal fires. */
+function untilWritable(sink: FrameSink, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  if (sink.writable) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    sink.whenWritable().then(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }

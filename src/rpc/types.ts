@@ -22,8 +22,14 @@ export interface CallContext {
   readonly deadline: number;
   /** Milliseconds left before the deadline (never negative). */
   remainingMs(): number;
-  /** Sends a partial result ahead of the final one (an ITEM frame). */
-  emit(item: unknown): void;
+  /**
+   * Sends a partial result ahead of the final one (an ITEM frame). Returns false when the link
+   * is backed up (or the call is over): await `whenWritable()` before emitting more, so that a
+   * slow caller slows this handler down instead of growing memory.
+   */
+  emit(item: unknown): boolean;
+  /** Resolves when emitting may go on; rejects with the reason when the call's signal fires. */
+  whenWritable(): Promise<void>;
 }
 
 /** A function that answers calls. Its return value (or the promise's) is the result. */

@@ -213,7 +213,7 @@ class Server implements MusterServer, PeerHost {
         this.#pending.delete(transport);
         if (peer) peer.session.linkClosed(transport, info);
       },
-      onDrain: () => {},
+      onDrain: () => peer?.session.linkDrained(transport),
     });
   }
 

@@ -44,6 +44,8 @@ export interface SessionOptions {
   suspectAfterMs?: number;
   /** @default 30000 */
   deadAfterMs?: number;
+  /** `writable` turns false once the link holds more than this many unsent bytes. @default 1 MiB */
+  writeHighWaterBytes?: number;
 }
 
 /** What the session reports to its owner. */
@@ -80,6 +82,7 @@ export class Session {
   #backlogBytes = 0;
   #rttMs = -1;
   #duplicates = 0;
+  #writableWaiters: { resolve: () => void; reject: (err: MusterError) => void }[] = [];
   readonly #replay: ReplayBuffer;
   readonly #o: Required<Omit<SessionOptions, "clock" | "logger">>;
   readonly #clock: Clock;
@@ -101,6 +104,7 @@ export class Session {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
       suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
       deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
+      writeHighWaterBytes: options.writeHighWaterBytes ?? DEFAULTS.highWaterMarkBytes,
     };
     this.#replay = new ReplayBuffer(this.#o.replayMaxFrames, this.#o.replayMaxBytes);
     this.#lastRecvAt = this.#lastSentAt = this.#clock.now();
@@ -147,6 +151,43 @@ export class Session {
   }
 
   /**
+   * True when a writer may send more now: a link is attached and not backed up, nothing waits
+   * behind the replay window, and the window is at most half full (the peer keeps acking).
+   * Senders of long sequences (partial results, streams) check it and wait for `whenWritable()`,
+   * so that a slow peer slows them instead of growing memory.
+   */
+  get writable(): boolean {
+    const t = this.#transport;
+    return (
+      t !== undefined &&
+      this.#backlog.length === 0 &&
+      t.bufferedBytes <= this.#o.writeHighWaterBytes &&
+      this.#replay.bytes * 2 <= this.#o.replayMaxBytes &&
+      this.#replay.frames * 2 <= this.#o.replayMaxFrames
+    );
+  }
+
+  /** Resolves once `writable` is true (at once if it is); rejects with CLOSED when the session ends. */
+  whenWritable(): Promise<void> {
+    if (this.#state === "closed")
+      return Promise.reject(new MusterError(ErrorCode.CLOSED, "session is closed"));
+    if (this.writable) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#writableWaiters.push({ resolve, reject }));
+  }
+
+  /** The owner reports that the attached transport drained its write buffer. */
+  linkDrained(transport: Transport): void {
+    if (transport === this.#transport) this.#wakeWriters();
+  }
+
+  #wakeWriters(): void {
+    if (this.#writableWaiters.length === 0 || !this.writable) return;
+    const waiters = this.#writableWaiters;
+    this.#writableWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  /**
    * Attaches a link after a successful handshake and replays every frame with seq > peerAck.
    * The caller has checked `canResumeFrom(peerAck)`. Returns the number of frames replayed.
    */
@@ -169,6 +210,7 @@ export class Session {
       this.#noteSent(ack);
     }
     this.#drainBacklog();
+    this.#wakeWriters();
     return pending.length;
   }
 
@@ -217,6 +259,7 @@ export class Session {
     if (frame.ack >= this.#replay.firstSeq) {
       this.#replay.ackTo(frame.ack);
       if (this.#backlog.length > 0) this.#drainBacklog();
+      this.#wakeWriters();
     }
     switch (frame.type) {
       case FrameType.PING:
@@ -343,6 +386,9 @@ export class Session {
     this.#backlog = [];
     this.#backlogBytes = 0;
     this.#setState("closed");
+    const waiters = this.#writableWaiters;
+    this.#writableWaiters = [];
+    for (const w of waiters) w.reject(new MusterError(ErrorCode.CLOSED, `session closed: ${message}`));
   }
 
   #protocolError(err: MusterError): void {

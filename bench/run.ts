@@ -1,0 +1,107 @@
+// `npm run bench [-- options]`: muster and its peers, in one run, on the same machine, with the
+// same payloads; writes bench/RESULTS.md. `--quick` runs tiny counts (a smoke check that every
+// scenario completes and every reply verifies); it writes no file unless `--out` is given.
+
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { checkTargets, renderResults } from "../src/bench/report.js";
+import {
+  type ResultRow,
+  runSystem,
+  SCENARIOS,
+  type ScenarioName,
+  SIZES,
+  type SystemRef,
+} from "../src/bench/scenarios.js";
+import { runStorm } from "../src/bench/storm.js";
+
+const here = (path: string): string => new URL(path, import.meta.url).href;
+const SYSTEMS: SystemRef[] = [
+  { name: "muster/tcp", module: here("../src/bench/muster-system.js") },
+  { name: "muster/ws", module: here("../src/bench/muster-system.js") },
+  { name: "raw-tcp", module: here("./systems/raw-tcp.js") },
+  { name: "raw-ws", module: here("./systems/raw-ws.js") },
+  { name: "socket.io", module: here("./systems/socketio.js") },
+  { name: "grpc", module: here("./systems/grpc.js") },
+];
+
+const USAGE = `usage: npm run bench -- [--quick] [--scenarios ${SCENARIOS.join(",")}]
+                        [--systems ${SYSTEMS.map((s) => s.name).join(",")}]
+                        [--sizes 64,4096] [--out FILE] [--json FILE]`;
+
+function list<T extends string>(value: string | undefined, all: readonly T[], what: string): T[] {
+  if (value === undefined) return [...all];
+  const items = value.split(",").map((s) => s.trim());
+  for (const item of items) {
+    if (!all.includes(item as T)) {
+      console.error(`unknown ${what} "${item}"; expected one of: ${all.join(", ")}\n${USAGE}`);
+      process.exit(2);
+    }
+  }
+  return items as T[];
+}
+
+let args: ReturnType<typeof parse>;
+function parse() {
+  return parseArgs({
+    options: {
+      quick: { type: "boolean", default: false },
+      scenarios: { type: "string" },
+      systems: { type: "string" },
+      sizes: { type: "string" },
+      out: { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+}
+try {
+  args = parse();
+} catch (err) {
+  console.error(`${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+if (args.values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const quick = args.values.quick!;
+const scenarios = list<ScenarioName>(args.values.scenarios, SCENARIOS, "scenario");
+const systemNames = list(
+  args.values.systems,
+  SYSTEMS.map((s) => s.name),
+  "system",
+);
+const sizes = list(args.values.sizes, SIZES.map(String), "size").map(Number);
+const out = args.values.out ?? (quick ? undefined : "bench/RESULTS.md");
+
+const options = { quick, scenarios, sizes, host: "127.0.0.1", log: (l: string) => console.log(l) };
+const rows: ResultRow[] = [];
+const started = Date.now();
+for (const ref of SYSTEMS.filter((s) => systemNames.includes(s.name))) {
+  console.log(`${ref.name}`);
+  rows.push(...(await runSystem(ref, options)));
+}
+if (scenarios.includes("storm")) {
+  for (const scheme of ["tcp", "ws"] as const) {
+    if (!systemNames.includes(`muster/${scheme}`)) continue;
+    console.log(`muster/${scheme} storm`);
+    rows.push(...(await runStorm(scheme, options)));
+  }
+}
+
+const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
+const markdown = renderResults(rows, command, new Date());
+if (out) writeFileSync(out, `${markdown}\n`);
+if (args.values.json) writeFileSync(args.values.json, `${JSON.stringify(rows, null, 2)}\n`);
+console.log("");
+for (const t of checkTargets(rows)) {
+  if (t.met !== undefined)
+    console.log(`${t.met ? "met    " : "MISSED "} ${t.scenario}: ${t.target} (${t.measured})`);
+}
+const failed = rows.filter((r) => r.error);
+console.log(
+  `\n${rows.length} results in ${((Date.now() - started) / 1000).toFixed(0)} s${out ? `, written to ${out}` : ""}; ` +
+    `${failed.length} failed`,
+);
+process.exit(failed.length > 0 ? 1 : 0);

@@ -1,0 +1,65 @@
+import { createAgent } from "../agent/create-agent.js";
+import { createServer } from "../server/create-server.js";
+import { makePayload } from "./payload.js";
+import type { BenchClient, BenchPayload, BenchServer, BenchSystem } from "./types.js";
+
+/** Server methods of the benchmark: `bench.echo` (the payload back) and `bench.stream`. */
+function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
+  return {
+    name: `muster/${scheme}`,
+
+    async startServer({ host, port }): Promise<BenchServer> {
+      const server = createServer({ listen: [`${scheme}://${host}:${port}`] });
+      server.handle("bench.echo", (p: BenchPayload) => p);
+      server.handle("bench.stream", async (req: { count: number; size: number }, ctx) => {
+        const data = makePayload(0, req.size).data;
+        for (let i = 0; i < req.count; i++) {
+          // emit() says when the link is backed up: wait, so the agent's pace sets ours.
+          if (!ctx.emit({ i, data })) await ctx.whenWritable();
+        }
+        return req.count;
+      });
+      await server.start();
+      return {
+        port: server.listeners[0]!.port,
+        connected: () =>
+          server.agents().filter((a) => a.state === "connected" || a.state === "suspect").length,
+        async fanout(payload, timeoutMs) {
+          const done = await server.call("all", "bench.echo", payload, { timeoutMs }).done;
+          const replies: unknown[] = [];
+          for (const o of done.values()) {
+            if (o.status !== "ok") throw new Error(`${o.agent}: ${o.status} ${o.error?.message ?? ""}`);
+            replies.push(o.value);
+          }
+          return replies;
+        },
+        close: () => server.close(),
+      };
+    },
+
+    async connect({ host, port, index }): Promise<BenchClient> {
+      const agent = createAgent({
+        name: `bench-${index}`,
+        servers: [`${scheme}://${host}:${port}`],
+        builtins: false,
+      });
+      agent.handle("bench.echo", (p: BenchPayload) => p);
+      agent.start();
+      await agent.connected();
+      return {
+        call: (payload) => agent.call("bench.echo", payload),
+        async stream(count, size, onItem) {
+          const n = await agent.call<number>(
+            "bench.stream",
+            { count, size },
+            { onItem: (item) => onItem(item as BenchPayload), timeoutMs: 600_000 },
+          );
+          if (n !== count) throw new Error(`stream ended after ${n} of ${count} items`);
+        },
+        close: () => agent.close(),
+      };
+    },
+  };
+}
+
+export const systems: BenchSystem[] = [musterSystem("tcp"), musterSystem("ws")];
