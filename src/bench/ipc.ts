@@ -47,8 +47,11 @@ export class Child {
 
   /** Forks `modulePath` with `args`; `execArgv` e.g. `--expose-gc`. */
   constructor(modulePath: string, args: string[], execArgv: string[] = []) {
+    // MUSTER_BENCH_CPU_PROF=DIR: every child writes a CPU profile (.cpuprofile) into DIR on exit.
+    const prof = process.env.MUSTER_BENCH_CPU_PROF;
+    const profArgs = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [];
     this.process = fork(modulePath, args, {
-      execArgv: ["--expose-gc", ...execArgv],
+      execArgv: ["--expose-gc", ...profArgs, ...execArgv],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     let ready!: () => void;
