@@ -7,7 +7,8 @@ import { parseArgs } from "node:util";
 import { checkTargets, renderResults } from "../src/bench/report.js";
 import {
   type ResultRow,
-  runSystem,
+  runCallScenarios,
+  runFleetScenarios,
   SCENARIOS,
   type ScenarioName,
   SIZES,
@@ -78,9 +79,12 @@ const out = args.values.out ?? (quick ? undefined : "bench/RESULTS.md");
 const options = { quick, scenarios, sizes, host: "127.0.0.1", log: (l: string) => console.log(l) };
 const rows: ResultRow[] = [];
 const started = Date.now();
-for (const ref of SYSTEMS.filter((s) => systemNames.includes(s.name))) {
-  console.log(`${ref.name}`);
-  rows.push(...(await runSystem(ref, options)));
+const chosen = SYSTEMS.filter((s) => systemNames.includes(s.name));
+console.log(`calls and streams: ${chosen.map((s) => s.name).join(", ")}, interleaved`);
+rows.push(...(await runCallScenarios(chosen, options)));
+for (const ref of chosen) {
+  console.log(`${ref.name}: fleets`);
+  rows.push(...(await runFleetScenarios(ref, options)));
 }
 if (scenarios.includes("storm")) {
   for (const scheme of ["tcp", "ws"] as const) {

@@ -202,7 +202,9 @@ class Agent implements MusterAgent {
     this.#setState("connecting");
     const every = Math.max(10, Math.min(1000, Math.floor(DEFAULTS.heartbeatIntervalMs / 4)));
     const tick = (): void => {
-      this.#session.tick(this.#clock.now());
+      const now = this.#clock.now();
+      this.#session.tick(now);
+      this.#rpc.expireIncoming(now);
       if (this.#state !== "closed") {
         this.#ticker = this.#clock.setTimeout(tick, every);
         this.#ticker.unref();

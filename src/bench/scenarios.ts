@@ -37,13 +37,15 @@ export interface RunOptions {
 /** Counts and durations of each scenario, full and quick. */
 export function plan(quick: boolean) {
   return {
-    callWarmupMs: quick ? 200 : 1000,
-    callDurationMs: quick ? 500 : 5000,
+    /** Interleaved measurement windows per system (rtt, pipe, stream). */
+    rounds: quick ? 1 : 5,
+    callWarmupMs: quick ? 100 : 300,
+    callDurationMs: quick ? 300 : 2000,
     pipeInflight: 64,
     fanout1k: { n: quick ? 100 : 1000, rounds: quick ? 3 : 30, warmup: quick ? 1 : 3 },
     fanout10k: { n: quick ? 300 : 10_000, rounds: quick ? 2 : 10, warmup: 1 },
     idleSettleMs: quick ? 200 : 3000,
-    streamItems: (size: number) => (size <= 64 ? (quick ? 5000 : 300_000) : quick ? 500 : 30_000),
+    streamItems: (size: number) => (size <= 64 ? (quick ? 5000 : 100_000) : quick ? 500 : 10_000),
     storm: { n: quick ? 200 : 5000 },
   };
 }
@@ -68,67 +70,133 @@ async function withPair<T>(
   }
 }
 
-/** Runs every scenario of `o.scenarios` except `storm` on one system. */
-export async function runSystem(ref: SystemRef, o: RunOptions): Promise<ResultRow[]> {
-  const p = plan(o.quick);
-  const rows: ResultRow[] = [];
-  const want = (s: ScenarioName): boolean => o.scenarios.includes(s);
-  const guard = async (what: ScenarioName, size: number, fn: () => Promise<void>): Promise<void> => {
+type Add = (system: string, scenario: ScenarioName, size: number, metrics: Record<string, number>) => void;
+type Guard = (system: string, what: ScenarioName, size: number, fn: () => Promise<void>) => Promise<void>;
+
+function recorder(o: RunOptions, rows: ResultRow[]): { add: Add; guard: Guard } {
+  const add: Add = (system, scenario, size, metrics) => {
+    rows.push({ scenario, system, size, metrics });
+    const shown = Object.entries(metrics)
+      .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`)
+      .join(" ");
+    o.log(`  ${system} ${scenario} ${size} B: ${shown}`);
+  };
+  const guard: Guard = async (system, what, size, fn) => {
     try {
       await fn();
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
-      o.log(`  ${ref.name} ${what} ${size} B: FAILED ${error}`);
-      rows.push({ scenario: what, system: ref.name, size, metrics: {}, error });
+      o.log(`  ${system} ${what} ${size} B: FAILED ${error}`);
+      rows.push({ scenario: what, system, size, metrics: {}, error });
     }
   };
-  const add = (scenario: ScenarioName, size: number, metrics: Record<string, number>): void => {
-    rows.push({ scenario, system: ref.name, size, metrics });
-    const shown = Object.entries(metrics)
-      .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`)
-      .join(" ");
-    o.log(`  ${ref.name} ${scenario} ${size} B: ${shown}`);
-  };
+  return { add, guard };
+}
 
-  if (want("rtt") || want("pipe") || want("stream")) {
-    await guard("rtt", 0, () =>
-      withPair(ref, o.host, async (_server, client, port) => {
+interface Live {
+  ref: SystemRef;
+  server: Child;
+  client: Child;
+}
+
+/**
+ * rtt, pipe and stream, with every system's server and client up at once and the measurement
+ * windows interleaved (round r visits the systems in an order rotated by r): drift in the
+ * machine's speed then hits every system alike. Each figure is the median over the rounds.
+ */
+export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions): Promise<ResultRow[]> {
+  const p = plan(o.quick);
+  const rows: ResultRow[] = [];
+  const { add, guard } = recorder(o, rows);
+  const scenarios = (["rtt", "pipe", "stream"] as const).filter((s) => o.scenarios.includes(s));
+  if (scenarios.length === 0) return rows;
+  const live: Live[] = [];
+  try {
+    for (const ref of refs) {
+      await guard(ref.name, scenarios[0]!, 0, async () => {
+        const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
+        const client = new Child(CHILD_PATH, ["client", ref.module, ref.name]);
+        live.push({ ref, server, client });
+        const { port } = await server.request<{ port: number }>("start", { host: o.host, port: 0 });
         await client.request("connect", { host: o.host, port, n: 1 });
-        for (const size of o.sizes) {
-          for (const [scenario, inflight] of [
-            ["rtt", 1],
-            ["pipe", p.pipeInflight],
-          ] as const) {
-            if (!want(scenario)) continue;
-            await guard(scenario, size, async () => {
-              const r = await client.request<{
-                calls: number;
-                elapsedMs: number;
-                p50Ms: number;
-                p99Ms: number;
-              }>("calls", { size, inflight, durationMs: p.callDurationMs, warmupMs: p.callWarmupMs });
-              const metrics: Record<string, number> = { callsPerSec: (r.calls / r.elapsedMs) * 1000 };
-              if (scenario === "rtt") Object.assign(metrics, { p50Ms: r.p50Ms, p99Ms: r.p99Ms });
-              add(scenario, size, metrics);
-            });
-          }
-          if (want("stream")) {
-            await guard("stream", size, async () => {
-              const count = p.streamItems(size);
-              const r = await client.request<{ ms: number; items: number; bytes: number }>("stream", {
-                count,
-                size,
-              });
-              add("stream", size, {
-                mbPerSec: r.bytes / 1e6 / (r.ms / 1000),
-                framesPerSec: r.items / (r.ms / 1000),
-              });
-            });
+      });
+    }
+    const ready = live.filter((l) => !rows.some((r) => r.error && r.system === l.ref.name));
+    for (const size of o.sizes) {
+      for (const scenario of scenarios) {
+        const rounds = new Map<string, Record<string, number>[]>();
+        const failed = new Set<string>();
+        for (let round = 0; round < p.rounds; round++) {
+          const order = ready.map((_, k) => ready[(k + round) % ready.length]!);
+          for (const l of order) {
+            if (failed.has(l.ref.name)) continue;
+            try {
+              const m = await measureOnce(l.client, scenario, size, p, round === 0);
+              rounds.set(l.ref.name, [...(rounds.get(l.ref.name) ?? []), m]);
+            } catch (err) {
+              failed.add(l.ref.name);
+              await guard(l.ref.name, scenario, size, () => Promise.reject(err));
+            }
           }
         }
-      }),
-    );
+        for (const l of ready) {
+          const ms = rounds.get(l.ref.name);
+          if (!ms || failed.has(l.ref.name)) continue;
+          const metrics: Record<string, number> = { rounds: ms.length };
+          for (const k of Object.keys(ms[0]!)) metrics[k] = median(ms.map((m) => m[k]!));
+          add(l.ref.name, scenario, size, metrics);
+        }
+      }
+    }
+  } finally {
+    for (const l of live) {
+      await l.client.request("close", {}, 60_000).catch(() => {});
+      await l.server.request("close", {}, 60_000).catch(() => {});
+      await Promise.all([l.client.stop(), l.server.stop()]);
+    }
   }
+  return rows;
+}
+
+/** One measurement window of a call scenario on a connected client. */
+async function measureOnce(
+  client: Child,
+  scenario: "rtt" | "pipe" | "stream",
+  size: number,
+  p: ReturnType<typeof plan>,
+  first: boolean,
+): Promise<Record<string, number>> {
+  if (scenario === "stream") {
+    const r = await client.request<{ ms: number; items: number; bytes: number }>("stream", {
+      count: p.streamItems(size),
+      size,
+    });
+    return { mbPerSec: r.bytes / 1e6 / (r.ms / 1000), framesPerSec: r.items / (r.ms / 1000) };
+  }
+  const r = await client.request<{ calls: number; elapsedMs: number; p50Ms: number; p99Ms: number }>(
+    "calls",
+    {
+      size,
+      inflight: scenario === "rtt" ? 1 : p.pipeInflight,
+      durationMs: p.callDurationMs,
+      warmupMs: first ? p.callWarmupMs * 2 : p.callWarmupMs,
+    },
+  );
+  const m: Record<string, number> = { callsPerSec: (r.calls / r.elapsedMs) * 1000 };
+  if (scenario === "rtt") Object.assign(m, { p50Ms: r.p50Ms, p99Ms: r.p99Ms });
+  return m;
+}
+
+/** fanout-1k, fanout-10k and idle-mem on one system (each with its own server and clients). */
+export async function runFleetScenarios(ref: SystemRef, o: RunOptions): Promise<ResultRow[]> {
+  const p = plan(o.quick);
+  const rows: ResultRow[] = [];
+  const r = recorder(o, rows);
+  const add = (scenario: ScenarioName, size: number, metrics: Record<string, number>): void =>
+    r.add(ref.name, scenario, size, metrics);
+  const guard = (what: ScenarioName, size: number, fn: () => Promise<void>): Promise<void> =>
+    r.guard(ref.name, what, size, fn);
+  const want = (s: ScenarioName): boolean => o.scenarios.includes(s);
 
   for (const [scenario, cfg] of [
     ["fanout-1k", p.fanout1k],

@@ -47,4 +47,10 @@ export const DEFAULTS = {
   offlineRetentionMs: 5 * 60_000,
   /** Write buffer above which a transport reports back-pressure. */
   highWaterMarkBytes: 1024 * 1024,
+  /**
+   * Frames sent in one tick leave together in one write, but a batch is written as soon as it
+   * holds this many frames (or bytes), so the peer starts on it while the rest is produced.
+   */
+  writeBatchMaxFrames: 16,
+  writeBatchMaxBytes: 64 * 1024,
 } as const;

@@ -35,9 +35,22 @@ interface Outgoing {
   timer: TimerHandle | undefined;
 }
 
-interface Incoming {
-  controller: AbortController;
-  timer: TimerHandle;
+/**
+ * A call from the peer being handled here. Most handlers never look at their signal, so the
+ * AbortController and its deadline timer are made only when `ctx.signal` is first read; until
+ * then an expired call is dropped by `expireIncoming()` (the owner's maintenance tick) and a
+ * late reply is not sent.
+ */
+class Incoming {
+  controller: AbortController | undefined;
+  timer: TimerHandle | undefined;
+  /** Why the call ended before its handler did (cancel, deadline, session end). */
+  ended: MusterError | undefined;
+  constructor(
+    readonly id: number,
+    readonly deadline: number,
+    readonly timeoutMs: number,
+  ) {}
 }
 
 export interface EndpointOptions {
@@ -183,10 +196,7 @@ export class RpcEndpoint {
       }
       case FrameType.CANCEL: {
         const i = this.#in.get(frame.id);
-        if (!i) return;
-        this.#in.delete(frame.id);
-        this.#o.clock.clearTimeout(i.timer);
-        i.controller.abort(new MusterError(ErrorCode.CANCELLED, "the caller cancelled the call"));
+        if (i) this.#endIncoming(i, new MusterError(ErrorCode.CANCELLED, "the caller cancelled the call"));
         return;
       }
     }
@@ -204,11 +214,51 @@ export class RpcEndpoint {
       if (o.timer) this.#o.clock.clearTimeout(o.timer);
       o.cb.onSettle(err, undefined);
     }
-    for (const [id, i] of [...this.#in]) {
-      this.#in.delete(id);
-      this.#o.clock.clearTimeout(i.timer);
-      i.controller.abort(err);
+    for (const i of [...this.#in.values()]) this.#endIncoming(i, err);
+  }
+
+  /**
+   * Drops the peer's calls whose deadline has passed (their handlers' signals fire). Called by
+   * the owner's maintenance tick; handlers that read their signal get a precise timer instead.
+   */
+  expireIncoming(now: number): void {
+    for (const i of this.#in.values()) {
+      if (i.deadline <= now) {
+        this.#endIncoming(
+          i,
+          new MusterError(ErrorCode.DEADLINE_EXCEEDED, `deadline of ${i.timeoutMs} ms passed`),
+        );
+      }
     }
+  }
+
+  #endIncoming(i: Incoming, err: MusterError): void {
+    if (this.#in.get(i.id) !== i) return;
+    this.#in.delete(i.id);
+    if (i.timer) this.#o.clock.clearTimeout(i.timer);
+    i.ended = err;
+    i.controller?.abort(err);
+  }
+
+  /** The signal of an incoming call, made on first use, with a timer for its deadline. */
+  #signalOf(i: Incoming): AbortSignal {
+    if (i.controller) return i.controller.signal;
+    const controller = new AbortController();
+    i.controller = controller;
+    if (i.ended) controller.abort(i.ended);
+    else {
+      const clock = this.#o.clock;
+      i.timer = clock.setTimeout(
+        () =>
+          this.#endIncoming(
+            i,
+            new MusterError(ErrorCode.DEADLINE_EXCEEDED, `deadline of ${i.timeoutMs} ms passed`),
+          ),
+        Math.max(0, i.deadline - clock.now()),
+      );
+      i.timer.unref();
+    }
+    return controller.signal;
   }
 
   #cancel(id: number, err: MusterError): void {
@@ -224,39 +274,33 @@ export class RpcEndpoint {
     o.cb.onSettle(err, undefined);
   }
 
-  #reply(id: number, frame: Buffer): void {
-    if (!this.#in.has(id)) return; // cancelled, timed out or session ended meanwhile
-    const i = this.#in.get(id)!;
-    this.#in.delete(id);
-    this.#o.clock.clearTimeout(i.timer);
+  #reply(i: Incoming, frame: Buffer): void {
+    if (this.#in.get(i.id) !== i) return; // cancelled, timed out or session ended meanwhile
+    this.#in.delete(i.id);
+    if (i.timer) this.#o.clock.clearTimeout(i.timer);
+    if (i.deadline < this.#o.clock.now()) return; // the caller has given up already
     try {
       this.#sink.send(frame);
     } catch (err) {
-      this.#o.logger.debug({ err: (err as Error).message, id }, "could not send a result");
+      this.#o.logger.debug({ err: (err as Error).message, id: i.id }, "could not send a result");
     }
   }
 
-  #replyError(id: number, err: MusterError): void {
-    this.#reply(id, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id, error: err.toBody() }));
+  #replyError(i: Incoming, err: MusterError): void {
+    this.#reply(i, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, error: err.toBody() }));
   }
 
   #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
     const clock = this.#o.clock;
-    const controller = new AbortController();
-    const timer = clock.setTimeout(() => {
-      this.#in.delete(id);
-      controller.abort(new MusterError(ErrorCode.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms passed`));
-    }, timeoutMs);
-    timer.unref();
     if (this.#in.has(id)) {
       this.#o.logger.warn({ id, method }, "duplicate call id from peer: ignored");
-      clock.clearTimeout(timer);
       return;
     }
-    this.#in.set(id, { controller, timer });
+    const i = new Incoming(id, clock.now() + timeoutMs, timeoutMs);
+    this.#in.set(id, i);
     if (this.#in.size > this.#o.maxIncomingCalls) {
       this.#replyError(
-        id,
+        i,
         new MusterError(
           ErrorCode.RESOURCE_EXHAUSTED,
           `more than ${this.#o.maxIncomingCalls} calls in flight`,
@@ -267,7 +311,7 @@ export class RpcEndpoint {
     const handler = this.#o.handlers.get(method);
     if (!handler) {
       this.#replyError(
-        id,
+        i,
         new MusterError(
           ErrorCode.UNIMPLEMENTED,
           `no handler for method "${method}" on ${this.#o.describeSelf}`,
@@ -279,54 +323,56 @@ export class RpcEndpoint {
     try {
       request = decodeValue(payload);
     } catch (err) {
-      this.#replyError(id, MusterError.from(err, ErrorCode.INVALID_ARGUMENT));
+      this.#replyError(i, MusterError.from(err, ErrorCode.INVALID_ARGUMENT));
       return;
     }
-    const deadline = clock.now() + timeoutMs;
+    const endpoint = this;
     const ctx: CallContext = {
       method,
       peer: this.#o.peer,
-      signal: controller.signal,
-      deadline,
-      remainingMs: () => Math.max(0, deadline - clock.now()),
+      get signal() {
+        return endpoint.#signalOf(i);
+      },
+      deadline: i.deadline,
+      remainingMs: () => Math.max(0, i.deadline - clock.now()),
       emit: (item) => {
-        if (!this.#in.has(id)) return false;
+        if (this.#in.get(id) !== i) return false;
         const p = encodeValue(item);
         this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id, payload: p }));
         return this.#sink.writable;
       },
-      whenWritable: () => untilWritable(this.#sink, controller.signal),
+      whenWritable: () => untilWritable(this.#sink, this.#signalOf(i)),
     };
     let result: unknown;
     try {
       result = handler(request, ctx);
     } catch (err) {
-      this.#replyError(id, MusterError.from(err));
+      this.#replyError(i, MusterError.from(err));
       return;
     }
     if (result instanceof Promise) {
       result.then(
-        (value) => this.#replyValue(id, value),
-        (err: unknown) => this.#replyError(id, MusterError.from(err)),
+        (value) => this.#replyValue(i, value),
+        (err: unknown) => this.#replyError(i, MusterError.from(err)),
       );
     } else {
-      this.#replyValue(id, result);
+      this.#replyValue(i, result);
     }
   }
 
-  #replyValue(id: number, value: unknown): void {
-    if (!this.#in.has(id)) return;
+  #replyValue(i: Incoming, value: unknown): void {
+    if (this.#in.get(i.id) !== i) return;
     let payload: Payload;
     try {
       payload = encodeValue(value);
     } catch (err) {
       this.#replyError(
-        id,
+        i,
         new MusterError(ErrorCode.INTERNAL, `result cannot be encoded: ${(err as Error).message}`),
       );
       return;
     }
-    this.#reply(id, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id, payload }));
+    this.#reply(i, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, payload }));
   }
 }
 

@@ -439,6 +439,7 @@ class Server implements MusterServer, PeerHost {
       } else {
         peer.session.tick(now);
       }
+      peer.rpc.expireIncoming(now);
     }
     this.#presence.prune(Date.now() - (this.#o.offlineRetentionMs ?? DEFAULTS.offlineRetentionMs));
   }

@@ -12,7 +12,7 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
-import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder, lengthPrefix } from "../wire/length-prefix.js";
+import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder } from "../wire/length-prefix.js";
 import { LinkState } from "./link-state.js";
 import type {
   AcceptFn,
@@ -23,8 +23,6 @@ import type {
   TransportHandler,
   TransportOptions,
 } from "./types.js";
-
-/** How long a graceful close may take before the socket is destroyed. */
 
 /** True for 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.x.x.x. */
 export function isLoopbackAddress(address: string): boolean {
@@ -52,6 +50,9 @@ class TcpTransport implements Transport {
   readonly #decoder: LengthPrefixDecoder;
   readonly #highWater: number;
   #wantDrain = false;
+  /** Frames sent in this tick, written together by `#flush` (one buffer, one system call). */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
   readonly #link = new LinkState(() => this.#socket.destroy());
 
   constructor(kind: "tcp" | "tls", socket: Socket, options: TransportOptions) {
@@ -81,25 +82,44 @@ class TcpTransport implements Transport {
   }
 
   get bufferedBytes(): number {
-    return this.#socket.writableLength;
+    return this.#socket.writableLength + this.#pendingBytes;
   }
 
   setHandler(handler: TransportHandler): void {
     this.#link.setHandler(handler);
   }
 
+  /**
+   * Frames are not written at once but gathered until the next tick: every frame sent meanwhile
+   * (the results of all the calls in one read, a fan-out's calls, a replay) goes out in one
+   * buffer with its length prefixes, in one write. The prefixing copy is needed anyway.
+   */
   send(frame: Uint8Array): boolean {
     if (!this.#link.open) return false;
-    return this.#write(lengthPrefix(frame));
+    if (this.#pending.length === 0) process.nextTick(this.#flush);
+    this.#pending.push(frame);
+    this.#pendingBytes += LENGTH_PREFIX_BYTES + frame.length;
+    if (
+      this.#pending.length >= DEFAULTS.writeBatchMaxFrames ||
+      this.#pendingBytes >= DEFAULTS.writeBatchMaxBytes
+    )
+      this.#flush();
+    return this.#checkHighWater();
   }
 
-  /** All frames go into one buffer and one write: one system call for the batch. */
   sendMany(frames: readonly Uint8Array[]): boolean {
     if (!this.#link.open) return false;
-    if (frames.length === 0) return this.bufferedBytes <= this.#highWater;
-    if (frames.length === 1) return this.#write(lengthPrefix(frames[0]!));
-    let total = 0;
-    for (const f of frames) total += LENGTH_PREFIX_BYTES + f.length;
+    for (const f of frames) this.send(f);
+    return this.#checkHighWater();
+  }
+
+  readonly #flush = (): void => {
+    const frames = this.#pending;
+    if (frames.length === 0) return;
+    const total = this.#pendingBytes;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (!this.#link.open) return;
     const out = Buffer.allocUnsafe(total);
     let offset = 0;
     for (const f of frames) {
@@ -107,29 +127,29 @@ class TcpTransport implements Transport {
       out.set(f, offset + LENGTH_PREFIX_BYTES);
       offset += LENGTH_PREFIX_BYTES + f.length;
     }
-    return this.#write(out);
+    this.#socket.write(out, this.#onWritten);
+  };
+
+  #checkHighWater(): boolean {
+    const ok = this.bufferedBytes <= this.#highWater;
+    if (!ok) this.#wantDrain = true;
+    return ok;
   }
 
   close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
     if (!this.#link.open) return;
+    this.#flush();
     this.#link.shut({ code, message });
     this.#socket.end(); // pending writes are flushed first
   }
 
   /**
-   * Every write carries the same bound callback, so that `onDrain` fires even when the socket's
-   * own high-water mark (16 KiB, not ours) never makes it emit 'drain'. The write callback runs
-   * once the chunk is handed to the kernel, when `writableLength` no longer counts it.
+   * Every write carries this bound callback, so that `onDrain` fires even when the socket's own
+   * high-water mark (16 KiB, not ours) never makes it emit 'drain'. The write callback runs once
+   * the chunk is handed to the kernel, when `writableLength` no longer counts it.
    */
-  #write(buf: Buffer): boolean {
-    this.#socket.write(buf, this.#onWritten);
-    const ok = this.#socket.writableLength <= this.#highWater;
-    if (!ok) this.#wantDrain = true;
-    return ok;
-  }
-
   readonly #onWritten = (): void => {
-    if (!this.#wantDrain || !this.#link.open || this.#socket.writableLength > this.#highWater) return;
+    if (!this.#wantDrain || !this.#link.open || this.bufferedBytes > this.#highWater) return;
     this.#wantDrain = false;
     this.#link.handler?.onDrain();
   };

@@ -82,6 +82,8 @@ class WsTransport implements Transport {
   readonly #maxFrameBytes: number;
   readonly #highWater: number;
   #wantDrain = false;
+  #corked = false;
+  #corkedFrames = 0;
   readonly #link = new LinkState(() => this.#ws.terminate());
 
   constructor(kind: "ws" | "wss", ws: WebSocket, socket: Socket | undefined, options: TransportOptions) {
@@ -114,30 +116,53 @@ class WsTransport implements Transport {
     this.#link.setHandler(handler);
   }
 
+  /**
+   * ws.send has no batching option (its options are binary, compress, fin and mask; `fin:false`
+   * fragments one message, it does not batch several). So the socket ws writes to, which we got
+   * from the handshake's public API, is corked from the first send of a tick to the next tick:
+   * every frame sent meanwhile (the results of all the calls in one read, say) leaves in one
+   * writev.
+   */
   send(frame: Uint8Array): boolean {
     if (!this.open) return false;
+    this.#cork();
     this.#ws.send(frame, { binary: true }, this.#onWritten);
     return this.#checkHighWater();
   }
 
-  /**
-   * ws.send has no batching option (its options are binary, compress, fin and mask; `fin:false`
-   * fragments one message, it does not batch several). So the socket ws writes to, which we got
-   * from the handshake's public API, is corked around the sends: one writev for the batch.
-   */
   sendMany(frames: readonly Uint8Array[]): boolean {
     if (!this.open) return false;
-    this.#socket?.cork();
-    try {
-      for (const f of frames) this.#ws.send(f, { binary: true }, this.#onWritten);
-    } finally {
-      this.#socket?.uncork();
-    }
+    this.#cork();
+    for (const f of frames) this.#ws.send(f, { binary: true }, this.#onWritten);
     return this.#checkHighWater();
   }
 
+  #cork(): void {
+    if (!this.#socket) return;
+    if (this.#corked) {
+      // A full batch is written at once (DEFAULTS.writeBatchMaxFrames); the cork goes on.
+      if (++this.#corkedFrames >= DEFAULTS.writeBatchMaxFrames) {
+        this.#corkedFrames = 0;
+        this.#socket.uncork();
+        this.#socket.cork();
+      }
+      return;
+    }
+    this.#corked = true;
+    this.#corkedFrames = 1;
+    this.#socket.cork();
+    process.nextTick(this.#uncork);
+  }
+
+  readonly #uncork = (): void => {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.#socket?.uncork();
+  };
+
   close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
     if (!this.#link.open) return;
+    this.#uncork();
     this.#link.shut({ code, message });
     this.#ws.close(wsStatus(code), closeReason(code, message));
   }
