@@ -59,6 +59,7 @@ function serverCommands(system: BenchSystem): Commands {
       return { times, clients: expected };
     },
     memory: () => measureMemory(),
+    cpu: () => process.cpuUsage(),
     close: () => server?.close(),
   };
 }
@@ -90,6 +91,7 @@ function clientCommands(system: BenchSystem): Commands {
       let stop = false;
       const latencies = new Samples(1 << 16);
       let calls = 0;
+      let cpu0 = process.cpuUsage();
       const worker = async (): Promise<void> => {
         while (!stop) {
           const payload = makePayload(seq++, size!);
@@ -106,14 +108,16 @@ function clientCommands(system: BenchSystem): Commands {
       const running = Promise.all(Array.from({ length: inflight! }, worker));
       await new Promise((r) => setTimeout(r, warmupMs));
       recording = true;
+      cpu0 = process.cpuUsage();
       const t0 = performance.now();
       await new Promise((r) => setTimeout(r, durationMs));
       recording = false;
       const elapsedMs = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
       stop = true;
       await running;
       const [p50, p99] = latencies.percentiles([50, 99]);
-      return { calls, elapsedMs, p50Ms: p50, p99Ms: p99 };
+      return { calls, allCalls: seq, elapsedMs, p50Ms: p50, p99Ms: p99, cpuUs: cpu.user + cpu.system };
     },
     async stream(a) {
       const { count, size } = a as Record<string, number>;

@@ -109,8 +109,14 @@ const COLUMNS: Record<ScenarioName, [metric: string, title: string][]> = {
     ["callsPerSec", "calls/s"],
     ["p50Ms", "p50 ms"],
     ["p99Ms", "p99 ms"],
+    ["serverCpuUsPerCall", "server CPU µs/call"],
+    ["clientCpuUsPerCall", "client CPU µs/call"],
   ],
-  pipe: [["callsPerSec", "calls/s"]],
+  pipe: [
+    ["callsPerSec", "calls/s"],
+    ["serverCpuUsPerCall", "server CPU µs/call"],
+    ["clientCpuUsPerCall", "client CPU µs/call"],
+  ],
   "fanout-1k": [
     ["clients", "clients"],
     ["medianMs", "median ms"],

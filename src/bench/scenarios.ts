@@ -131,7 +131,7 @@ export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions
           for (const l of order) {
             if (failed.has(l.ref.name)) continue;
             try {
-              const m = await measureOnce(l.client, scenario, size, p, round === 0);
+              const m = await measureOnce(l, scenario, size, p, round === 0);
               rounds.set(l.ref.name, [...(rounds.get(l.ref.name) ?? []), m]);
             } catch (err) {
               failed.add(l.ref.name);
@@ -160,7 +160,7 @@ export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions
 
 /** One measurement window of a call scenario on a connected client. */
 async function measureOnce(
-  client: Child,
+  { client, server }: Live,
   scenario: "rtt" | "pipe" | "stream",
   size: number,
   p: ReturnType<typeof plan>,
@@ -173,16 +173,31 @@ async function measureOnce(
     });
     return { mbPerSec: r.bytes / 1e6 / (r.ms / 1000), framesPerSec: r.items / (r.ms / 1000) };
   }
-  const r = await client.request<{ calls: number; elapsedMs: number; p50Ms: number; p99Ms: number }>(
-    "calls",
-    {
-      size,
-      inflight: scenario === "rtt" ? 1 : p.pipeInflight,
-      durationMs: p.callDurationMs,
-      warmupMs: first ? p.callWarmupMs * 2 : p.callWarmupMs,
-    },
-  );
-  const m: Record<string, number> = { callsPerSec: (r.calls / r.elapsedMs) * 1000 };
+  // The server's CPU time is read around the client's whole run (warm-up included), so it is
+  // divided by every call the client made.
+  type Cpu = { user: number; system: number };
+  const cpu0 = await server.request<Cpu>("cpu");
+  const r = await client.request<{
+    calls: number;
+    allCalls: number;
+    elapsedMs: number;
+    p50Ms: number;
+    p99Ms: number;
+    cpuUs: number;
+  }>("calls", {
+    size,
+    inflight: scenario === "rtt" ? 1 : p.pipeInflight,
+    durationMs: p.callDurationMs,
+    warmupMs: first ? p.callWarmupMs * 2 : p.callWarmupMs,
+  });
+  const cpu1 = await server.request<Cpu>("cpu");
+  const serverUs = cpu1.user + cpu1.system - cpu0.user - cpu0.system;
+  const m: Record<string, number> = {
+    callsPerSec: (r.calls / r.elapsedMs) * 1000,
+    serverCpuUsPerCall: serverUs / r.allCalls,
+    serverUserUsPerCall: (cpu1.user - cpu0.user) / r.allCalls,
+    clientCpuUsPerCall: r.cpuUs / r.calls,
+  };
   if (scenario === "rtt") Object.assign(m, { p50Ms: r.p50Ms, p99Ms: r.p99Ms });
   return m;
 }

@@ -10,7 +10,10 @@ export interface PeerInfo {
   remoteAddress: string;
 }
 
-/** What a handler gets besides the request. */
+/**
+ * What a handler gets besides the request. Call its methods on it (`ctx.emit(x)`): they are
+ * not bound, so `const { emit } = ctx` does not work.
+ */
 export interface CallContext {
   /** The method called. */
   readonly method: string;

@@ -416,12 +416,14 @@ export class Session {
     this.#noteSent(frame.ack);
   }
 
+  /**
+   * An ack went out on a frame. The delayed-ack timer is left to run (when it fires with nothing
+   * new to acknowledge it does nothing): cancelling and re-arming it for every call and reply
+   * would cost more than the one spare wake-up per `ackDelayMs`.
+   */
   #noteSent(ack: number): void {
     this.#lastSentAt = this.#clock.now();
-    if (ack >= this.#ackSent) {
-      this.#ackSent = ack;
-      if (ack === this.#lastRecv) this.#cancelAckTimer();
-    }
+    if (ack > this.#ackSent) this.#ackSent = ack;
   }
 
   #scheduleAck(): void {
