@@ -8,6 +8,7 @@ import { checkTargets, renderResults } from "../src/bench/report.js";
 import {
   type ResultRow,
   runCallScenarios,
+  runFanout1k,
   runFleetScenarios,
   SCENARIOS,
   type ScenarioName,
@@ -82,8 +83,11 @@ const started = Date.now();
 const chosen = SYSTEMS.filter((s) => systemNames.includes(s.name));
 console.log(`calls and streams: ${chosen.map((s) => s.name).join(", ")}, interleaved`);
 rows.push(...(await runCallScenarios(chosen, options)));
+if (scenarios.includes("fanout-1k")) console.log("fanout-1k, interleaved");
+rows.push(...(await runFanout1k(chosen, options)));
 for (const ref of chosen) {
-  console.log(`${ref.name}: fleets`);
+  if (!scenarios.includes("fanout-10k") && !scenarios.includes("idle-mem")) continue;
+  console.log(`${ref.name}: 10,000 clients`);
   rows.push(...(await runFleetScenarios(ref, options)));
 }
 if (scenarios.includes("storm")) {

@@ -195,14 +195,87 @@ async function measureOnce(
   const m: Record<string, number> = {
     callsPerSec: (r.calls / r.elapsedMs) * 1000,
     serverCpuUsPerCall: serverUs / r.allCalls,
-    serverUserUsPerCall: (cpu1.user - cpu0.user) / r.allCalls,
     clientCpuUsPerCall: r.cpuUs / r.calls,
   };
   if (scenario === "rtt") Object.assign(m, { p50Ms: r.p50Ms, p99Ms: r.p99Ms });
   return m;
 }
 
-/** fanout-1k, fanout-10k and idle-mem on one system (each with its own server and clients). */
+/**
+ * fanout-1k with every system's server and 1,000 clients up at once, one fan-out per system in
+ * turn (order rotated each round), so that drift in the machine's speed hits all alike.
+ */
+export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Promise<ResultRow[]> {
+  const p = plan(o.quick);
+  const rows: ResultRow[] = [];
+  const { add, guard } = recorder(o, rows);
+  if (!o.scenarios.includes("fanout-1k")) return rows;
+  const n = p.fanout1k.n;
+  const live: Live[] = [];
+  try {
+    for (const ref of refs) {
+      await guard(ref.name, "fanout-1k", 0, async () => {
+        const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
+        const client = new Child(CHILD_PATH, ["client", ref.module, ref.name]);
+        live.push({ ref, server, client });
+        const { port } = await server.request<{ port: number }>("start", { host: o.host, port: 0 });
+        const t0 = Date.now();
+        await client.request("connect", { host: o.host, port, n, concurrency: 100 });
+        await server.request("waitConnected", { n, timeoutMs: 120_000 });
+        o.log(`  ${ref.name}: ${n} clients connected in ${Date.now() - t0} ms`);
+      });
+    }
+    const ready = live.filter((l) => !rows.some((r) => r.error && r.system === l.ref.name));
+    for (const size of o.sizes) {
+      const times = new Map<string, number[]>();
+      const lags = new Map<string, number>();
+      const failed = new Set<string>();
+      for (let round = -p.fanout1k.warmup; round < p.fanout1k.rounds; round++) {
+        const order = ready.map((_, k) => ready[(k + round + ready.length) % ready.length]!);
+        for (const l of order) {
+          if (failed.has(l.ref.name)) continue;
+          try {
+            await l.server.request("lagStart");
+            const r = await l.server.request<{ times: number[]; clients: number }>("fanout", {
+              size,
+              rounds: 1,
+              warmup: 0,
+              timeoutMs: 60_000,
+            });
+            const lag = await l.server.request<{ maxMs: number }>("lagStop");
+            if (r.clients !== n) throw new Error(`${r.clients} of ${n} clients answered`);
+            if (round < 0) continue;
+            times.set(l.ref.name, [...(times.get(l.ref.name) ?? []), ...r.times]);
+            lags.set(l.ref.name, Math.max(lags.get(l.ref.name) ?? 0, lag.maxMs));
+          } catch (err) {
+            failed.add(l.ref.name);
+            await guard(l.ref.name, "fanout-1k", size, () => Promise.reject(err));
+          }
+        }
+      }
+      for (const l of ready) {
+        const t = times.get(l.ref.name);
+        if (!t || failed.has(l.ref.name)) continue;
+        add(l.ref.name, "fanout-1k", size, {
+          clients: n,
+          rounds: t.length,
+          medianMs: median(t),
+          p90Ms: percentile(t, 90),
+          lagMaxMs: lags.get(l.ref.name) ?? 0,
+        });
+      }
+    }
+  } finally {
+    for (const l of live) {
+      await l.client.request("close", {}, 60_000).catch(() => {});
+      await l.server.request("close", {}, 60_000).catch(() => {});
+      await Promise.all([l.client.stop(), l.server.stop()]);
+    }
+  }
+  return rows;
+}
+
+/** idle-mem and fanout-10k on one system: 10,000 clients of its own. */
 export async function runFleetScenarios(ref: SystemRef, o: RunOptions): Promise<ResultRow[]> {
   const p = plan(o.quick);
   const rows: ResultRow[] = [];
@@ -213,11 +286,8 @@ export async function runFleetScenarios(ref: SystemRef, o: RunOptions): Promise<
     r.guard(ref.name, what, size, fn);
   const want = (s: ScenarioName): boolean => o.scenarios.includes(s);
 
-  for (const [scenario, cfg] of [
-    ["fanout-1k", p.fanout1k],
-    ["fanout-10k", p.fanout10k],
-  ] as const) {
-    const memHere = scenario === "fanout-10k" && want("idle-mem");
+  for (const [scenario, cfg] of [["fanout-10k", p.fanout10k]] as const) {
+    const memHere = want("idle-mem");
     if (!want(scenario) && !memHere) continue;
     const n = cfg.n;
     await guard(scenario, 0, () =>

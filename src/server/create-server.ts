@@ -53,6 +53,33 @@ export interface MusterServer {
   close(): Promise<void>;
 }
 
+/**
+ * The handler of one accepted connection: the handshake until a HELLO arrives, then its
+ * peer's session. A class, not closures: a server holds one per connection.
+ */
+class Link {
+  peer: Peer | undefined;
+  timer: ReturnType<Clock["setTimeout"]> | undefined;
+  onHello!: (bytes: Uint8Array) => void;
+  onGone!: () => void;
+  constructor(readonly transport: Transport) {}
+  stopTimer(clock: Clock): void {
+    if (this.timer) clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+  onFrame(bytes: Uint8Array): void {
+    if (this.peer) this.peer.session.receive(this.transport, bytes);
+    else this.onHello(bytes);
+  }
+  onClose(info: TransportCloseInfo): void {
+    this.onGone();
+    this.peer?.session.linkClosed(this.transport, info);
+  }
+  onDrain(): void {
+    this.peer?.session.linkDrained(this.transport);
+  }
+}
+
 /** Creates a server. Call `start()` to listen. */
 export function createServer(options: ServerOptions = {}): MusterServer {
   return new Server(options);
@@ -191,30 +218,24 @@ class Server implements MusterServer, PeerHost {
       return;
     }
     this.#pending.add(transport);
-    let peer: Peer | undefined;
-    const timer = this.clock.setTimeout(() => {
-      if (peer) return;
+    const link = new Link(transport);
+    link.timer = this.clock.setTimeout(() => {
+      link.timer = undefined;
+      if (link.peer) return;
       this.logger.warn({ remote: transport.remoteAddress }, "no HELLO within the handshake timeout: closing");
       this.#reject(transport, CloseCode.HANDSHAKE_TIMEOUT, "no HELLO within the handshake timeout");
     }, this.#o.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs);
-    timer.unref();
-    transport.setHandler({
-      onFrame: (bytes) => {
-        if (peer) {
-          peer.session.receive(transport, bytes);
-          return;
-        }
-        this.clock.clearTimeout(timer);
-        this.#pending.delete(transport);
-        peer = this.#handshake(transport, bytes);
-      },
-      onClose: (info) => {
-        this.clock.clearTimeout(timer);
-        this.#pending.delete(transport);
-        if (peer) peer.session.linkClosed(transport, info);
-      },
-      onDrain: () => peer?.session.linkDrained(transport),
-    });
+    link.timer.unref();
+    link.onHello = (bytes) => {
+      link.stopTimer(this.clock);
+      this.#pending.delete(transport);
+      link.peer = this.#handshake(transport, bytes);
+    };
+    link.onGone = () => {
+      link.stopTimer(this.clock);
+      this.#pending.delete(transport);
+    };
+    transport.setHandler(link);
   }
 
   #reject(transport: Transport, code: CloseCode, message: string): void {

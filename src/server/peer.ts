@@ -6,7 +6,13 @@ import type { Logger } from "../internal/logger.js";
 import type { AgentInfo, PresenceSource } from "../presence/presence.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
 import type { Handler } from "../rpc/types.js";
-import { Session, type SessionOptions, type SessionState } from "../session/session.js";
+import {
+  type SequencedFrame,
+  Session,
+  type SessionHooks,
+  type SessionOptions,
+  type SessionState,
+} from "../session/session.js";
 import type { Transport, TransportCloseInfo } from "../transport/types.js";
 import type { CloseBody, CloseCode, HelloBody } from "../wire/frame.js";
 
@@ -23,8 +29,11 @@ export interface PeerHost {
   onPeerClose(peer: Peer, close: CloseBody): void;
 }
 
-/** The server's side of one agent's (or operator's) session. */
-export class Peer implements PresenceSource {
+/**
+ * The server's side of one agent's (or operator's) session. It is its session's hooks itself
+ * (methods, not closures): a server holds one per agent, so per-peer bytes count.
+ */
+export class Peer implements PresenceSource, SessionHooks {
   readonly id = randomBytes(8).toString("hex");
   readonly token = randomBytes(24).toString("base64url");
   readonly role: HelloBody["role"];
@@ -41,9 +50,11 @@ export class Peer implements PresenceSource {
   disconnectReason: string | undefined;
   ended = false;
   readonly #clock: Clock;
+  readonly #host: PeerHost;
 
   constructor(host: PeerHost, hello: HelloBody, transport: Transport) {
     this.#clock = host.clock;
+    this.#host = host;
     this.role = hello.role;
     this.name = hello.name;
     this.labels = hello.labels;
@@ -51,15 +62,7 @@ export class Peer implements PresenceSource {
     this.address = transport.remoteAddress;
     this.transportKind = transport.kind;
     const logger = host.logger.child({ peer: this.name, role: this.role, session: this.id });
-    this.session = new Session(
-      { ...host.sessionOptions, clock: host.clock, logger },
-      {
-        onMessage: (f) => this.rpc.receive(f),
-        onState: (s, prev) => host.onPeerState(this, s, prev),
-        onLinkDown: (info) => host.onPeerLinkDown(this, info),
-        onPeerClose: (close) => host.onPeerClose(this, close),
-      },
-    );
+    this.session = new Session({ ...host.sessionOptions, clock: host.clock, logger }, this);
     this.rpc = new RpcEndpoint(this.session, {
       clock: host.clock,
       logger,
@@ -76,6 +79,19 @@ export class Peer implements PresenceSource {
       describePeer: `${this.role} ${this.name}`,
       describeSelf: "the server",
     });
+  }
+
+  onMessage(frame: SequencedFrame): void {
+    this.rpc.receive(frame);
+  }
+  onState(state: SessionState, previous: SessionState): void {
+    this.#host.onPeerState(this, state, previous);
+  }
+  onLinkDown(info: TransportCloseInfo): void {
+    this.#host.onPeerLinkDown(this, info);
+  }
+  onPeerClose(close: CloseBody): void {
+    this.#host.onPeerClose(this, close);
   }
 
   info(): AgentInfo {

@@ -42,6 +42,8 @@ export function formatHostPort(host: string, port: number | string): string {
  * remote_closed, a reset or other socket error → transport_error. `onClose` is reported once
  * the socket has really closed, which a graceful close bounds to CLOSE_GRACE_MS.
  */
+const flushTransport = (t: TcpTransport): void => t._flush();
+
 class TcpTransport implements Transport {
   readonly kind: "tcp" | "tls";
   readonly remoteAddress: string;
@@ -96,14 +98,14 @@ class TcpTransport implements Transport {
    */
   send(frame: Uint8Array): boolean {
     if (!this.#link.open) return false;
-    if (this.#pending.length === 0) process.nextTick(this.#flush);
+    if (this.#pending.length === 0) process.nextTick(flushTransport, this);
     this.#pending.push(frame);
     this.#pendingBytes += LENGTH_PREFIX_BYTES + frame.length;
     if (
       this.#pending.length >= DEFAULTS.writeBatchMaxFrames ||
       this.#pendingBytes >= DEFAULTS.writeBatchMaxBytes
     )
-      this.#flush();
+      this._flush();
     return this.#checkHighWater();
   }
 
@@ -113,7 +115,8 @@ class TcpTransport implements Transport {
     return this.#checkHighWater();
   }
 
-  readonly #flush = (): void => {
+  /** @internal Writes the frames gathered so far (see `send`). */
+  _flush(): void {
     const frames = this.#pending;
     if (frames.length === 0) return;
     const total = this.#pendingBytes;
@@ -128,7 +131,7 @@ class TcpTransport implements Transport {
       offset += LENGTH_PREFIX_BYTES + f.length;
     }
     this.#socket.write(out, this.#onWritten);
-  };
+  }
 
   #checkHighWater(): boolean {
     const ok = this.bufferedBytes <= this.#highWater;
@@ -138,7 +141,7 @@ class TcpTransport implements Transport {
 
   close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
     if (!this.#link.open) return;
-    this.#flush();
+    this._flush();
     this.#link.shut({ code, message });
     this.#socket.end(); // pending writes are flushed first
   }
