@@ -16,6 +16,7 @@ import {
   type SystemRef,
 } from "../src/bench/scenarios.js";
 import { runStorm } from "../src/bench/storm.js";
+import { renderMicro, runMicro } from "./micro.js";
 
 const here = (path: string): string => new URL(path, import.meta.url).href;
 const SYSTEMS: SystemRef[] = [
@@ -27,7 +28,8 @@ const SYSTEMS: SystemRef[] = [
   { name: "grpc", module: here("./systems/grpc.js") },
 ];
 
-const USAGE = `usage: npm run bench -- [--quick] [--scenarios ${SCENARIOS.join(",")}]
+const ALL_SCENARIOS = [...SCENARIOS, "micro"] as const;
+const USAGE = `usage: npm run bench -- [--quick] [--scenarios ${ALL_SCENARIOS.join(",")}]
                         [--systems ${SYSTEMS.map((s) => s.name).join(",")}]
                         [--sizes 64,4096] [--out FILE] [--json FILE]`;
 
@@ -68,7 +70,8 @@ if (args.values.help) {
   process.exit(0);
 }
 const quick = args.values.quick!;
-const scenarios = list<ScenarioName>(args.values.scenarios, SCENARIOS, "scenario");
+const wanted = list(args.values.scenarios, ALL_SCENARIOS, "scenario");
+const scenarios = wanted.filter((s): s is ScenarioName => s !== "micro");
 const systemNames = list(
   args.values.systems,
   SYSTEMS.map((s) => s.name),
@@ -98,8 +101,16 @@ if (scenarios.includes("storm")) {
   }
 }
 
+let micro = "";
+if (wanted.includes("micro")) {
+  console.log("micro-benchmarks: codec and replay buffer");
+  micro = renderMicro(await runMicro({ quick, log: (l) => console.log(`  ${l}`) }));
+}
+
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
-const markdown = renderResults(rows, command, new Date());
+const markdown =
+  renderResults(rows, command, new Date()) +
+  (micro ? `\n## Micro-benchmarks (codec, replay buffer; one process)\n\n${micro}\n` : "");
 if (out) writeFileSync(out, `${markdown}\n`);
 if (args.values.json) writeFileSync(args.values.json, `${JSON.stringify(rows, null, 2)}\n`);
 console.log("");

@@ -180,7 +180,7 @@ export function renderTables(rows: readonly ResultRow[]): string {
     for (const size of sizes) {
       const these = rows.filter((r) => r.scenario === scenario && r.size === size);
       const cols = COLUMNS[scenario].filter(([k]) => these.some((r) => r.metrics[k] !== undefined));
-      const head = HEADLINE[scenario];
+      const head = these.some((r) => r.system.startsWith("raw-")) ? HEADLINE[scenario] : undefined;
       const base = (system: string): ResultRow | undefined =>
         these.find((r) => r.system === (system.endsWith("tcp") ? "raw-tcp" : "raw-ws") && !r.error);
       out.push(

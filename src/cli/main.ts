@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { VERSION } from "../internal/version.js";
 import { registerAgent } from "./commands/agent.js";
+import { registerBench } from "./commands/bench.js";
 import { registerOperatorCommands } from "./commands/operator.js";
 import { registerServer } from "./commands/server.js";
 import { EXIT } from "./common.js";
@@ -15,6 +16,7 @@ const program = new Command("muster")
 registerServer(program);
 registerAgent(program);
 registerOperatorCommands(program);
+registerBench(program);
 
 program.addHelpText(
   "after",
@@ -25,7 +27,8 @@ Examples:
   muster agents
   muster call web-1 sys.info
   muster call 'role=web' sys.ping --timeout 3s
-  muster call all sys.info --json`,
+  muster call all sys.info --json
+  muster bench --scenarios rtt,pipe --transports tcp`,
 );
 
 try {
