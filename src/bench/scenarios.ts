@@ -149,13 +149,18 @@ export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions
       }
     }
   } finally {
-    for (const l of live) {
-      await l.client.request("close", {}, 60_000).catch(() => {});
-      await l.server.request("close", {}, 60_000).catch(() => {});
-      await Promise.all([l.client.stop(), l.server.stop()]);
-    }
+    await stopAll(live);
   }
   return rows;
+}
+
+/** Closes the clients and servers of `live`, then ends their processes. */
+async function stopAll(live: readonly Live[]): Promise<void> {
+  for (const l of live) {
+    await l.client.request("close", {}, 60_000).catch(() => {});
+    await l.server.request("close", {}, 60_000).catch(() => {});
+    await Promise.all([l.client.stop(), l.server.stop()]);
+  }
 }
 
 /** One measurement window of a call scenario on a connected client. */
@@ -266,11 +271,7 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
       }
     }
   } finally {
-    for (const l of live) {
-      await l.client.request("close", {}, 60_000).catch(() => {});
-      await l.server.request("close", {}, 60_000).catch(() => {});
-      await Promise.all([l.client.stop(), l.server.stop()]);
-    }
+    await stopAll(live);
   }
   return rows;
 }
