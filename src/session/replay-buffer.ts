@@ -58,18 +58,21 @@ export class ReplayBuffer {
       this.#frames = this.#frames.slice(this.#head);
       this.#head = 0;
     } else if (this.#head === this.#frames.length) {
-      this.#frames = [];
+      this.#frames.length = 0; // reuse the array: on a request/reply link it empties on every ack
       this.#head = 0;
     }
     return n;
   }
 
+  /** True when every frame with seq > `ack` is still here (`after(ack)` would not be undefined). */
+  covers(ack: number): boolean {
+    return ack + 1 >= this.#firstSeq && ack + 1 - this.#firstSeq <= this.frames;
+  }
+
   /** Frames with seq > `ack`, oldest first, or undefined when some of them were already dropped. */
   after(ack: number): Uint8Array[] | undefined {
-    if (ack + 1 < this.#firstSeq) return undefined;
-    const skip = ack + 1 - this.#firstSeq;
-    if (skip > this.frames) return undefined;
-    return this.#frames.slice(this.#head + skip);
+    if (!this.covers(ack)) return undefined;
+    return this.#frames.slice(this.#head + ack + 1 - this.#firstSeq);
   }
 
   /** Forgets everything; the next frame pushed has seq `nextSeq`. */

@@ -147,7 +147,7 @@ export class Session {
 
   /** True when the peer's ack lies inside what this side can replay: resume is possible. */
   canResumeFrom(peerAck: number): boolean {
-    return peerAck <= this.#lastSent && this.#replay.after(peerAck) !== undefined;
+    return peerAck <= this.#lastSent && this.#replay.covers(peerAck);
   }
 
   /**
