@@ -29,10 +29,17 @@ export interface CallHandle {
   cancel(err: MusterError): void;
 }
 
-interface Outgoing {
-  id: number;
-  cb: CallCallbacks;
+/** A call of ours waiting for its outcome; it is also the caller's handle (no closure per call). */
+class Outgoing implements CallHandle {
   timer: TimerHandle | undefined;
+  constructor(
+    readonly endpoint: RpcEndpoint,
+    readonly id: number,
+    readonly cb: CallCallbacks,
+  ) {}
+  cancel(err: MusterError): void {
+    this.endpoint._cancel(this.id, err);
+  }
 }
 
 /**
@@ -119,23 +126,22 @@ export class RpcEndpoint {
   start(method: string, payload: Payload, timeoutMs: number, cb: CallCallbacks, ownTimer = true): CallHandle {
     const id = this.#nextId++;
     if (this.#nextId > 0xffffffff) this.#nextId = 1;
-    const handle: CallHandle = { id, cancel: (err) => this.#cancel(id, err) };
+    const o = new Outgoing(this, id, cb);
     if (this.#failed) {
       cb.onSettle(this.#failed, undefined);
-      return handle;
+      return o;
     }
-    const o: Outgoing = { id, cb, timer: undefined };
     this.#out.set(id, o);
     try {
       this.#sink.send(encodeCall(1, 0, id, timeoutMs, method, payload));
     } catch (err) {
       this.#out.delete(id);
       cb.onSettle(MusterError.from(err), undefined);
-      return handle;
+      return o;
     }
     if (ownTimer) {
       o.timer = this.#o.clock.setTimeout(() => {
-        this.#cancel(
+        this._cancel(
           id,
           new MusterError(
             ErrorCode.DEADLINE_EXCEEDED,
@@ -145,7 +151,7 @@ export class RpcEndpoint {
       }, timeoutMs);
       // Not unref()ed: a pending call keeps the process alive until its deadline, like a socket would.
     }
-    return handle;
+    return o;
   }
 
   /** Calls `method` and resolves with the decoded result. */
@@ -295,7 +301,8 @@ export class RpcEndpoint {
     return untilWritable(this.#sink, this._signalOf(i));
   }
 
-  #cancel(id: number, err: MusterError): void {
+  /** @internal Settles call `id` with `err` and tells the callee to stop. */
+  _cancel(id: number, err: MusterError): void {
     const o = this.#out.get(id);
     if (!o) return;
     this.#out.delete(id);

@@ -38,12 +38,26 @@ export function summarize(outcomes: Iterable<CallOutcome>): OutcomeSummary {
   return s;
 }
 
+/** One expected agent of a fan-out: its call's callbacks and, while it runs, its handle. */
+class Member<T> implements CallCallbacks {
+  handle: CallHandle | undefined;
+  constructor(
+    readonly fan: FanOutCall<T>,
+    readonly name: string,
+  ) {}
+  onSettle(err: MusterError | undefined, payload: Payload | undefined): void {
+    this.handle = undefined;
+    this.fan._settle(this.name, err, payload);
+  }
+}
+
 export class FanOutCall<T = unknown> implements FanOut<T> {
   readonly expected: readonly string[];
   readonly done: Promise<Map<string, CallOutcome<T>>>;
   readonly #outcomes = new Map<string, CallOutcome<T>>();
-  readonly #handles = new Map<string, CallHandle>();
-  readonly #queue: AsyncQueue<CallOutcome<T>>;
+  readonly #members: Member<T>[] = [];
+  /** Made when someone iterates; until then the outcomes wait in `#outcomes` only. */
+  #queue: AsyncQueue<CallOutcome<T>> | undefined;
   readonly #resolve: (m: Map<string, CallOutcome<T>>) => void;
   readonly #clock: Clock;
   readonly #started: number;
@@ -60,7 +74,6 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
     this.expected = expected;
     this.#clock = options.clock;
     this.#started = options.clock.now();
-    this.#queue = new AsyncQueue({ maxItems: expected.length + 1 });
     const d = deferred<Map<string, CallOutcome<T>>>();
     this.done = d.promise;
     this.#resolve = d.resolve;
@@ -71,7 +84,7 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
           ErrorCode.DEADLINE_EXCEEDED,
           `${options.method}: no answer in ${options.timeoutMs} ms`,
         );
-        for (const h of [...this.#handles.values()]) h.cancel(err);
+        this.#cancelAll(err);
       }, options.timeoutMs);
       // Not unref()ed: a pending fan-out keeps the process alive until its deadline.
       if (options.signal) {
@@ -82,9 +95,8 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
     }
     for (const name of expected) {
       if (this.#outcomes.has(name)) continue;
-      const handle = startOne(name, {
-        onSettle: (err, payload) => this.#settle(name, err, payload),
-      });
+      const member = new Member(this, name);
+      const handle = startOne(name, member);
       if (handle === undefined) {
         this.#record({
           agent: name,
@@ -93,7 +105,8 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
           durationMs: 0,
         });
       } else if (!this.#outcomes.has(name)) {
-        this.#handles.set(name, handle);
+        member.handle = handle;
+        this.#members.push(member);
       }
     }
     if (options.signal?.aborted) this.cancel();
@@ -105,19 +118,26 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
   }
 
   cancel(): void {
-    const err = new MusterError(ErrorCode.CANCELLED, "fan-out cancelled by the caller");
-    for (const h of [...this.#handles.values()]) h.cancel(err);
+    this.#cancelAll(new MusterError(ErrorCode.CANCELLED, "fan-out cancelled by the caller"));
+  }
+
+  #cancelAll(err: MusterError): void {
+    for (const m of this.#members) m.handle?.cancel(err);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<CallOutcome<T>> {
     if (this.#iterated)
       throw new MusterError(ErrorCode.INVALID_ARGUMENT, "a fan-out can be iterated only once");
     this.#iterated = true;
-    return this.#queue;
+    const queue = new AsyncQueue<CallOutcome<T>>({ maxItems: this.expected.length + 1 });
+    for (const o of this.#outcomes.values()) queue.push(o);
+    if (this.#outcomes.size >= this.expected.length) queue.end();
+    this.#queue = queue;
+    return queue;
   }
 
-  #settle(name: string, err: MusterError | undefined, payload: Payload | undefined): void {
-    this.#handles.delete(name);
+  /** @internal A member's call settled. */
+  _settle(name: string, err: MusterError | undefined, payload: Payload | undefined): void {
     const durationMs = Math.round((this.#clock.now() - this.#started) * 100) / 100;
     if (err) {
       this.#record({
@@ -143,7 +163,7 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
   #record(o: CallOutcome<T>): void {
     if (this.#outcomes.has(o.agent)) return;
     this.#outcomes.set(o.agent, o);
-    this.#queue.push(o);
+    this.#queue?.push(o);
   }
 
   #maybeDone(): void {
@@ -151,7 +171,8 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
     if (this.#timer) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#onAbort) this.#signal?.removeEventListener("abort", this.#onAbort);
-    this.#queue.end();
+    this.#queue?.end();
+    this.#members.length = 0;
     this.#resolve(this.#outcomes);
   }
 }
