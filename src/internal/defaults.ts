@@ -20,7 +20,7 @@ export const DEFAULTS = {
   /** An ACK is sent after this many frames received without one going out. */
   ackEveryFrames: 32,
   /** Otherwise an ACK goes out at most this long after a frame arrived. */
-  ackDelayMs: 20,
+  ackDelayMs: 1000,
   /** A PING is sent when nothing was sent for this long. */
   heartbeatIntervalMs: 5_000,
   /** The peer is `suspect` when nothing arrived for this long. */

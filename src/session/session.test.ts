@@ -112,7 +112,7 @@ describe("Session", () => {
 
   it("holds frames sent while resuming and sends them on attach", async () => {
     const a = makeEnd();
-    const b = makeEnd();
+    const b = makeEnd({ ackDelayMs: 20 });
     for (let i = 0; i < 100; i++) a.session.send(item(i));
     assert.equal(a.session.replayStats.frames, 100);
     link(a, b);

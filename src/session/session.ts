@@ -36,7 +36,7 @@ export interface SessionOptions {
   backlogMaxBytes?: number;
   /** @default 32 */
   ackEveryFrames?: number;
-  /** @default 20 */
+  /** @default 1000 */
   ackDelayMs?: number;
   /** @default 5000 */
   heartbeatIntervalMs?: number;
