@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { startTcpProxy, type TcpProxy } from "../chaos/tcp-proxy.js";
 import { type Commands, serveCommands } from "./ipc.js";
 import { checkReply, makePayload } from "./payload.js";
-import { lagCommands, measureMemory } from "./probes.js";
+import { lagCommands, measureMemory, waitUntil } from "./probes.js";
 import { Samples } from "./stats.js";
 import { stormAgentCommands, stormServerCommands } from "./storm-roles.js";
 import type { BenchClient, BenchServer, BenchSystem } from "./types.js";
@@ -34,11 +34,12 @@ function serverCommands(system: BenchSystem): Commands {
     connected: () => s().connected(),
     async waitConnected(a) {
       const n = a.n as number;
-      const deadline = Date.now() + (a.timeoutMs as number);
-      while (s().connected() < n) {
-        if (Date.now() > deadline) throw new Error(`only ${s().connected()} of ${n} clients connected`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitUntil(
+        () => s().connected() >= n,
+        a.timeoutMs as number,
+        () => `only ${s().connected()} of ${n} clients connected`,
+        20,
+      );
       return s().connected();
     },
     async fanout(a) {

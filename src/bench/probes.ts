@@ -29,3 +29,17 @@ export function lagCommands(): Commands {
     },
   };
 }
+
+/** Polls `ready` every `everyMs` until it holds; throws `failure()` after `timeoutMs`. */
+export async function waitUntil(
+  ready: () => boolean,
+  timeoutMs: number,
+  failure: () => string,
+  everyMs = 10,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(failure());
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -112,16 +112,7 @@ export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions
   if (scenarios.length === 0) return rows;
   const live: Live[] = [];
   try {
-    for (const ref of refs) {
-      await guard(ref.name, scenarios[0]!, 0, async () => {
-        const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
-        const client = new Child(CHILD_PATH, ["client", ref.module, ref.name]);
-        live.push({ ref, server, client });
-        const { port } = await server.request<{ port: number }>("start", { host: o.host, port: 0 });
-        await client.request("connect", { host: o.host, port, n: 1 });
-      });
-    }
-    const ready = live.filter((l) => !rows.some((r) => r.error && r.system === l.ref.name));
+    const ready = await startLive(refs, o, guard, live, scenarios[0]!, 1);
     for (const size of o.sizes) {
       for (const scenario of scenarios) {
         const rounds = new Map<string, Record<string, number>[]>();
@@ -152,6 +143,48 @@ export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions
     await stopAll(live);
   }
   return rows;
+}
+
+/** Opens `n` clients of `ref` and waits until its server counts them all. */
+async function connectClients(
+  ref: SystemRef,
+  server: Child,
+  client: Child,
+  port: number,
+  n: number,
+  o: RunOptions,
+): Promise<void> {
+  const t0 = Date.now();
+  await client.request("connect", { host: o.host, port, n, concurrency: 100 });
+  await server.request("waitConnected", { n, timeoutMs: 120_000 });
+  if (n > 1) o.log(`  ${ref.name}: ${n} clients connected in ${Date.now() - t0} ms`);
+}
+
+/**
+ * Starts a server and `n` clients for every system, each pair added to `live` (so the caller's
+ * `finally` stops it even when its start failed); returns the pairs that started.
+ */
+async function startLive(
+  refs: readonly SystemRef[],
+  o: RunOptions,
+  guard: Guard,
+  live: Live[],
+  scenario: ScenarioName,
+  n: number,
+): Promise<Live[]> {
+  const failed = new Set<string>();
+  for (const ref of refs) {
+    await guard(ref.name, scenario, 0, async () => {
+      const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
+      const client = new Child(CHILD_PATH, ["client", ref.module, ref.name]);
+      live.push({ ref, server, client });
+      failed.add(ref.name);
+      const { port } = await server.request<{ port: number }>("start", { host: o.host, port: 0 });
+      await connectClients(ref, server, client, port, n, o);
+      failed.delete(ref.name);
+    });
+  }
+  return live.filter((l) => !failed.has(l.ref.name));
 }
 
 /** Closes the clients and servers of `live`, then ends their processes. */
@@ -218,19 +251,7 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
   const n = p.fanout1k.n;
   const live: Live[] = [];
   try {
-    for (const ref of refs) {
-      await guard(ref.name, "fanout-1k", 0, async () => {
-        const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
-        const client = new Child(CHILD_PATH, ["client", ref.module, ref.name]);
-        live.push({ ref, server, client });
-        const { port } = await server.request<{ port: number }>("start", { host: o.host, port: 0 });
-        const t0 = Date.now();
-        await client.request("connect", { host: o.host, port, n, concurrency: 100 });
-        await server.request("waitConnected", { n, timeoutMs: 120_000 });
-        o.log(`  ${ref.name}: ${n} clients connected in ${Date.now() - t0} ms`);
-      });
-    }
-    const ready = live.filter((l) => !rows.some((r) => r.error && r.system === l.ref.name));
+    const ready = await startLive(refs, o, guard, live, "fanout-1k", n);
     for (const size of o.sizes) {
       const times = new Map<string, number[]>();
       const lags = new Map<string, number>();
@@ -294,10 +315,7 @@ export async function runFleetScenarios(ref: SystemRef, o: RunOptions): Promise<
     await guard(scenario, 0, () =>
       withPair(ref, o.host, async (server, client, port) => {
         const before = await server.request<{ rss: number; heapUsed: number }>("memory");
-        const t0 = Date.now();
-        await client.request("connect", { host: o.host, port, n, concurrency: 100 });
-        await server.request("waitConnected", { n, timeoutMs: 120_000 });
-        o.log(`  ${ref.name}: ${n} clients connected in ${Date.now() - t0} ms`);
+        await connectClients(ref, server, client, port, n, o);
         if (memHere) {
           await new Promise((r) => setTimeout(r, p.idleSettleMs));
           const after = await server.request<{ rss: number; heapUsed: number }>("memory");

@@ -2,7 +2,7 @@ import { createAgent, type MusterAgent } from "../agent/create-agent.js";
 import { createServer, type MusterServer } from "../server/create-server.js";
 import type { Commands } from "./ipc.js";
 import { checkReply, makePayload } from "./payload.js";
-import { measureMemory } from "./probes.js";
+import { measureMemory, waitUntil } from "./probes.js";
 import type { BenchPayload } from "./types.js";
 
 /**
@@ -42,22 +42,22 @@ export function stormServerCommands(): Commands {
     connected: () => live(),
     /** Resolves with the wall-clock time at which `n` agents were connected. */
     async waitConnected(a) {
-      const deadline = Date.now() + (a.timeoutMs as number);
-      while (live() < (a.n as number)) {
-        if (Date.now() > deadline) throw new Error(`only ${live()} of ${a.n} agents connected`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      const n = a.n as number;
+      await waitUntil(
+        () => live() >= n,
+        a.timeoutMs as number,
+        () => `only ${live()} of ${n} agents connected`,
+      );
       return { at: Date.now() };
     },
     /** Resolves with the wall-clock time of the n-th resume counted since `resetCounts`. */
     async waitResumed(a) {
       const n = a.n as number;
-      const deadline = Date.now() + (a.timeoutMs as number);
-      while (resumes < n) {
-        if (Date.now() > deadline)
-          throw new Error(`only ${resumes} of ${n} agents resumed (${joins} rejoined)`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await waitUntil(
+        () => resumes >= n,
+        a.timeoutMs as number,
+        () => `only ${resumes} of ${n} agents resumed (${joins} rejoined)`,
+      );
       return { at: resumesAt[n - 1] };
     },
     resetCounts() {
