@@ -87,8 +87,8 @@ export interface EndpointOptions {
   defaultTimeoutMs: number;
   /** Calls from the peer running at once before new ones are refused with RESOURCE_EXHAUSTED. */
   maxIncomingCalls: number;
-  /** The peer in error messages, e.g. `agent web-1`. */
-  describePeer: string;
+  /** The peer in error messages. @default `${peer.role} ${peer.name}`, e.g. `agent web-1` */
+  describePeer?: string;
   /** This side in error messages, e.g. `the server`. */
   describeSelf: string;
 }
@@ -99,24 +99,44 @@ export interface EndpointOptions {
  */
 export class RpcEndpoint {
   #nextId = 1;
-  readonly #out = new Map<number, Outgoing>();
-  readonly #in = new Map<number, Incoming>();
-  readonly #o: EndpointOptions;
+  // The two call tables are made on first use, and the options are kept field by field rather
+  // than as the caller's object: a server holds one endpoint per agent, mostly idle.
+  #out: Map<number, Outgoing> | undefined;
+  #in: Map<number, Incoming> | undefined;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #handlers: ReadonlyMap<string, Handler>;
+  readonly #peer: PeerInfo;
+  readonly #defaultTimeoutMs: number;
+  readonly #maxIncomingCalls: number;
+  readonly #describePeer: string | undefined;
+  readonly #describeSelf: string;
   #sink: FrameSink;
   #failed: MusterError | undefined;
 
   constructor(sink: FrameSink, options: EndpointOptions) {
     this.#sink = sink;
-    this.#o = options;
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#handlers = options.handlers;
+    this.#peer = options.peer;
+    this.#defaultTimeoutMs = options.defaultTimeoutMs;
+    this.#maxIncomingCalls = options.maxIncomingCalls;
+    this.#describePeer = options.describePeer;
+    this.#describeSelf = options.describeSelf;
   }
 
   /** Calls waiting for an outcome. */
   get pendingOutgoing(): number {
-    return this.#out.size;
+    return this.#out?.size ?? 0;
   }
   /** Peer's calls being handled here. */
   get runningIncoming(): number {
-    return this.#in.size;
+    return this.#in?.size ?? 0;
+  }
+
+  #peerName(): string {
+    return this.#describePeer ?? `${this.#peer.role} ${this.#peer.name}`;
   }
 
   /**
@@ -131,21 +151,23 @@ export class RpcEndpoint {
       cb.onSettle(this.#failed, undefined);
       return o;
     }
-    this.#out.set(id, o);
+    this.#out ??= new Map();
+    const out = this.#out;
+    out.set(id, o);
     try {
       this.#sink.send(encodeCall(1, 0, id, timeoutMs, method, payload));
     } catch (err) {
-      this.#out.delete(id);
+      out.delete(id);
       cb.onSettle(MusterError.from(err), undefined);
       return o;
     }
     if (ownTimer) {
-      o.timer = this.#o.clock.setTimeout(() => {
+      o.timer = this.#clock.setTimeout(() => {
         this._cancel(
           id,
           new MusterError(
             ErrorCode.DEADLINE_EXCEEDED,
-            `${method} on ${this.#o.describePeer}: no answer in ${timeoutMs} ms`,
+            `${method} on ${this.#peerName()}: no answer in ${timeoutMs} ms`,
           ),
         );
       }, timeoutMs);
@@ -156,7 +178,7 @@ export class RpcEndpoint {
 
   /** Calls `method` and resolves with the decoded result. */
   call(method: string, request: unknown, options: CallOptions = {}): Promise<unknown> {
-    const timeoutMs = options.timeoutMs ?? this.#o.defaultTimeoutMs;
+    const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
     const signal = options.signal;
     if (signal?.aborted)
       return Promise.reject(new MusterError(ErrorCode.CANCELLED, "call aborted before it started"));
@@ -176,7 +198,7 @@ export class RpcEndpoint {
               try {
                 onItem(decodeValue(p));
               } catch (err) {
-                this.#o.logger.warn({ err, method }, "onItem callback failed");
+                this.#logger.warn({ err, method }, "onItem callback failed");
               }
             }
           : undefined,
@@ -203,21 +225,21 @@ export class RpcEndpoint {
         this.#onCall(frame.id, frame.method, frame.timeoutMs, frame.payload);
         return;
       case FrameType.ITEM: {
-        const o = this.#out.get(frame.id);
+        const o = this.#out?.get(frame.id);
         o?.cb.onItem?.(frame.payload);
         return;
       }
       case FrameType.RESULT: {
-        const o = this.#out.get(frame.id);
+        const o = this.#out?.get(frame.id);
         if (!o) return; // late: cancelled or timed out here already
-        this.#out.delete(frame.id);
-        if (o.timer) this.#o.clock.clearTimeout(o.timer);
+        this.#out!.delete(frame.id);
+        if (o.timer) this.#clock.clearTimeout(o.timer);
         if ("error" in frame) o.cb.onSettle(MusterError.fromBody(frame.error), undefined);
         else o.cb.onSettle(undefined, frame.payload);
         return;
       }
       case FrameType.CANCEL: {
-        const i = this.#in.get(frame.id);
+        const i = this.#in?.get(frame.id);
         if (i) this.#endIncoming(i, new MusterError(ErrorCode.CANCELLED, "the caller cancelled the call"));
         return;
       }
@@ -231,12 +253,15 @@ export class RpcEndpoint {
   fail(err: MusterError): void {
     if (this.#failed) return;
     this.#failed = err;
-    for (const o of [...this.#out.values()]) {
-      this.#out.delete(o.id);
-      if (o.timer) this.#o.clock.clearTimeout(o.timer);
-      o.cb.onSettle(err, undefined);
+    const out = this.#out;
+    if (out !== undefined) {
+      for (const o of [...out.values()]) {
+        out.delete(o.id);
+        if (o.timer) this.#clock.clearTimeout(o.timer);
+        o.cb.onSettle(err, undefined);
+      }
     }
-    for (const i of [...this.#in.values()]) this.#endIncoming(i, err);
+    if (this.#in !== undefined) for (const i of [...this.#in.values()]) this.#endIncoming(i, err);
   }
 
   /**
@@ -244,6 +269,7 @@ export class RpcEndpoint {
    * the owner's maintenance tick; handlers that read their signal get a precise timer instead.
    */
   expireIncoming(now: number): void {
+    if (this.#in === undefined || this.#in.size === 0) return;
     for (const i of this.#in.values()) {
       if (i.deadline <= now) {
         this.#endIncoming(
@@ -255,9 +281,9 @@ export class RpcEndpoint {
   }
 
   #endIncoming(i: Incoming, err: MusterError): void {
-    if (this.#in.get(i.id) !== i) return;
+    if (this.#in?.get(i.id) !== i) return;
     this.#in.delete(i.id);
-    if (i.timer) this.#o.clock.clearTimeout(i.timer);
+    if (i.timer) this.#clock.clearTimeout(i.timer);
     i.ended = err;
     i.controller?.abort(err);
   }
@@ -269,7 +295,7 @@ export class RpcEndpoint {
     i.controller = controller;
     if (i.ended) controller.abort(i.ended);
     else {
-      const clock = this.#o.clock;
+      const clock = this.#clock;
       i.timer = clock.setTimeout(
         () =>
           this.#endIncoming(
@@ -285,12 +311,12 @@ export class RpcEndpoint {
 
   /** @internal */
   _now(): number {
-    return this.#o.clock.now();
+    return this.#clock.now();
   }
 
   /** @internal `ctx.emit()`: an ITEM frame; false when the link is backed up or the call is over. */
   _emit(i: Incoming, item: unknown): boolean {
-    if (this.#in.get(i.id) !== i) return false;
+    if (this.#in?.get(i.id) !== i) return false;
     const p = encodeValue(item);
     this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: i.id, payload: p }));
     return this.#sink.writable;
@@ -303,10 +329,10 @@ export class RpcEndpoint {
 
   /** @internal Settles call `id` with `err` and tells the callee to stop. */
   _cancel(id: number, err: MusterError): void {
-    const o = this.#out.get(id);
+    const o = this.#out?.get(id);
     if (!o) return;
-    this.#out.delete(id);
-    if (o.timer) this.#o.clock.clearTimeout(o.timer);
+    this.#out!.delete(id);
+    if (o.timer) this.#clock.clearTimeout(o.timer);
     try {
       this.#sink.send(encodeFrame({ type: FrameType.CANCEL, seq: 1, ack: 0, id }));
     } catch {
@@ -316,14 +342,14 @@ export class RpcEndpoint {
   }
 
   #reply(i: Incoming, frame: Buffer): void {
-    if (this.#in.get(i.id) !== i) return; // cancelled, timed out or session ended meanwhile
+    if (this.#in?.get(i.id) !== i) return; // cancelled, timed out or session ended meanwhile
     this.#in.delete(i.id);
-    if (i.timer) this.#o.clock.clearTimeout(i.timer);
-    if (i.deadline < this.#o.clock.now()) return; // the caller has given up already
+    if (i.timer) this.#clock.clearTimeout(i.timer);
+    if (i.deadline < this.#clock.now()) return; // the caller has given up already
     try {
       this.#sink.send(frame);
     } catch (err) {
-      this.#o.logger.debug({ err: (err as Error).message, id: i.id }, "could not send a result");
+      this.#logger.debug({ err: (err as Error).message, id: i.id }, "could not send a result");
     }
   }
 
@@ -332,30 +358,28 @@ export class RpcEndpoint {
   }
 
   #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
-    const clock = this.#o.clock;
-    if (this.#in.has(id)) {
-      this.#o.logger.warn({ id, method }, "duplicate call id from peer: ignored");
+    this.#in ??= new Map();
+    const calls = this.#in;
+    if (calls.has(id)) {
+      this.#logger.warn({ id, method }, "duplicate call id from peer: ignored");
       return;
     }
-    const i = new Incoming(this, id, method, clock.now() + timeoutMs, timeoutMs, this.#o.peer);
-    this.#in.set(id, i);
-    if (this.#in.size > this.#o.maxIncomingCalls) {
+    const i = new Incoming(this, id, method, this.#clock.now() + timeoutMs, timeoutMs, this.#peer);
+    calls.set(id, i);
+    if (calls.size > this.#maxIncomingCalls) {
       this.#replyError(
         i,
-        new MusterError(
-          ErrorCode.RESOURCE_EXHAUSTED,
-          `more than ${this.#o.maxIncomingCalls} calls in flight`,
-        ),
+        new MusterError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${this.#maxIncomingCalls} calls in flight`),
       );
       return;
     }
-    const handler = this.#o.handlers.get(method);
+    const handler = this.#handlers.get(method);
     if (!handler) {
       this.#replyError(
         i,
         new MusterError(
           ErrorCode.UNIMPLEMENTED,
-          `no handler for method "${method}" on ${this.#o.describeSelf}`,
+          `no handler for method "${method}" on ${this.#describeSelf}`,
         ),
       );
       return;
@@ -385,7 +409,7 @@ export class RpcEndpoint {
   }
 
   #replyValue(i: Incoming, value: unknown): void {
-    if (this.#in.get(i.id) !== i) return;
+    if (this.#in?.get(i.id) !== i) return;
     let payload: Payload;
     try {
       payload = encodeValue(value);

@@ -9,7 +9,7 @@ import { type AgentInfo, Presence, type PresenceEvent } from "../presence/presen
 import { type FanOut, FanOutCall } from "../rpc/fan-out.js";
 import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
-import type { SessionState } from "../session/session.js";
+import { resolveSessionLimits, type SessionLimits, type SessionState } from "../session/session.js";
 import { listenAll } from "../transport/listen.js";
 import type { Listener, Transport, TransportCloseInfo } from "../transport/types.js";
 import { decodeFrame, encodeFrame, encodeValue } from "../wire/codec.js";
@@ -60,19 +60,20 @@ export interface MusterServer {
 class Link {
   peer: Peer | undefined;
   timer: ReturnType<Clock["setTimeout"]> | undefined;
-  onHello!: (bytes: Uint8Array) => void;
-  onGone!: () => void;
-  constructor(readonly transport: Transport) {}
+  constructor(
+    readonly transport: Transport,
+    readonly server: Server,
+  ) {}
   stopTimer(clock: Clock): void {
     if (this.timer) clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
   onFrame(bytes: Uint8Array): void {
     if (this.peer) this.peer.session.receive(this.transport, bytes);
-    else this.onHello(bytes);
+    else this.server.linkHello(this, bytes);
   }
   onClose(info: TransportCloseInfo): void {
-    this.onGone();
+    this.server.linkGone(this);
     this.peer?.session.linkClosed(this.transport, info);
   }
   onDrain(): void {
@@ -88,7 +89,7 @@ export function createServer(options: ServerOptions = {}): MusterServer {
 class Server implements MusterServer, PeerHost {
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly sessionOptions: PeerHost["sessionOptions"];
+  readonly sessionLimits: SessionLimits;
   readonly callTimeoutMs: number;
   readonly maxIncomingCalls: number;
   readonly #o: ServerOptions;
@@ -111,13 +112,13 @@ class Server implements MusterServer, PeerHost {
     this.#name = options.name ?? hostname();
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULTS.callTimeoutMs;
     this.maxIncomingCalls = options.maxIncomingCalls ?? 1000;
-    this.sessionOptions = {
-      replayMaxFrames: options.replayMaxFrames ?? DEFAULTS.replayMaxFrames,
-      replayMaxBytes: options.replayMaxBytes ?? DEFAULTS.replayMaxBytes,
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
-      suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
-      deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
-    };
+    this.sessionLimits = resolveSessionLimits({
+      replayMaxFrames: options.replayMaxFrames,
+      replayMaxBytes: options.replayMaxBytes,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      suspectAfterMs: options.suspectAfterMs,
+      deadAfterMs: options.deadAfterMs,
+    });
     this.#operatorHandlers = operatorHandlers(this);
   }
 
@@ -218,7 +219,7 @@ class Server implements MusterServer, PeerHost {
       return;
     }
     this.#pending.add(transport);
-    const link = new Link(transport);
+    const link = new Link(transport, this);
     link.timer = this.clock.setTimeout(() => {
       link.timer = undefined;
       if (link.peer) return;
@@ -226,16 +227,19 @@ class Server implements MusterServer, PeerHost {
       this.#reject(transport, CloseCode.HANDSHAKE_TIMEOUT, "no HELLO within the handshake timeout");
     }, this.#o.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs);
     link.timer.unref();
-    link.onHello = (bytes) => {
-      link.stopTimer(this.clock);
-      this.#pending.delete(transport);
-      link.peer = this.#handshake(transport, bytes);
-    };
-    link.onGone = () => {
-      link.stopTimer(this.clock);
-      this.#pending.delete(transport);
-    };
     transport.setHandler(link);
+  }
+
+  /** The first frame on a link (methods rather than closures per link: see Link). */
+  linkHello(link: Link, bytes: Uint8Array): void {
+    link.stopTimer(this.clock);
+    this.#pending.delete(link.transport);
+    link.peer = this.#handshake(link.transport, bytes);
+  }
+
+  linkGone(link: Link): void {
+    link.stopTimer(this.clock);
+    this.#pending.delete(link.transport);
   }
 
   #reject(transport: Transport, code: CloseCode, message: string): void {
@@ -310,7 +314,7 @@ class Server implements MusterServer, PeerHost {
         resumed,
         expired,
         replaying,
-        heartbeatIntervalMs: this.sessionOptions.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
+        heartbeatIntervalMs: this.sessionLimits.heartbeatIntervalMs,
         resumeWindowMs: this.#o.resumeWindowMs ?? DEFAULTS.resumeWindowMs,
         server: { name: this.#name, version: VERSION },
       },
@@ -434,7 +438,7 @@ class Server implements MusterServer, PeerHost {
   // --- maintenance ---------------------------------------------------------------------------
 
   #scheduleSweep(): void {
-    const hb = this.sessionOptions.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
+    const hb = this.sessionLimits.heartbeatIntervalMs;
     const every = Math.max(10, Math.min(1000, Math.floor(hb / 4)));
     this.#sweep = this.clock.setTimeout(() => {
       this.#tick();

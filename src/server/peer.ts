@@ -10,17 +10,53 @@ import {
   type SequencedFrame,
   Session,
   type SessionHooks,
-  type SessionOptions,
+  type SessionLimits,
   type SessionState,
 } from "../session/session.js";
 import type { Transport, TransportCloseInfo } from "../transport/types.js";
 import type { CloseBody, CloseCode, HelloBody } from "../wire/frame.js";
 
+type LogArgs = [object | string, string?];
+type AnyLog = (...args: LogArgs) => void;
+
+/**
+ * A peer's logger: the level checks go to the server's logger, and the child logger that
+ * names the peer is made when the first line is written. Most peers never log a line.
+ */
+class PeerLog implements Logger {
+  constructor(
+    readonly peer: Peer,
+    readonly parent: Logger,
+  ) {}
+  trace(...args: LogArgs): void {
+    if (this.parent.isLevelEnabled("trace")) (this.peer.logger().trace as AnyLog)(...args);
+  }
+  debug(...args: LogArgs): void {
+    if (this.parent.isLevelEnabled("debug")) (this.peer.logger().debug as AnyLog)(...args);
+  }
+  info(...args: LogArgs): void {
+    if (this.parent.isLevelEnabled("info")) (this.peer.logger().info as AnyLog)(...args);
+  }
+  warn(...args: LogArgs): void {
+    if (this.parent.isLevelEnabled("warn")) (this.peer.logger().warn as AnyLog)(...args);
+  }
+  error(...args: LogArgs): void {
+    if (this.parent.isLevelEnabled("error")) (this.peer.logger().error as AnyLog)(...args);
+  }
+  isLevelEnabled(level: string): boolean {
+    return this.parent.isLevelEnabled(level);
+  }
+  child(bindings: Record<string, unknown>): Logger {
+    return this.peer.logger().child(bindings);
+  }
+}
+
 /** What a peer needs from its server. */
 export interface PeerHost {
   clock: Clock;
   logger: Logger;
-  sessionOptions: Omit<SessionOptions, "clock" | "logger">;
+  /** Shared by every peer's session. */
+  sessionLimits: SessionLimits;
   callTimeoutMs: number;
   maxIncomingCalls: number;
   handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler>;
@@ -31,7 +67,8 @@ export interface PeerHost {
 
 /**
  * The server's side of one agent's (or operator's) session. It is its session's hooks itself
- * (methods, not closures): a server holds one per agent, so per-peer bytes count.
+ * (methods, not closures). The child logger that names the peer is made only when something
+ * is logged (see PeerLog). A server holds one per agent, so per-peer bytes count.
  */
 export class Peer implements PresenceSource, SessionHooks {
   readonly id = randomBytes(8).toString("hex");
@@ -51,6 +88,7 @@ export class Peer implements PresenceSource, SessionHooks {
   ended = false;
   readonly #clock: Clock;
   readonly #host: PeerHost;
+  #logger: Logger | undefined;
 
   constructor(host: PeerHost, hello: HelloBody, transport: Transport) {
     this.#clock = host.clock;
@@ -61,11 +99,11 @@ export class Peer implements PresenceSource, SessionHooks {
     this.version = hello.version;
     this.address = transport.remoteAddress;
     this.transportKind = transport.kind;
-    const logger = host.logger.child({ peer: this.name, role: this.role, session: this.id });
-    this.session = new Session({ ...host.sessionOptions, clock: host.clock, logger }, this);
+    const log = new PeerLog(this, host.logger);
+    this.session = new Session({ clock: host.clock, logger: log, limits: host.sessionLimits }, this);
     this.rpc = new RpcEndpoint(this.session, {
       clock: host.clock,
-      logger,
+      logger: log,
       handlers: host.handlersFor(this.role),
       peer: {
         role: this.role,
@@ -76,9 +114,14 @@ export class Peer implements PresenceSource, SessionHooks {
       },
       defaultTimeoutMs: host.callTimeoutMs,
       maxIncomingCalls: host.maxIncomingCalls,
-      describePeer: `${this.role} ${this.name}`,
       describeSelf: "the server",
     });
+  }
+
+  /** The logger naming this peer (made on first use). */
+  logger(): Logger {
+    this.#logger ??= this.#host.logger.child({ peer: this.name, role: this.role, session: this.id });
+    return this.#logger;
   }
 
   onMessage(frame: SequencedFrame): void {

@@ -46,7 +46,35 @@ export interface SessionOptions {
   deadAfterMs?: number;
   /** `writable` turns false once the link holds more than this many unsent bytes. @default 1 MiB */
   writeHighWaterBytes?: number;
+  /**
+   * The limits above, resolved once by `resolveSessionLimits()`: an owner of many sessions (a
+   * server) passes one shared object instead of a copy per session. When given, the separate
+   * limit options are ignored.
+   */
+  limits?: SessionLimits;
 }
+
+/** Every limit of a session, defaults filled in. */
+export type SessionLimits = Readonly<Required<Omit<SessionOptions, "clock" | "logger" | "limits">>>;
+
+/** The session limits of `options` with the defaults filled in. */
+export function resolveSessionLimits(
+  options: Omit<SessionOptions, "clock" | "logger" | "limits">,
+): SessionLimits {
+  return Object.freeze({
+    replayMaxFrames: options.replayMaxFrames ?? DEFAULTS.replayMaxFrames,
+    replayMaxBytes: options.replayMaxBytes ?? DEFAULTS.replayMaxBytes,
+    backlogMaxBytes: options.backlogMaxBytes ?? DEFAULTS.backlogMaxBytes,
+    ackEveryFrames: options.ackEveryFrames ?? DEFAULTS.ackEveryFrames,
+    ackDelayMs: options.ackDelayMs ?? DEFAULTS.ackDelayMs,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
+    suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
+    deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
+    writeHighWaterBytes: options.writeHighWaterBytes ?? DEFAULTS.highWaterMarkBytes,
+  });
+}
+
+type WritableWaiter = { resolve: () => void; reject: (err: MusterError) => void };
 
 /** What the session reports to its owner. */
 export interface SessionHooks {
@@ -78,13 +106,14 @@ export class Session {
   #ackTimer: TimerHandle | undefined;
   #lastRecvAt: number;
   #lastSentAt: number;
-  #backlog: Uint8Array[] = [];
+  /** Frames waiting behind a full replay window (made when first needed: most sessions never need it). */
+  #backlog: Uint8Array[] | undefined;
   #backlogBytes = 0;
   #rttMs = -1;
   #duplicates = 0;
-  #writableWaiters: { resolve: () => void; reject: (err: MusterError) => void }[] = [];
+  #writableWaiters: WritableWaiter[] | undefined;
   readonly #replay: ReplayBuffer;
-  readonly #o: Required<Omit<SessionOptions, "clock" | "logger">>;
+  readonly #o: SessionLimits;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #trace: boolean;
@@ -95,17 +124,7 @@ export class Session {
     this.#log = options.logger;
     this.#trace = options.logger.isLevelEnabled("trace");
     this.#hooks = hooks;
-    this.#o = {
-      replayMaxFrames: options.replayMaxFrames ?? DEFAULTS.replayMaxFrames,
-      replayMaxBytes: options.replayMaxBytes ?? DEFAULTS.replayMaxBytes,
-      backlogMaxBytes: options.backlogMaxBytes ?? DEFAULTS.backlogMaxBytes,
-      ackEveryFrames: options.ackEveryFrames ?? DEFAULTS.ackEveryFrames,
-      ackDelayMs: options.ackDelayMs ?? DEFAULTS.ackDelayMs,
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
-      suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
-      deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
-      writeHighWaterBytes: options.writeHighWaterBytes ?? DEFAULTS.highWaterMarkBytes,
-    };
+    this.#o = options.limits ?? resolveSessionLimits(options);
     this.#replay = new ReplayBuffer(this.#o.replayMaxFrames, this.#o.replayMaxBytes);
     this.#lastRecvAt = this.#lastSentAt = this.#clock.now();
   }
@@ -140,7 +159,7 @@ export class Session {
     return {
       frames: this.#replay.frames,
       bytes: this.#replay.bytes,
-      backlogFrames: this.#backlog.length,
+      backlogFrames: this.#backlog?.length ?? 0,
       backlogBytes: this.#backlogBytes,
     };
   }
@@ -160,7 +179,7 @@ export class Session {
     const t = this.#transport;
     return (
       t !== undefined &&
-      this.#backlog.length === 0 &&
+      this.#backlog === undefined &&
       t.bufferedBytes <= this.#o.writeHighWaterBytes &&
       this.#replay.bytes * 2 <= this.#o.replayMaxBytes &&
       this.#replay.frames * 2 <= this.#o.replayMaxFrames
@@ -172,7 +191,9 @@ export class Session {
     if (this.#state === "closed")
       return Promise.reject(new MusterError(ErrorCode.CLOSED, "session is closed"));
     if (this.writable) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#writableWaiters.push({ resolve, reject }));
+    this.#writableWaiters ??= [];
+    const waiters = this.#writableWaiters;
+    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
   }
 
   /** The owner reports that the attached transport drained its write buffer. */
@@ -181,9 +202,9 @@ export class Session {
   }
 
   #wakeWriters(): void {
-    if (this.#writableWaiters.length === 0 || !this.writable) return;
     const waiters = this.#writableWaiters;
-    this.#writableWaiters = [];
+    if (waiters === undefined || !this.writable) return;
+    this.#writableWaiters = undefined;
     for (const w of waiters) w.resolve();
   }
 
@@ -258,7 +279,7 @@ export class Session {
     }
     if (frame.ack >= this.#replay.firstSeq) {
       this.#replay.ackTo(frame.ack);
-      if (this.#backlog.length > 0) this.#drainBacklog();
+      if (this.#backlog !== undefined) this.#drainBacklog();
       this.#wakeWriters();
     }
     switch (frame.type) {
@@ -306,13 +327,14 @@ export class Session {
    */
   send(frame: Buffer): void {
     if (this.#state === "closed") throw new MusterError(ErrorCode.CLOSED, "session is closed");
-    if (this.#backlog.length > 0 || !this.#replay.hasRoom(frame.length)) {
+    if (this.#backlog !== undefined || !this.#replay.hasRoom(frame.length)) {
       if (this.#backlogBytes + frame.length > this.#o.backlogMaxBytes) {
         throw new MusterError(
           ErrorCode.RESOURCE_EXHAUSTED,
           `replay window full (${this.#replay.frames} frames, ${this.#replay.bytes} bytes unacknowledged) and backlog over ${this.#o.backlogMaxBytes} bytes`,
         );
       }
+      this.#backlog ??= [];
       this.#backlog.push(frame);
       this.#backlogBytes += frame.length;
       return;
@@ -336,11 +358,14 @@ export class Session {
   }
 
   #drainBacklog(): void {
-    while (this.#backlog.length > 0 && this.#replay.hasRoom(this.#backlog[0]!.length)) {
-      const f = this.#backlog.shift()!;
+    const backlog = this.#backlog;
+    if (backlog === undefined) return;
+    while (backlog.length > 0 && this.#replay.hasRoom(backlog[0]!.length)) {
+      const f = backlog.shift()!;
       this.#backlogBytes -= f.length;
       this.#sendNow(f as Buffer);
     }
+    if (backlog.length === 0) this.#backlog = undefined;
   }
 
   /**
@@ -383,11 +408,11 @@ export class Session {
     }
     this.#cancelAckTimer();
     this.#replay.reset();
-    this.#backlog = [];
+    this.#backlog = undefined;
     this.#backlogBytes = 0;
     this.#setState("closed");
-    const waiters = this.#writableWaiters;
-    this.#writableWaiters = [];
+    const waiters = this.#writableWaiters ?? [];
+    this.#writableWaiters = undefined;
     for (const w of waiters) w.reject(new MusterError(ErrorCode.CLOSED, `session closed: ${message}`));
   }
 

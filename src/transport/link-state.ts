@@ -5,6 +5,14 @@ import type { TransportCloseInfo, TransportHandler } from "./types.js";
 /** How long a graceful close may take before the connection is destroyed. */
 export const CLOSE_GRACE_MS = 2000;
 
+/** The transport that owns a LinkState: how to tear its connection down at once. */
+export interface LinkOwner {
+  /** @internal Destroys the underlying connection (no graceful close). */
+  _kill(): void;
+}
+
+const killLink = (owner: LinkOwner): void => owner._kill();
+
 /**
  * The lifecycle every network transport shares: frames that arrive before the handler is set
  * wait for it; the first close reason wins; a close that does not finish within
@@ -14,28 +22,33 @@ export const CLOSE_GRACE_MS = 2000;
 export class LinkState {
   handler: TransportHandler | undefined;
   open = true;
-  #early: Uint8Array[] = [];
+  #early: Uint8Array[] | undefined;
   #closeInfo: TransportCloseInfo | undefined;
   #gone = false;
   #reported = false;
   #killTimer: NodeJS.Timeout | undefined;
-  readonly #kill: () => void;
+  readonly #owner: LinkOwner;
 
-  constructor(kill: () => void) {
-    this.#kill = kill;
+  constructor(owner: LinkOwner) {
+    this.#owner = owner;
   }
 
   setHandler(handler: TransportHandler): void {
     if (this.handler) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "transport handler already set");
     this.handler = handler;
-    for (const f of this.#early.splice(0)) handler.onFrame(f);
+    const early = this.#early;
+    this.#early = undefined;
+    if (early) for (const f of early) handler.onFrame(f);
     this.#report();
   }
 
   /** Hands a frame to the handler, or keeps it until there is one. */
   deliver(frame: Uint8Array): void {
     if (this.handler) this.handler.onFrame(frame);
-    else this.#early.push(frame);
+    else {
+      this.#early ??= [];
+      this.#early.push(frame);
+    }
   }
 
   /** Records the first close reason; later ones are ignored. Arms the forced close. */
@@ -44,7 +57,7 @@ export class LinkState {
     this.open = false;
     this.#closeInfo = info;
     if (!this.#gone) {
-      this.#killTimer = setTimeout(this.#kill, CLOSE_GRACE_MS);
+      this.#killTimer = setTimeout(killLink, CLOSE_GRACE_MS, this.#owner);
       this.#killTimer.unref();
     }
   }

@@ -55,7 +55,7 @@ class TcpTransport implements Transport {
   /** Frames sent in this tick, written together by `#flush` (one buffer, one system call). */
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
-  readonly #link = new LinkState(() => this.#socket.destroy());
+  readonly #link = new LinkState(this);
 
   constructor(kind: "tcp" | "tls", socket: Socket, options: TransportOptions) {
     this.kind = kind;
@@ -77,6 +77,11 @@ class TcpTransport implements Transport {
     socket.on("close", () => {
       this.#link.gone({ code: CloseCode.TRANSPORT_ERROR, message: "connection closed" });
     });
+  }
+
+  /** @internal See LinkOwner. */
+  _kill(): void {
+    this.#socket.destroy();
   }
 
   get open(): boolean {

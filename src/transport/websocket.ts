@@ -84,7 +84,7 @@ class WsTransport implements Transport {
   #wantDrain = false;
   #corked = false;
   #corkedFrames = 0;
-  readonly #link = new LinkState(() => this.#ws.terminate());
+  readonly #link = new LinkState(this);
 
   constructor(kind: "ws" | "wss", ws: WebSocket, socket: Socket | undefined, options: TransportOptions) {
     this.kind = kind;
@@ -102,6 +102,11 @@ class WsTransport implements Transport {
     ws.on("close", (status: number, reason: Buffer) => {
       this.#link.gone(remoteClose(status, reason));
     });
+  }
+
+  /** @internal See LinkOwner. */
+  _kill(): void {
+    this.#ws.terminate();
   }
 
   get open(): boolean {
