@@ -9,7 +9,8 @@ function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
     name: `muster/${scheme}`,
 
     async startServer({ host, port }): Promise<BenchServer> {
-      const server = createServer({ listen: [`${scheme}://${host}:${port}`] });
+      // Every client of the benchmark dials from loopback: no per-address limit (the peers have none).
+      const server = createServer({ listen: [`${scheme}://${host}:${port}`], maxConnectionsPerIp: 0 });
       server.handle("bench.echo", (p: BenchPayload) => p);
       server.handle("bench.stream", async (req: { count: number; size: number }, ctx) => {
         const data = makePayload(0, req.size).data;

@@ -22,7 +22,12 @@ export function stormServerCommands(): Commands {
     server!.agents().filter((a) => a.state === "connected" || a.state === "suspect").length;
   return {
     async start(a) {
-      server = createServer({ listen: [`${a.scheme as string}://${a.host as string}:${a.port as number}`] });
+      // All 5,000 agents dial from loopback: no per-address limit; the handshake rate limit
+      // stays at its default, as a storm is what it is for.
+      server = createServer({
+        listen: [`${a.scheme as string}://${a.host as string}:${a.port as number}`],
+        maxConnectionsPerIp: 0,
+      });
       server.handle("bench.echo", (p: BenchPayload, ctx) => {
         const seen = handled.get(ctx.peer.name);
         if (seen === p.i) duplicates++;

@@ -53,4 +53,22 @@ export const DEFAULTS = {
    */
   writeBatchMaxFrames: 16,
   writeBatchMaxBytes: 64 * 1024,
+  /** Connections a server holds at once (handshaking or attached); more are refused. */
+  maxConnections: 65_536,
+  /** Connections a server holds at once from one IP address. */
+  maxConnectionsPerIp: 4096,
+  /**
+   * New connections a server admits per second on average (with `handshakeBurst` above it);
+   * the excess is refused with a retry hint, spread so that they come back at this rate.
+   */
+  handshakesPerSecond: 2000,
+  handshakeBurst: 1000,
+  /** Longest retry hint a server hands out. */
+  maxRetryAfterMs: 10_000,
+  /**
+   * A link whose unsent bytes stay above this for `slowConsumerMs` (or exceed four times it at
+   * any moment) belongs to a peer that does not read: it is dropped with `slow_consumer`.
+   */
+  slowConsumerBytes: 8 * 1024 * 1024,
+  slowConsumerMs: 10_000,
 } as const;

@@ -15,6 +15,7 @@ import type { Listener, Transport, TransportCloseInfo } from "../transport/types
 import { decodeFrame, encodeFrame, encodeValue } from "../wire/codec.js";
 import { describeFrame } from "../wire/describe.js";
 import { type CloseBody, CloseCode, type Frame, FrameType, type HelloBody } from "../wire/frame.js";
+import { Admission, ipOf } from "./admission.js";
 import { operatorHandlers } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import { Peer, type PeerHost } from "./peer.js";
@@ -49,6 +50,11 @@ export interface MusterServer {
   onEvent(fn: (e: PresenceEvent) => void): () => void;
   /** Hands over a connection from a custom listener; it starts with the handshake. */
   accept(transport: Transport): void;
+  /** Connections open now, and those refused at admission since start, by reason. */
+  readonly admission: {
+    open: number;
+    refused: Readonly<{ max_connections: number; max_connections_per_ip: number; handshake_rate: number }>;
+  };
   /** Stops listening, ends every session (pending calls fail with CLOSED), closes links. */
   close(): Promise<void>;
 }
@@ -101,6 +107,9 @@ class Server implements MusterServer, PeerHost {
   readonly #byName = new Map<string, Peer>();
   readonly #peers = new Set<Peer>();
   readonly #pending = new Set<Transport>();
+  readonly #admission: Admission;
+  readonly #slowBytes: number;
+  readonly #slowMs: number;
   #listeners: Listener[] = [];
   #sweep: ReturnType<Clock["setTimeout"]> | undefined;
   #closed = false;
@@ -120,6 +129,31 @@ class Server implements MusterServer, PeerHost {
       deadAfterMs: options.deadAfterMs,
     });
     this.#operatorHandlers = operatorHandlers(this);
+    this.#admission = new Admission(
+      {
+        maxConnections: limit(options.maxConnections, DEFAULTS.maxConnections, "maxConnections"),
+        maxConnectionsPerIp: limit(
+          options.maxConnectionsPerIp,
+          DEFAULTS.maxConnectionsPerIp,
+          "maxConnectionsPerIp",
+        ),
+        handshakesPerSecond: limit(
+          options.handshakesPerSecond,
+          DEFAULTS.handshakesPerSecond,
+          "handshakesPerSecond",
+        ),
+        handshakeBurst: Math.max(1, limit(options.handshakeBurst, DEFAULTS.handshakeBurst, "handshakeBurst")),
+        maxRetryAfterMs: DEFAULTS.maxRetryAfterMs,
+      },
+      this.clock.now(),
+    );
+    this.#slowBytes = limit(options.slowConsumerBytes, DEFAULTS.slowConsumerBytes, "slowConsumerBytes");
+    this.#slowMs = limit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
+  }
+
+  /** Connections refused at admission, by reason, and connections open now. */
+  get admission(): { open: number; refused: Readonly<Admission["refused"]> } {
+    return { open: this.#admission.open, refused: { ...this.#admission.refused } };
   }
 
   get listeners(): readonly Listener[] {
@@ -218,6 +252,18 @@ class Server implements MusterServer, PeerHost {
       transport.close(CloseCode.SHUTDOWN, "server is shutting down");
       return;
     }
+    const verdict = this.#admission.admit(transport.remoteAddress, this.clock.now());
+    if (!verdict.ok) {
+      if (verdict.reason !== "handshake_rate" || this.logger.isLevelEnabled("debug")) {
+        const level = verdict.reason === "handshake_rate" ? "debug" : "warn";
+        this.logger[level](
+          { remote: transport.remoteAddress, reason: verdict.reason, retryAfterMs: verdict.retryAfterMs },
+          "connection refused",
+        );
+      }
+      this.#reject(transport, CloseCode.BUSY, verdict.message, verdict.retryAfterMs);
+      return;
+    }
     this.#pending.add(transport);
     const link = new Link(transport, this);
     link.timer = this.clock.setTimeout(() => {
@@ -240,10 +286,13 @@ class Server implements MusterServer, PeerHost {
   linkGone(link: Link): void {
     link.stopTimer(this.clock);
     this.#pending.delete(link.transport);
+    this.#admission.release(ipOf(link.transport.remoteAddress));
   }
 
-  #reject(transport: Transport, code: CloseCode, message: string): void {
-    transport.send(encodeFrame({ type: FrameType.CLOSE, seq: 0, ack: 0, close: { code, message } }));
+  #reject(transport: Transport, code: CloseCode, message: string, retryAfterMs?: number): void {
+    const close: CloseBody = { code, message };
+    if (retryAfterMs !== undefined) close.retryAfterMs = retryAfterMs;
+    transport.send(encodeFrame({ type: FrameType.CLOSE, seq: 0, ack: 0, close }));
     transport.close(code, message);
   }
 
@@ -463,10 +512,44 @@ class Server implements MusterServer, PeerHost {
         }
       } else {
         peer.session.tick(now);
+        this.#checkSlowConsumer(peer, now);
       }
       peer.rpc.expireIncoming(now);
     }
     this.#presence.prune(Date.now() - (this.#o.offlineRetentionMs ?? DEFAULTS.offlineRetentionMs));
+  }
+
+  /**
+   * A peer that does not read: back-pressure (`writable` false) comes first; a link still
+   * holding more than slowConsumerBytes unsent after slowConsumerMs, or four times as much at
+   * any moment, is dropped. Its session stays resumable; the link's buffers are freed.
+   */
+  #checkSlowConsumer(peer: Peer, now: number): void {
+    const t = peer.session.transport;
+    if (t === undefined || this.#slowBytes === 0) return;
+    const buffered = t.bufferedBytes;
+    if (buffered <= this.#slowBytes) {
+      peer.slowSince = 0;
+      return;
+    }
+    if (peer.slowSince === 0) peer.slowSince = now;
+    const forMs = now - peer.slowSince;
+    if (forMs < this.#slowMs && buffered <= 4 * this.#slowBytes) return;
+    peer.slowSince = 0;
+    const message = `slow consumer: ${buffered} bytes unsent for ${Math.round(forMs)} ms`;
+    this.logger.warn(
+      {
+        name: peer.name,
+        role: peer.role,
+        remote: t.remoteAddress,
+        bufferedBytes: buffered,
+        forMs: Math.round(forMs),
+      },
+      "slow consumer: dropping the link (the session stays resumable)",
+    );
+    const info = { code: CloseCode.SLOW_CONSUMER, message };
+    peer.session.detach(info);
+    this.onPeerLinkDown(peer, info);
   }
 
   async close(): Promise<void> {
@@ -482,4 +565,12 @@ class Server implements MusterServer, PeerHost {
     this.#presence.end();
     this.logger.info("server closed");
   }
+}
+
+/** An optional numeric limit: the default when absent, else a finite number ≥ 0. */
+function limit(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0)
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${name} must be a number ≥ 0, got ${value}`);
+  return value;
 }

@@ -39,6 +39,26 @@ export interface ServerOptions {
   replayMaxBytes?: number;
   /** Calls one peer may have running on the server at once. @default 1000 */
   maxIncomingCalls?: number;
+  /** Connections held at once (handshaking or attached); 0 = no limit. @default 65536 */
+  maxConnections?: number;
+  /** Connections held at once from one IP address; 0 = no limit. @default 4096 */
+  maxConnectionsPerIp?: number;
+  /**
+   * New connections admitted per second on average; the excess is refused with CLOSE `busy`
+   * and a retry hint, the hints spread so that refused agents come back at this rate.
+   * 0 = no limit. @default 2000
+   */
+  handshakesPerSecond?: number;
+  /** New connections admitted at once above the average rate. @default 1000 */
+  handshakeBurst?: number;
+  /**
+   * A link holding more than this many unsent bytes for `slowConsumerMs` (or four times as
+   * many at any moment) is dropped with `slow_consumer`; the session stays resumable.
+   * @default 8388608
+   */
+  slowConsumerBytes?: number;
+  /** @default 10000 */
+  slowConsumerMs?: number;
   /** How long departed agents stay listed as `offline`. @default 300000 */
   offlineRetentionMs?: number;
   /**

@@ -86,6 +86,8 @@ export class Peer implements PresenceSource, SessionHooks {
   detachedAt = 0;
   disconnectReason: string | undefined;
   ended = false;
+  /** Clock time the link first held more than the slow-consumer limit (0: it does not). */
+  slowSince = 0;
   readonly #clock: Clock;
   readonly #host: PeerHost;
   #logger: Logger | undefined;

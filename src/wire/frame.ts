@@ -84,6 +84,8 @@ export const CloseCode = {
   REJECTED: "rejected",
   SHUTDOWN: "shutdown",
   SLOW_CONSUMER: "slow_consumer",
+  /** The server is at a connection limit or admitting handshakes at its set rate: retry after the hint. */
+  BUSY: "busy",
   TRANSPORT_ERROR: "transport_error",
   REMOTE_CLOSED: "remote_closed",
 } as const;

@@ -1,0 +1,240 @@
+// Server limits over real TCP on loopback: connections per address, the handshake rate with
+// its retry hints, a handshake that never finishes, and a peer that stops reading. Each bad
+// peer gets a precise CLOSE (or is dropped with a logged reason) and the others are unaffected.
+import assert from "node:assert/strict";
+import { connect, type Socket } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
+import type { Logger } from "../src/internal/logger.js";
+import { VERSION } from "../src/internal/version.js";
+import type { PresenceEvent } from "../src/presence/presence.js";
+import { createServer, type MusterServer } from "../src/server/create-server.js";
+import type { ServerOptions } from "../src/server/options.js";
+import { decodeFrame, encodeFrame } from "../src/wire/codec.js";
+import { type CloseBody, type Frame, FrameType } from "../src/wire/frame.js";
+import { LengthPrefixDecoder } from "../src/wire/length-prefix.js";
+import { quickReconnect, until } from "./support/fleet.js";
+
+/** A logger that keeps every line, for checking what the server said. */
+function captureLogger(lines: { level: string; obj: unknown; msg: string }[]): Logger {
+  const at =
+    (level: string) =>
+    (a: object | string, b?: string): void => {
+      if (typeof a === "string") lines.push({ level, obj: {}, msg: a });
+      else lines.push({ level, obj: a, msg: b ?? "" });
+    };
+  const logger: Logger = {
+    trace: at("trace"),
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    isLevelEnabled: (level) => level !== "trace",
+    child: () => logger,
+  };
+  return logger;
+}
+
+async function startServer(options: Partial<ServerOptions>): Promise<{ server: MusterServer; url: string }> {
+  const server = createServer({ listen: ["tcp://127.0.0.1:0"], ...options });
+  await server.start();
+  return { server, url: server.listeners[0]!.url };
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+/** A bare TCP client speaking frames by hand. */
+class RawPeer {
+  readonly frames: Frame[] = [];
+  closed = false;
+  readonly #decoder = new LengthPrefixDecoder(16 * 1024 * 1024);
+  private constructor(readonly socket: Socket) {
+    socket.on("data", (chunk) => this.#decoder.push(chunk, (f) => this.frames.push(decodeFrame(f))));
+    socket.on("close", () => {
+      this.closed = true;
+    });
+    socket.on("error", () => {});
+  }
+  static open(port: number): Promise<RawPeer> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, "127.0.0.1", () => resolve(new RawPeer(s)));
+      s.once("error", reject);
+    });
+  }
+  send(frame: Frame): void {
+    const body = encodeFrame(frame);
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(body.length);
+    this.socket.write(Buffer.concat([prefix, body]));
+  }
+  hello(name: string): void {
+    this.send({
+      type: FrameType.HELLO,
+      seq: 0,
+      ack: 0,
+      hello: { role: "agent", name, labels: {}, version: VERSION },
+    });
+  }
+  closeFrame(): CloseBody | undefined {
+    const f = this.frames.find((x) => x.type === FrameType.CLOSE);
+    return f?.type === FrameType.CLOSE ? f.close : undefined;
+  }
+}
+
+describe("connection limits", () => {
+  let server: MusterServer;
+  let url: string;
+  const agents: MusterAgent[] = [];
+  before(async () => {
+    ({ server, url } = await startServer({ maxConnectionsPerIp: 3 }));
+    server.handle("echo", (x) => x);
+  });
+  after(async () => {
+    await Promise.all(agents.map((a) => a.close()));
+    await server.close();
+  });
+
+  it("refuses a connection over the per-address limit with CLOSE busy and a hint; the others work on", async () => {
+    for (const name of ["a1", "a2", "a3"]) {
+      const a = createAgent({ name, servers: [url], reconnect: quickReconnect });
+      a.handle("ping", () => name);
+      agents.push(a);
+      a.start();
+      await a.connected();
+    }
+    const extra = await RawPeer.open(portOf(url));
+    extra.hello("a4");
+    await until(() => extra.closed, 5000, "the fourth connection to be closed");
+    const close = extra.closeFrame();
+    assert.ok(close, "a CLOSE frame before the close");
+    assert.equal(close.code, "busy");
+    assert.match(close.message, /too many connections from 127\.0\.0\.1 \(limit 3\)/);
+    assert.ok((close.retryAfterMs ?? 0) > 0, "a retry hint");
+    assert.equal(server.admission.refused.max_connections_per_ip, 1);
+    assert.equal(server.agents().length, 3, "the refused one never became an agent");
+    // The three admitted agents still answer.
+    const out = await server.call<string>("all", "ping").done;
+    assert.deepEqual([...out.values()].map((o) => o.value).sort(), ["a1", "a2", "a3"]);
+    // A closed connection frees its place.
+    await agents.pop()!.close();
+    await until(() => server.admission.open === 2, 5000, "the place to be freed");
+    const again = await RawPeer.open(portOf(url));
+    again.hello("a5");
+    await until(() => again.frames.some((f) => f.type === FrameType.WELCOME), 5000, "WELCOME for a5");
+    again.socket.destroy();
+  });
+});
+
+describe("handshake rate", () => {
+  it("spreads a burst of 60 agents over time with retry hints, and admits all of them", async () => {
+    const lines: { level: string; obj: unknown; msg: string }[] = [];
+    const { server, url } = await startServer({
+      handshakesPerSecond: 40,
+      handshakeBurst: 10,
+      logger: captureLogger(lines),
+    });
+    const agents = Array.from({ length: 60 }, (_, i) =>
+      createAgent({ name: `r${i}`, servers: [url], reconnect: quickReconnect }),
+    );
+    const retries: number[] = [];
+    for (const a of agents) {
+      a.onEvent((e) => {
+        if (e.type === "retry") retries.push(e.delayMs);
+      });
+      a.start();
+    }
+    try {
+      await Promise.all(agents.map((a) => a.connected()));
+      assert.equal(server.agents().filter((a) => a.state === "connected").length, 60);
+      const refused = server.admission.refused.handshake_rate;
+      assert.ok(refused >= 50 - 10, `most of the burst was told to come back later (${refused})`);
+      // The agents waited as told: quickReconnect alone would retry within 20 ms.
+      assert.ok(
+        Math.max(...retries) >= 100,
+        `retry delays follow the server's hints (${Math.max(...retries)})`,
+      );
+      assert.ok(
+        lines.every((l) => l.level !== "warn" || !/connection refused/.test(l.msg)),
+        "rate refusals are not warnings",
+      );
+    } finally {
+      await Promise.all(agents.map((a) => a.close()));
+      await server.close();
+    }
+  });
+});
+
+describe("a handshake that never finishes", () => {
+  it("is closed with handshake_timeout; an agent connected meanwhile is unaffected", async () => {
+    const { server, url } = await startServer({ handshakeTimeoutMs: 300 });
+    const agent = createAgent({ name: "ok", servers: [url], reconnect: quickReconnect });
+    agent.handle("ping", () => "pong");
+    agent.start();
+    try {
+      await agent.connected();
+      const slow = await RawPeer.open(portOf(url));
+      slow.socket.write(Buffer.from([0, 0, 0, 40, 1])); // a length prefix and one byte of the frame
+      const started = Date.now();
+      await until(() => slow.closed, 5000, "the half-sent handshake to be closed");
+      assert.ok(Date.now() - started >= 250, "not before the handshake timeout");
+      assert.equal(slow.closeFrame()?.code, "handshake_timeout");
+      assert.equal(await server.callAgent("ok", "ping"), "pong");
+    } finally {
+      await agent.close();
+      await server.close();
+    }
+  });
+});
+
+describe("slow consumer", () => {
+  it("drops the link of a peer that stops reading, logs why, and keeps memory bounded", async () => {
+    const lines: { level: string; obj: unknown; msg: string }[] = [];
+    const { server, url } = await startServer({
+      slowConsumerBytes: 512 * 1024,
+      slowConsumerMs: 300,
+      logger: captureLogger(lines),
+    });
+    const events: PresenceEvent[] = [];
+    server.onEvent((e) => events.push(e));
+    const good = createAgent({ name: "good", servers: [url], reconnect: quickReconnect });
+    good.handle("ping", () => "pong");
+    good.start();
+    const stuck = await RawPeer.open(portOf(url));
+    try {
+      await good.connected();
+      stuck.hello("stuck");
+      await until(() => stuck.frames.some((f) => f.type === FrameType.WELCOME), 5000, "WELCOME");
+      stuck.socket.pause(); // stops reading: the kernel buffers fill, then the server's
+      const big = "x".repeat(256 * 1024);
+      const calls: Promise<unknown>[] = [];
+      for (let i = 0; i < 60; i++) {
+        calls.push(server.callAgent("stuck", "anything", big, { timeoutMs: 20_000 }).catch((e) => e));
+      }
+      await until(
+        () => events.some((e) => e.type === "disconnect" && e.agent.name === "stuck"),
+        15_000,
+        "the stuck agent's link to be dropped",
+      );
+      const drop = events.find((e) => e.type === "disconnect" && e.agent.name === "stuck");
+      assert.ok(
+        drop?.type === "disconnect" && drop.reason.startsWith("slow_consumer:"),
+        String(drop && "reason" in drop && drop.reason),
+      );
+      const logged = lines.find((l) => l.level === "warn" && l.msg.startsWith("slow consumer"));
+      assert.ok(logged, "a warning names the slow consumer");
+      assert.equal((logged.obj as { name: string }).name, "stuck");
+      // Unacknowledged frames stay in the replay window (bounded by replayMaxBytes): the session
+      // can resume; the link's own buffers are gone with the link.
+      assert.equal(server.agent("stuck")?.state, "resuming");
+      // The well-behaved agent never noticed.
+      assert.equal(await server.callAgent("good", "ping"), "pong");
+      assert.equal(server.agent("good")?.state, "connected");
+    } finally {
+      stuck.socket.destroy();
+      await good.close();
+      await server.close();
+    }
+  });
+});
