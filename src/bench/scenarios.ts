@@ -32,6 +32,8 @@ export interface RunOptions {
   host: string;
   /** Progress lines. */
   log: (line: string) => void;
+  /** Agents in the storm scenario, instead of the plan's count. */
+  stormAgents?: number;
 }
 
 /** Counts and durations of each scenario, full and quick. */

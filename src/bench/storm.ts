@@ -15,7 +15,7 @@ interface Outcome {
  * the same port: the figure is the time until all N are connected again (new sessions).
  */
 export async function runStorm(scheme: "tcp" | "ws", o: RunOptions): Promise<ResultRow[]> {
-  const n = plan(o.quick).storm.n;
+  const n = o.stormAgents ?? plan(o.quick).storm.n;
   const system = `muster/${scheme}`;
   const rows: ResultRow[] = [];
   let server = new Child(CHILD_PATH, ["storm-server"]);

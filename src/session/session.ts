@@ -74,6 +74,12 @@ export function resolveSessionLimits(
   });
 }
 
+/**
+ * Owners call `tick` at least every second; a tick later than this after the previous one
+ * means the process was paused, and the heartbeat verdict waits one more tick.
+ */
+const LATE_TICK_MS = 2000;
+
 type WritableWaiter = { resolve: () => void; reject: (err: MusterError) => void };
 
 /** What the session reports to its owner. */
@@ -104,6 +110,8 @@ export class Session {
   /** The `ack` value carried by the last frame sent. */
   #ackSent = 0;
   #ackTimer: TimerHandle | undefined;
+  /** Clock time of the last `tick`. */
+  #lastTickAt: number | undefined;
   #lastRecvAt: number;
   #lastSentAt: number;
   /** Frames waiting behind a full replay window (made when first needed: most sessions never need it). */
@@ -369,11 +377,18 @@ export class Session {
   }
 
   /**
-   * Heartbeat duty, called periodically by the owner: sends PING when idle, marks the
-   * peer suspect after `suspectAfterMs` of silence and drops the link after `deadAfterMs`.
+   * Heartbeat duty, called by the owner at least every second: sends PING when idle, marks
+   * the peer suspect after `suspectAfterMs` of silence and drops the link after `deadAfterMs`.
    */
   tick(now: number): void {
     if (!this.#transport || this.#state === "closed") return;
+    // A tick that comes much later than the last one means this process was paused (a long
+    // synchronous task, a stop-the-world GC, a suspended VM). Frames that arrived meanwhile
+    // wait behind the timers, so silence measured now says nothing about the peer: the
+    // verdict waits for the next tick, after they were read.
+    const late = this.#lastTickAt !== undefined && now - this.#lastTickAt > LATE_TICK_MS;
+    this.#lastTickAt = now;
+    if (late) return;
     const silent = now - this.#lastRecvAt;
     if (silent >= this.#o.deadAfterMs) {
       this.#log.warn(
