@@ -1,0 +1,360 @@
+// The processes of a soak run: `server`, `agents` (many agents in one process) and `proxy`.
+// Each answers the driver's commands over IPC (see ../bench/ipc.ts).
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { createAgent, type MusterAgent } from "../agent/create-agent.js";
+import { Child, serveCommands } from "../bench/ipc.js";
+import { measureMemory } from "../bench/probes.js";
+import { type ChaosProxy, startChaosProxy } from "../chaos/chaos-proxy.js";
+import { MusterError } from "../errors/muster-error.js";
+import { createServer, type MusterServer } from "../server/create-server.js";
+
+/** Path of this module, for forking its roles. */
+export const SOAK_CHILD = new URL(import.meta.url).pathname;
+
+/** Counters of one kind of call, as seen by its caller. */
+export interface CallCounts {
+  started: number;
+  settled: number;
+  ok: number;
+  /** Settled more than once (must stay 0). */
+  twice: number;
+  /** Answered with the wrong value (must stay 0). */
+  wrong: number;
+  /** Failed, by error code. */
+  errors: Record<string, number>;
+}
+
+export const newCounts = (): CallCounts => ({
+  started: 0,
+  settled: 0,
+  ok: 0,
+  twice: 0,
+  wrong: 0,
+  errors: {},
+});
+
+/**
+ * Tracks one call to its single outcome: `settle` counts it once and flags any second
+ * outcome (which the session guarantees never happens).
+ */
+function track(c: CallCounts): (err: unknown, right: boolean) => void {
+  c.started++;
+  let done = false;
+  return (err, right) => {
+    if (done) {
+      c.twice++;
+      return;
+    }
+    done = true;
+    c.settled++;
+    if (err) {
+      const code = err instanceof MusterError ? err.code : "OTHER";
+      c.errors[code] = (c.errors[code] ?? 0) + 1;
+    } else if (right) c.ok++;
+    else c.wrong++;
+  };
+}
+
+/** Sequence checks of numbered messages per sender: each number exactly once, in order. */
+export interface SeqCounts {
+  received: number;
+  /** A number seen again. */
+  duplicated: number;
+  /** A number skipped (arrived after a later one) or missing. */
+  outOfOrder: number;
+}
+
+const newSeq = (): SeqCounts => ({ received: 0, duplicated: 0, outOfOrder: 0 });
+
+function checkSeq(c: SeqCounts, last: Map<string, number>, key: string, n: number): void {
+  const prev = last.get(key) ?? 0;
+  c.received++;
+  if (n <= prev) c.duplicated++;
+  else {
+    if (n !== prev + 1) c.outOfOrder++;
+    last.set(key, n);
+  }
+}
+
+function payload(size: number, tag: number): string {
+  return `${tag}:`.padEnd(size, "x");
+}
+
+function serverRole(): void {
+  let server: MusterServer;
+  const up = newSeq();
+  const upLast = new Map<string, number>();
+  const down = newCounts();
+  const streams = newCounts();
+  let streamItemsBad = 0;
+  let rounds = 0;
+  let running = false;
+  let loop: Promise<void> | undefined;
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  const heap = { start: 0, peak: 0, end: 0 };
+  let sampler: NodeJS.Timeout | undefined;
+
+  serveCommands({
+    async start(a) {
+      server = createServer({
+        listen: ["tcp://127.0.0.1:0"],
+        maxConnectionsPerIp: 0,
+        heartbeatIntervalMs: Number(a.heartbeatMs),
+        suspectAfterMs: Number(a.heartbeatMs) * 3,
+        deadAfterMs: Number(a.deadAfterMs),
+      });
+      server.handle("soak.up", (req: { n: number; pad: string }, ctx) => {
+        checkSeq(up, upLast, ctx.peer.name, req.n);
+        return { n: req.n };
+      });
+      await server.start();
+      return { port: Number(new URL(server.listeners[0]!.url).port) };
+    },
+    waitAgents(a) {
+      const n = Number(a.n);
+      return new Promise<void>((resolve, reject) => {
+        const t0 = Date.now();
+        const poll = (): void => {
+          const c = server.agents().filter((x) => x.state === "connected").length;
+          if (c >= n) resolve();
+          else if (Date.now() - t0 > Number(a.timeoutMs)) reject(new Error(`${c} of ${n} agents connected`));
+          else setTimeout(poll, 50);
+        };
+        poll();
+      });
+    },
+    /** Fan-outs and streams until `stop`: the server → agent direction. */
+    run(a) {
+      running = true;
+      lag.enable();
+      const size = Number(a.size);
+      const callTimeoutMs = Number(a.callTimeoutMs);
+      const every = Number(a.fanoutEveryMs);
+      loop = (async () => {
+        const pending: Promise<unknown>[] = [];
+        while (running) {
+          const round = ++rounds;
+          const fan = server.call<{ round: number }>(
+            "all",
+            "soak.down",
+            { round, pad: payload(size, round) },
+            { timeoutMs: callTimeoutMs },
+          );
+          const expected = fan.expected.length;
+          for (let k = 0; k < expected; k++) down.started++;
+          pending.push(
+            fan.done.then((outcomes) => {
+              for (const o of outcomes.values()) {
+                down.settled++;
+                if (o.status === "ok") {
+                  if (o.value?.round === round) down.ok++;
+                  else down.wrong++;
+                } else {
+                  const code = o.error?.code ?? o.status;
+                  down.errors[code] = (down.errors[code] ?? 0) + 1;
+                }
+              }
+            }),
+          );
+          // Every fifth round, a stream of 20 items to one agent.
+          if (round % 5 === 0) {
+            const names = fan.expected;
+            const name = names[round % names.length];
+            if (name) {
+              const settle = track(streams);
+              let next = 0;
+              pending.push(
+                server
+                  .callAgent<number>(
+                    name,
+                    "soak.stream",
+                    { count: 20 },
+                    {
+                      timeoutMs: callTimeoutMs,
+                      onItem: (item) => {
+                        if (item !== next) streamItemsBad++;
+                        next = (item as number) + 1;
+                      },
+                    },
+                  )
+                  .then(
+                    (n) => settle(undefined, n === 20 && next === 20),
+                    (err: unknown) => settle(err, false),
+                  ),
+              );
+            }
+          }
+          await new Promise((r) => setTimeout(r, every));
+        }
+        await Promise.all(pending);
+      })();
+      return null;
+    },
+    async stop() {
+      running = false;
+      await loop;
+      lag.disable();
+      return null;
+    },
+    async heapStart() {
+      heap.start = (await measureMemory()).heapUsed;
+      heap.peak = heap.start;
+      sampler = setInterval(() => {
+        heap.peak = Math.max(heap.peak, process.memoryUsage().heapUsed);
+      }, 200);
+      return heap.start;
+    },
+    async stats() {
+      if (sampler) clearInterval(sampler);
+      heap.end = (await measureMemory()).heapUsed;
+      return {
+        up,
+        down,
+        rounds,
+        streams,
+        streamItemsBad,
+        heap,
+        lagP99Ms: lag.percentile(99) / 1e6,
+        lagMaxMs: lag.max / 1e6,
+        agents: server.agents().length,
+        admission: server.admission,
+      };
+    },
+    async close() {
+      await server?.close();
+      return null;
+    },
+  });
+}
+
+function agentsRole(): void {
+  const agents: MusterAgent[] = [];
+  const up = newCounts();
+  const down = newSeq();
+  const downLast = new Map<string, number>();
+  const events: Record<string, number> = {};
+  let running = false;
+  const timers: NodeJS.Timeout[] = [];
+  const inFlight = new Set<Promise<unknown>>();
+
+  serveCommands({
+    async connect(a) {
+      const n = Number(a.n);
+      const size = Number(a.size);
+      for (let i = 0; i < n; i++) {
+        const name = `${a.prefix as string}-${i}`;
+        const agent = createAgent({
+          name,
+          servers: [a.url as string],
+          suspectAfterMs: Number(a.heartbeatMs) * 3,
+          deadAfterMs: Number(a.deadAfterMs),
+          reconnect: { initialMs: 100, maxMs: 2000 },
+        });
+        agent.handle("soak.down", (req: { round: number; pad: string }) => {
+          checkSeq(down, downLast, name, req.round);
+          return { round: req.round, pad: payload(size, req.round) };
+        });
+        agent.handle("soak.stream", async (req: { count: number }, ctx) => {
+          for (let k = 0; k < req.count; k++) if (!ctx.emit(k)) await ctx.whenWritable();
+          return req.count;
+        });
+        agent.onEvent((e) => {
+          events[e.type] = (events[e.type] ?? 0) + 1;
+        });
+        agents.push(agent);
+        agent.start();
+      }
+      await Promise.all(agents.map((x) => x.connected()));
+      return null;
+    },
+    /** Calls from every agent to the server until `stop`: the agent → server direction. */
+    run(a) {
+      running = true;
+      const every = Number(a.callEveryMs);
+      const size = Number(a.size);
+      const callTimeoutMs = Number(a.callTimeoutMs);
+      agents.forEach((agent, i) => {
+        let n = 0;
+        const fire = (): void => {
+          if (!running) return;
+          const k = ++n;
+          const settle = track(up);
+          const p = agent
+            .call<{ n: number }>("soak.up", { n: k, pad: payload(size, k) }, { timeoutMs: callTimeoutMs })
+            .then(
+              (r) => settle(undefined, r.n === k),
+              (err: unknown) => settle(err, false),
+            );
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+        };
+        // Staggered so that the agents' calls spread over the interval.
+        timers.push(
+          setTimeout(
+            () => {
+              fire();
+              timers.push(setInterval(fire, every));
+            },
+            (every * i) / agents.length,
+          ),
+        );
+      });
+      return null;
+    },
+    async stop() {
+      running = false;
+      for (const t of timers) clearTimeout(t);
+      await Promise.all([...inFlight]);
+      return null;
+    },
+    stats() {
+      return { up, down, events };
+    },
+    async close() {
+      await Promise.all(agents.map((x) => x.close()));
+      return null;
+    },
+  });
+}
+
+function proxyRole(): void {
+  let proxy: ChaosProxy | undefined;
+  serveCommands({
+    async start(a) {
+      proxy = await startChaosProxy({
+        target: { host: "127.0.0.1", port: Number(a.targetPort) },
+        seed: Number(a.seed),
+        latencyMs: Number(a.latencyMs),
+        jitterMs: Number(a.jitterMs),
+      });
+      return { port: proxy.address.port, seed: proxy.seed };
+    },
+    faults(a) {
+      proxy!.startRandomFaults(a.random as Parameters<ChaosProxy["startRandomFaults"]>[0]);
+      return null;
+    },
+    quiet() {
+      proxy!.stopFaults();
+      proxy!.restore();
+      return null;
+    },
+    stats() {
+      return { stats: proxy!.stats, events: proxy!.events.length };
+    },
+    async close() {
+      await proxy?.close();
+      return null;
+    },
+  });
+}
+
+const role = process.argv[2];
+if (role === "server") serverRole();
+else if (role === "agents") agentsRole();
+else if (role === "proxy") proxyRole();
+else if (process.send) {
+  process.stderr.write(`soak child: unknown role ${String(role)}\n`);
+  process.exit(2);
+}
+
+export { Child };

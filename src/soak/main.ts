@@ -1,0 +1,91 @@
+// `npm run soak [-- options]`: see USAGE. Exit status 0 when every check passed, 1 when one
+// failed (the seed to replay it is printed), 2 on a usage error.
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { randomSeed } from "../chaos/prng.js";
+import { parseDurationText } from "../chaos/units.js";
+import { formatReport, runSoak, SOAK_DEFAULTS } from "./run.js";
+
+const USAGE = `usage: npm run soak -- [--duration 60s] [--agents 500] [--processes 4] [--seed N]
+                       [--cut-every 2s] [--reset-every 3s] [--blackhole-every 5s] [--blackhole-for 4s]
+                       [--json FILE]
+
+A server, agent processes holding --agents agents between them, calls both ways, fan-outs and
+streams, through a proxy injecting random faults (seeded) for --duration. Then the faults stop,
+every call settles, and the run checks: each call settled once with the right result, every
+message received once and in order, no session expired, server memory bounded, and reports
+the server's event-loop lag.`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+let values: ReturnType<typeof parse>["values"];
+function parse() {
+  return parseArgs({
+    options: {
+      duration: { type: "string" },
+      agents: { type: "string" },
+      processes: { type: "string" },
+      seed: { type: "string" },
+      "cut-every": { type: "string" },
+      "reset-every": { type: "string" },
+      "blackhole-every": { type: "string" },
+      "blackhole-for": { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+}
+try {
+  ({ values } = parse());
+} catch (err) {
+  fail((err as Error).message);
+}
+if (values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+
+const duration = (
+  flag: string,
+  text: string | undefined,
+  fallback: number | undefined,
+): number | undefined => {
+  if (text === undefined) return fallback;
+  try {
+    return parseDurationText(text);
+  } catch (err) {
+    return fail(`--${flag}: ${(err as Error).message}`);
+  }
+};
+const count = (flag: string, text: string | undefined, fallback: number, min: number): number => {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) fail(`--${flag} must be an integer ≥ ${min}, got "${text}"`);
+  return n;
+};
+
+const d = SOAK_DEFAULTS;
+const seed = values.seed === undefined ? randomSeed() : count("seed", values.seed, 0, 0);
+if (seed > 0xffff_ffff) fail(`--seed must be at most 4294967295, got ${seed}`);
+const agents = count("agents", values.agents, d.agents, 1);
+const processes = Math.min(agents, count("processes", values.processes, d.processes, 1));
+const report = await runSoak({
+  ...d,
+  durationMs: duration("duration", values.duration, d.durationMs)!,
+  agents,
+  processes,
+  seed,
+  faults: {
+    cutEveryMs: duration("cut-every", values["cut-every"], d.faults.cutEveryMs),
+    resetEveryMs: duration("reset-every", values["reset-every"], d.faults.resetEveryMs),
+    blackholeEveryMs: duration("blackhole-every", values["blackhole-every"], d.faults.blackholeEveryMs),
+    blackholeForMs: duration("blackhole-for", values["blackhole-for"], d.faults.blackholeForMs),
+  },
+  log: (line) => process.stdout.write(`${line}\n`),
+});
+for (const line of formatReport(report)) process.stdout.write(`${line}\n`);
+if (values.json) writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
+process.exit(report.ok ? 0 : 1);

@@ -1,0 +1,41 @@
+// The short soak: the same run as `npm run soak`, smaller and shorter, with a fixed seed.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { describe, it } from "node:test";
+import { formatReport, runSoak, SOAK_DEFAULTS } from "../src/soak/run.js";
+
+describe("soak (short)", () => {
+  it("60 agents in 2 processes through 8 s of random faults: nothing lost, repeated or reordered", async () => {
+    const seed = 20_261_121;
+    const report = await runSoak({
+      ...SOAK_DEFAULTS,
+      durationMs: 8000,
+      agents: 60,
+      processes: 2,
+      seed,
+      log: () => {},
+    });
+    const text = formatReport(report).join("\n");
+    console.log(text);
+    assert.equal(report.seed, seed);
+    assert.ok(report.checks.length >= 8, "every check ran");
+    for (const c of report.checks) assert.ok(c.ok, `${c.name}: ${c.detail} (seed ${seed})`);
+    assert.ok(report.agentEvents.resumed! > 0, "some links were dropped and resumed");
+    assert.ok(report.ok);
+  });
+
+  it("npm run soak rejects a bad flag with a precise message and exit status 2", () => {
+    const main = new URL("../src/soak/main.js", import.meta.url).pathname;
+    for (const [args, pattern] of [
+      [["--duration", "soon"], /--duration: /],
+      [["--agents", "0"], /--agents must be an integer ≥ 1, got "0"/],
+      [["--seed", "99999999999"], /--seed must be at most 4294967295/],
+      [["--bogus"], /Unknown option '--bogus'/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [main, ...args], { encoding: "utf8" });
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+      assert.match(r.stderr, /usage: npm run soak/);
+    }
+  });
+});
