@@ -10,7 +10,7 @@ import { VERSION } from "../src/internal/version.js";
 import type { PresenceEvent } from "../src/presence/presence.js";
 import { createServer, type MusterServer } from "../src/server/create-server.js";
 import type { ServerOptions } from "../src/server/options.js";
-import { decodeFrame, encodeFrame } from "../src/wire/codec.js";
+import { decodeFrame, encodeFrame, encodeValue } from "../src/wire/codec.js";
 import { type CloseBody, type Frame, FrameType } from "../src/wire/frame.js";
 import { LengthPrefixDecoder } from "../src/wire/length-prefix.js";
 import { quickReconnect, until } from "./support/fleet.js";
@@ -234,6 +234,54 @@ describe("slow consumer", () => {
     } finally {
       stuck.socket.destroy();
       await good.close();
+      await server.close();
+    }
+  });
+});
+
+describe("a CLOSE for the link only", () => {
+  it("protocol_error from a peer drops that link; the session resumes with nothing lost", async () => {
+    const { server, url } = await startServer({});
+    try {
+      const first = await RawPeer.open(portOf(url));
+      first.hello("linky");
+      await until(() => first.frames.some((f) => f.type === FrameType.WELCOME), 5000, "WELCOME");
+      const welcome = first.frames.find((f) => f.type === FrameType.WELCOME);
+      assert.ok(welcome?.type === FrameType.WELCOME);
+      // A call to the agent is in flight when the agent drops the link as broken.
+      const call = server.callAgent("linky", "m", 1, { timeoutMs: 10_000 });
+      await until(() => first.frames.some((f) => f.type === FrameType.CALL), 5000, "the CALL");
+      first.send({
+        type: FrameType.CLOSE,
+        seq: 0,
+        ack: 0,
+        close: { code: "protocol_error", message: "sequence gap: expected 6, got 9" },
+      });
+      await until(() => server.agent("linky")?.state === "resuming", 5000, "the link to be dropped");
+      first.socket.destroy();
+      // Resume from ack 0: the CALL is replayed on the new link, and its answer completes the call.
+      const second = await RawPeer.open(portOf(url));
+      second.send({
+        type: FrameType.HELLO,
+        seq: 0,
+        ack: 0,
+        hello: { role: "agent", name: "linky", labels: {}, version: VERSION, token: welcome.welcome.token },
+      });
+      await until(() => second.frames.some((f) => f.type === FrameType.CALL), 5000, "the replayed CALL");
+      const again = second.frames.find((f) => f.type === FrameType.WELCOME);
+      assert.ok(again?.type === FrameType.WELCOME && again.welcome.resumed, "resumed, not a new session");
+      const replayed = second.frames.find((f) => f.type === FrameType.CALL);
+      assert.ok(replayed?.type === FrameType.CALL);
+      second.send({
+        type: FrameType.RESULT,
+        seq: 1,
+        ack: replayed.seq,
+        id: replayed.id,
+        payload: encodeValue("answered"),
+      });
+      assert.equal(await call, "answered");
+      second.socket.destroy();
+    } finally {
       await server.close();
     }
   });

@@ -1,4 +1,4 @@
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { startChaosProxy } from "./chaos-proxy.js";
 
 /** A TCP proxy between agents and a server, that can cut every connection on demand. */
 export interface TcpProxy {
@@ -13,54 +13,24 @@ export interface TcpProxy {
 
 /**
  * Starts a proxy on `127.0.0.1:listenPort` (0 = any free port) relaying to `target`.
- * Bytes are forwarded untouched, so it works for tcp:// and ws:// alike.
+ * Bytes are forwarded untouched, so it works for tcp:// and ws:// alike. A plain
+ * `startChaosProxy` without faults; use that one for latency, black-holes and the rest.
  */
 export async function startTcpProxy(
   target: { host: string; port: number },
   listenPort = 0,
 ): Promise<TcpProxy> {
-  const pairs = new Set<[Socket, Socket]>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(target.port, target.host);
-    const pair: [Socket, Socket] = [client, upstream];
-    pairs.add(pair);
-    const drop = (): void => {
-      pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("error", drop).on("close", drop);
-    upstream.on("error", drop).on("close", drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+  const proxy = await startChaosProxy({
+    target,
+    listen: { host: "127.0.0.1", port: listenPort },
+    maxEvents: 0,
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(listenPort, "127.0.0.1", () => resolve());
-  });
-  const addr = server.address();
-  const port = typeof addr === "object" && addr ? addr.port : listenPort;
   return {
-    address: { host: "127.0.0.1", port },
+    address: proxy.address,
     get connections() {
-      return pairs.size;
+      return proxy.stats.open;
     },
-    cutAll() {
-      const n = pairs.size;
-      for (const [a, b] of [...pairs]) {
-        a.resetAndDestroy();
-        b.resetAndDestroy();
-      }
-      pairs.clear();
-      return n;
-    },
-    close() {
-      for (const [a, b] of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      pairs.clear();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
+    cutAll: () => proxy.resetAll(),
+    close: () => proxy.close(),
   };
 }

@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { VERSION } from "../internal/version.js";
 import { registerAgent } from "./commands/agent.js";
 import { registerBench } from "./commands/bench.js";
+import { registerChaosProxy } from "./commands/chaos-proxy.js";
 import { registerOperatorCommands } from "./commands/operator.js";
 import { registerServer } from "./commands/server.js";
 import { EXIT } from "./common.js";
@@ -17,6 +18,7 @@ registerServer(program);
 registerAgent(program);
 registerOperatorCommands(program);
 registerBench(program);
+registerChaosProxy(program);
 
 program.addHelpText(
   "after",
@@ -28,7 +30,8 @@ Examples:
   muster call web-1 sys.info
   muster call 'role=web' sys.ping --timeout 3s
   muster call all sys.info --json
-  muster bench --scenarios rtt,pipe --transports tcp`,
+  muster bench --scenarios rtt,pipe --transports tcp
+  muster chaos-proxy --target 127.0.0.1:33076 --latency 50ms --cut-every 10s --seed 42`,
 );
 
 try {

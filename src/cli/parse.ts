@@ -1,4 +1,6 @@
 import { InvalidArgumentError } from "commander";
+import { MAX_SEED } from "../chaos/prng.js";
+import { parseRateText } from "../chaos/units.js";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -56,4 +58,44 @@ export function parseLogLevel(text: string): (typeof LOG_LEVELS)[number] {
     throw new InvalidArgumentError(`log level must be one of ${LOG_LEVELS.join(", ")}`);
   }
   return text as (typeof LOG_LEVELS)[number];
+}
+
+/**
+ * Parses `host:port`, with an IPv6 address in brackets (`[::1]:33076`). Port 0 (any free port)
+ * is accepted only with `allowPortZero`, for addresses to listen on.
+ */
+export function parseHostPort(text: string, allowPortZero = false): { host: string; port: number } {
+  const t = text.trim();
+  const hint = allowPortZero
+    ? "e.g. 127.0.0.1:7000, [::1]:7000, or port 0 for any free port"
+    : "e.g. 127.0.0.1:33076, [::1]:33076";
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(t))
+    throw new InvalidArgumentError(`"${text}" is a URL; give HOST:PORT without a scheme, ${hint}`);
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d+)$/.exec(t);
+  if (!m) throw new InvalidArgumentError(`"${text}" is not HOST:PORT: ${hint}`);
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (port > 65535 || (port === 0 && !allowPortZero))
+    throw new InvalidArgumentError(
+      `port ${m[3]} in "${text}" is out of range: ${allowPortZero ? "0" : "1"} to 65535`,
+    );
+  return { host, port };
+}
+
+/** Parses a bandwidth such as `64KB/s`, `1MB/s` or `512KiB/s` into bytes per second. */
+export function parseBandwidth(text: string): number {
+  try {
+    return parseRateText(text);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/** Parses a seed: a decimal integer from 0 to 4294967295. */
+export function parseSeed(text: string): number {
+  const t = text.trim();
+  const n = Number(t);
+  if (!/^\d+$/.test(t) || n > MAX_SEED)
+    throw new InvalidArgumentError(`seed "${text}" is invalid: use an integer from 0 to ${MAX_SEED}`);
+  return n;
 }

@@ -472,6 +472,18 @@ class Server implements MusterServer, PeerHost {
   }
 
   onPeerClose(peer: Peer, close: CloseBody): void {
+    if (LINK_SCOPED.has(close.code)) {
+      // The peer dropped this link (it received something broken, or heard nothing for too
+      // long), not the session: it will resume, and the replay window covers what was lost.
+      this.logger.warn(
+        { name: peer.name, role: peer.role, code: close.code, message: close.message },
+        "peer dropped the link: waiting for resume",
+      );
+      const info = { code: close.code, message: close.message };
+      peer.session.detach(info);
+      this.onPeerLinkDown(peer, info);
+      return;
+    }
     this.logger.info(
       { name: peer.name, role: peer.role, code: close.code, message: close.message },
       "peer closed its session",
@@ -566,6 +578,16 @@ class Server implements MusterServer, PeerHost {
     this.logger.info("server closed");
   }
 }
+
+/** CLOSE codes that end the link only: the session stays resumable (docs/protocol.md §7). */
+const LINK_SCOPED = new Set<string>([
+  CloseCode.PROTOCOL_ERROR,
+  CloseCode.FRAME_TOO_LARGE,
+  CloseCode.HEARTBEAT_TIMEOUT,
+  CloseCode.SLOW_CONSUMER,
+  CloseCode.TRANSPORT_ERROR,
+  CloseCode.REMOTE_CLOSED,
+]);
 
 /** An optional numeric limit: the default when absent, else a finite number ≥ 0. */
 function limit(value: number | undefined, fallback: number, name: string): number {

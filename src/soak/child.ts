@@ -1,11 +1,13 @@
 // The processes of a soak run: `server`, `agents` (many agents in one process) and `proxy`.
 // Each answers the driver's commands over IPC (see ../bench/ipc.ts).
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import pino from "pino";
 import { createAgent, type MusterAgent } from "../agent/create-agent.js";
 import { Child, serveCommands } from "../bench/ipc.js";
 import { measureMemory } from "../bench/probes.js";
 import { type ChaosProxy, startChaosProxy } from "../chaos/chaos-proxy.js";
 import { MusterError } from "../errors/muster-error.js";
+import type { Logger } from "../internal/logger.js";
 import { createServer, type MusterServer } from "../server/create-server.js";
 
 /** Path of this module, for forking its roles. */
@@ -76,6 +78,14 @@ function checkSeq(c: SeqCounts, last: Map<string, number>, key: string, n: numbe
   }
 }
 
+/** MUSTER_SOAK_LOG=DIR: each process logs (info and above) to DIR/<role>-<pid>.log. */
+function soakLogger(role: string): Logger | undefined {
+  const dir = process.env.MUSTER_SOAK_LOG;
+  if (!dir) return undefined;
+  const dest = pino.destination({ dest: `${dir}/${role}-${process.pid}.log`, sync: true });
+  return pino({ level: "info" }, dest) as unknown as Logger;
+}
+
 function payload(size: number, tag: number): string {
   return `${tag}:`.padEnd(size, "x");
 }
@@ -102,6 +112,7 @@ function serverRole(): void {
         heartbeatIntervalMs: Number(a.heartbeatMs),
         suspectAfterMs: Number(a.heartbeatMs) * 3,
         deadAfterMs: Number(a.deadAfterMs),
+        logger: soakLogger("server"),
       });
       server.handle("soak.up", (req: { n: number; pad: string }, ctx) => {
         checkSeq(up, upLast, ctx.peer.name, req.n);
@@ -239,6 +250,7 @@ function agentsRole(): void {
 
   serveCommands({
     async connect(a) {
+      const logger = soakLogger("agents");
       const n = Number(a.n);
       const size = Number(a.size);
       for (let i = 0; i < n; i++) {
@@ -249,6 +261,7 @@ function agentsRole(): void {
           suspectAfterMs: Number(a.heartbeatMs) * 3,
           deadAfterMs: Number(a.deadAfterMs),
           reconnect: { initialMs: 100, maxMs: 2000 },
+          ...(logger ? { logger: logger.child({ agent: name }) } : {}),
         });
         agent.handle("soak.down", (req: { round: number; pad: string }) => {
           checkSeq(down, downLast, name, req.round);
