@@ -13,6 +13,7 @@ import type { ServerOptions } from "../src/server/options.js";
 import { decodeFrame, encodeFrame, encodeValue } from "../src/wire/codec.js";
 import { type CloseBody, type Frame, FrameType } from "../src/wire/frame.js";
 import { LengthPrefixDecoder } from "../src/wire/length-prefix.js";
+import { freePort, runCli, startCli } from "./support/cli.js";
 import { quickReconnect, until } from "./support/fleet.js";
 
 /** A logger that keeps every line, for checking what the server said. */
@@ -283,6 +284,47 @@ describe("a CLOSE for the link only", () => {
       second.socket.destroy();
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe("limits through the CLI", () => {
+  it("muster server --max-connections-per-ip 1: a second agent is told to retry later and says why", async () => {
+    const port = await freePort();
+    const url = `tcp://127.0.0.1:${port}`;
+    const server = startCli(["server", "--listen", url, "--max-connections-per-ip", "1", "--log-json"]);
+    const procs = [server];
+    try {
+      await server.waitFor(`listening on ${url}`);
+      const a1 = startCli(["agent", "--server", url, "--name", "one", "--log-json"]);
+      procs.push(a1);
+      await until(() => /"msg":"connected"/.test(a1.err + a1.out), 20_000, "agent one to connect");
+      const a2 = startCli(["agent", "--server", url, "--name", "two", "--log-json"]);
+      procs.push(a2);
+      await until(
+        () => /too many connections from 127\.0\.0\.1 \(limit 1\)/.test(a2.err + a2.out),
+        20_000,
+        "agent two to report the refusal",
+      );
+      await until(
+        () => /connection refused/.test(server.err + server.out),
+        5000,
+        "the server to log the refusal",
+      );
+      const r = await runCli(["agents", "--server", url, "--json"]);
+      // The operator's own connection is refused too while "one" holds the only place: it
+      // exits non-zero with the reason, or lists only "one".
+      if (r.code === 0)
+        assert.deepEqual(
+          (JSON.parse(r.out) as { name: string }[]).map((x) => x.name),
+          ["one"],
+        );
+      else assert.match(r.err, /too many connections/);
+      const bad = await runCli(["server", "--max-connections", "lots"]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.err, /"lots" is not a whole number/);
+    } finally {
+      for (const p of procs) p.child.kill("SIGKILL");
     }
   });
 });

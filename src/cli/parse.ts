@@ -99,3 +99,33 @@ export function parseSeed(text: string): number {
     throw new InvalidArgumentError(`seed "${text}" is invalid: use an integer from 0 to ${MAX_SEED}`);
   return n;
 }
+
+/** Parses a whole number ≥ 0 (`0` usually meaning "no limit"). */
+export function parseCount(text: string): number {
+  const t = text.trim();
+  if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t)))
+    throw new InvalidArgumentError(`"${text}" is not a whole number ≥ 0`);
+  return Number(t);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  kb: 1000,
+  mb: 1000 ** 2,
+  gb: 1000 ** 3,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+};
+
+/** Parses a size such as `4096`, `512KiB`, `8MiB` or `1GB` into bytes. */
+export function parseBytes(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined)
+    throw new InvalidArgumentError(`"${text}" is not a size: use bytes or a unit, e.g. 65536, 512KiB, 8MiB`);
+  const bytes = Math.round(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`size "${text}" is too large`);
+  return bytes;
+}

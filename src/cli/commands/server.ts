@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { DEFAULTS } from "../../internal/defaults.js";
 import { createServer } from "../../server/create-server.js";
 import { EXIT, fail, type LogFlags, loggerFrom, readFileOrFail, withLogOptions } from "../common.js";
-import { collectList, parseDuration } from "../parse.js";
+import { collectList, parseBytes, parseCount, parseDuration } from "../parse.js";
 
 interface ServerFlags extends LogFlags {
   listen?: string[];
@@ -13,6 +13,12 @@ interface ServerFlags extends LogFlags {
   heartbeat: number;
   callTimeout: number;
   allowRemoteOperators: boolean;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  handshakeRate: number;
+  handshakeBurst: number;
+  slowConsumerBytes: number;
+  slowConsumerAfter: number;
 }
 
 export function registerServer(program: Command): void {
@@ -44,6 +50,42 @@ export function registerServer(program: Command): void {
       )
       .option("--call-timeout <duration>", "default deadline of calls", parseDuration, DEFAULTS.callTimeoutMs)
       .option(
+        "--max-connections <n>",
+        "connections held at once; more get CLOSE busy with a retry hint (0: no limit)",
+        parseCount,
+        DEFAULTS.maxConnections,
+      )
+      .option(
+        "--max-connections-per-ip <n>",
+        "connections held at once from one IP address (0: no limit)",
+        parseCount,
+        DEFAULTS.maxConnectionsPerIp,
+      )
+      .option(
+        "--handshake-rate <n>",
+        "new connections admitted per second on average; the excess is told when to retry (0: no limit)",
+        parseCount,
+        DEFAULTS.handshakesPerSecond,
+      )
+      .option(
+        "--handshake-burst <n>",
+        "new connections admitted at once above the average rate",
+        parseCount,
+        DEFAULTS.handshakeBurst,
+      )
+      .option(
+        "--slow-consumer-bytes <size>",
+        "unsent bytes a link may hold for --slow-consumer-after before it is dropped with slow_consumer (0: never)",
+        parseBytes,
+        DEFAULTS.slowConsumerBytes,
+      )
+      .option(
+        "--slow-consumer-after <duration>",
+        "how long a link may stay over --slow-consumer-bytes",
+        parseDuration,
+        DEFAULTS.slowConsumerMs,
+      )
+      .option(
         "--allow-remote-operators",
         "accept operator connections from non-loopback addresses (no authentication yet: anyone reaching the port can call every agent)",
         false,
@@ -70,6 +112,12 @@ export function registerServer(program: Command): void {
       deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
       callTimeoutMs: flags.callTimeout,
       allowRemoteOperators: flags.allowRemoteOperators,
+      maxConnections: flags.maxConnections,
+      maxConnectionsPerIp: flags.maxConnectionsPerIp,
+      handshakesPerSecond: flags.handshakeRate,
+      handshakeBurst: Math.max(1, flags.handshakeBurst),
+      slowConsumerBytes: flags.slowConsumerBytes,
+      slowConsumerMs: flags.slowConsumerAfter,
     });
     try {
       await server.start();
