@@ -2,7 +2,9 @@
 // SIGKILL and restarted, an agent whose process stalls for 5 s, and a reconnect storm.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { createAgent } from "../src/agent/create-agent.js";
 import { runStorm } from "../src/bench/storm.js";
+import { startChaosProxy } from "../src/chaos/chaos-proxy.js";
 import type { AgentInfo, PresenceEvent } from "../src/presence/presence.js";
 import { createServer } from "../src/server/create-server.js";
 import { freePort, type Proc, runCli, startCli } from "./support/cli.js";
@@ -110,5 +112,75 @@ describe("failure scenarios", () => {
     assert.ok(cut.metrics.lagMaxMs! < 1000, `server event-loop lag ${cut.metrics.lagMaxMs} ms`);
     assert.ok(restart && !restart.error, `restart ran: ${lines.join("\n")}`);
     assert.ok(restart.metrics.lagMaxMs! < 1000, `lag after restart ${restart.metrics.lagMaxMs} ms`);
+  });
+
+  it("half-open link (black-hole): both sides detect it within the heartbeat budget and the session resumes", async () => {
+    const deadAfterMs = 2000;
+    const server = createServer({
+      listen: ["tcp://127.0.0.1:0"],
+      heartbeatIntervalMs: 500,
+      suspectAfterMs: 1000,
+      deadAfterMs,
+    });
+    await server.start();
+    const proxy = await startChaosProxy({
+      target: { host: "127.0.0.1", port: Number(new URL(server.listeners[0]!.url).port) },
+      seed: 1,
+    });
+    const events: PresenceEvent[] = [];
+    server.onEvent((e) => events.push(e));
+    const agent = createAgent({
+      name: "half",
+      servers: [`tcp://127.0.0.1:${proxy.address.port}`],
+      suspectAfterMs: 1000,
+      deadAfterMs,
+      reconnect: { initialMs: 50, maxMs: 200 },
+    });
+    agent.handle("ping", () => "pong");
+    const agentEvents: { type: string; at: number; code?: string }[] = [];
+    agent.onEvent((e) =>
+      agentEvents.push({ type: e.type, at: Date.now(), ...("code" in e ? { code: e.code } : {}) }),
+    );
+    agent.start();
+    try {
+      await agent.connected();
+      const blackholedAt = Date.now();
+      proxy.blackhole(6000); // the link stays open and silent; new connections are black-holed too
+      await until(
+        () => events.some((e) => e.type === "disconnect" && e.agent.name === "half"),
+        10_000,
+        "the server to drop the silent link",
+      );
+      const serverSawAt = Date.now();
+      await until(() => agentEvents.some((e) => e.type === "disconnected"), 10_000, "the agent to drop it");
+      const down = agentEvents.find((e) => e.type === "disconnected")!;
+      const drop = events.find((e) => e.type === "disconnect" && e.agent.name === "half");
+      assert.ok(
+        drop?.type === "disconnect" && drop.reason.startsWith("heartbeat_timeout"),
+        String(drop && "reason" in drop && drop.reason),
+      );
+      assert.equal(down.code, "heartbeat_timeout");
+      // The budget: deadAfterMs of silence, plus up to one maintenance tick (≤ 1 s) and slack.
+      for (const [side, at] of [
+        ["server", serverSawAt],
+        ["agent", down.at],
+      ] as const) {
+        assert.ok(
+          at - blackholedAt >= deadAfterMs - 100,
+          `${side} not before deadAfterMs (${at - blackholedAt} ms)`,
+        );
+        assert.ok(
+          at - blackholedAt <= deadAfterMs + 2500,
+          `${side} within the budget (${at - blackholedAt} ms)`,
+        );
+      }
+      proxy.restore();
+      await until(() => agentEvents.some((e) => e.type === "resumed"), 15_000, "the session to resume");
+      assert.equal(await server.callAgent("half", "ping"), "pong");
+    } finally {
+      await agent.close();
+      await proxy.close();
+      await server.close();
+    }
   });
 });
