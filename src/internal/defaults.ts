@@ -9,6 +9,17 @@ export const DEFAULTS = {
   tcpPort: 33076,
   /** Largest frame accepted, checked from the header before any allocation. */
   maxFrameBytes: 1024 * 1024,
+  /**
+   * Deepest nesting of arrays and objects accepted in a JSON body or payload (`[[1]]` is 2
+   * deep). Deeper values are refused when decoded, so that no code recursing over a decoded
+   * value (JSON.stringify included) can overflow the stack.
+   */
+  maxJsonDepth: 1000,
+  /**
+   * Largest HELLO body accepted, in bytes. Every valid HELLO fits (about 104 KB at most, with
+   * every character of every label escaped); a larger one is refused before it is parsed.
+   */
+  maxHelloBytes: 128 * 1024,
   /** Replay window: at most this many unacknowledged frames are kept per direction. */
   replayMaxFrames: 4096,
   /** Replay window: at most this many bytes of unacknowledged frames are kept per direction. */

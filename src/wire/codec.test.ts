@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { ErrorCode } from "../errors/codes.js";
 import { type ErrorBody, MusterError } from "../errors/muster-error.js";
+import { DEFAULTS } from "../internal/defaults.js";
 import { decodeFrame, decodeValue, encodeCall, encodeFrame, encodeValue, withAck } from "./codec.js";
 import {
   type CloseBody,
@@ -14,6 +15,7 @@ import {
   type HelloBody,
   LABEL_KEY_PATTERN,
   MAX_SEQ,
+  NAME_LIMITS,
   NAME_PATTERN,
   type Payload,
   PayloadKind,
@@ -458,15 +460,18 @@ describe("decodeFrame rejects malformed frames with PROTOCOL_ERROR", () => {
       const f = decodeFrame(jsonFrame(FrameType.HELLO, { ...HELLO_OK, labels: labels(64) }));
       assert.equal(f.type === FrameType.HELLO && Object.keys(f.hello.labels).length, 64);
     });
-    it("labels that are not an object", () => {
-      for (const labels of [[], "zone=eu", 3, true]) {
+    it("labels that are not an object (null included: only a missing field means {})", () => {
+      for (const labels of [[], "zone=eu", 3, true, null]) {
         rejects(jsonFrame(FrameType.HELLO, { ...HELLO_OK, labels }), /^HELLO labels must be an object$/);
       }
     });
     for (const key of ["", "_x", "-x", "a b", "zone=", "é", "k".repeat(64), "__proto__"]) {
       it(`bad label key ${JSON.stringify(key.length > 20 ? `${key.slice(0, 5)}…(${key.length})` : key)}`, () => {
         const body = `{"role":"agent","name":"edge-01","labels":{${JSON.stringify(key)}:"v"},"version":"1"}`;
-        rejects(raw(FrameType.HELLO, 0, 0, body), /^HELLO label key ".*" is invalid$/);
+        rejects(
+          raw(FrameType.HELLO, 0, 0, body),
+          /^HELLO label key ".*" is invalid: 1–63 of letters, digits and \. _ - \/, starting with a letter or digit$/,
+        );
       });
     }
     it("accepts label keys and values at the limits", () => {
@@ -846,6 +851,270 @@ describe("encodeValue / decodeValue", () => {
         },
       );
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Hostile input limits
+
+/** JSON text of `inner` wrapped in `depth` arrays (`[[…]]`), or objects (`{"a":{"a":…}}`). */
+function nested(depth: number, shape: "array" | "object", inner = "1"): string {
+  return shape === "array"
+    ? "[".repeat(depth) + inner + "]".repeat(depth)
+    : '{"a":'.repeat(depth) + inner + "}".repeat(depth);
+}
+
+function jsonPayload(text: string): Payload {
+  return { kind: PayloadKind.JSON, bytes: Buffer.from(text, "utf8") };
+}
+
+describe("hostile input limits", () => {
+  describe(`JSON nesting (DEFAULTS.maxJsonDepth = ${DEFAULTS.maxJsonDepth})`, () => {
+    it("a payload nested 100,000 deep is refused with INVALID_ARGUMENT, not a RangeError", () => {
+      for (const shape of ["array", "object"] as const) {
+        assert.throws(
+          () => decodeValue(jsonPayload(nested(100_000, shape))),
+          isMusterError(ErrorCode.INVALID_ARGUMENT, /^payload is nested deeper than 1000 levels$/),
+        );
+      }
+    });
+
+    it("exactly maxJsonDepth levels are accepted and re-encode; one more is refused", () => {
+      for (const shape of ["array", "object"] as const) {
+        const value = decodeValue(jsonPayload(nested(DEFAULTS.maxJsonDepth, shape)));
+        assert.equal(Buffer.from(encodeValue(value).bytes).toString(), nested(DEFAULTS.maxJsonDepth, shape));
+        assert.throws(
+          () => decodeValue(jsonPayload(nested(DEFAULTS.maxJsonDepth + 1, shape))),
+          isMusterError(ErrorCode.INVALID_ARGUMENT, /^payload is nested deeper than 1000 levels$/),
+        );
+      }
+    });
+
+    it("deep nesting anywhere in the value counts, not only at the start", () => {
+      const text = `{"list":[1,2,{"ok":true}],"deep":${nested(DEFAULTS.maxJsonDepth, "array")}}`;
+      assert.throws(
+        () => decodeValue(jsonPayload(text)),
+        isMusterError(ErrorCode.INVALID_ARGUMENT, /nested deeper/),
+      );
+      const wide = `[${Array.from({ length: 2000 }, () => "[[1]]").join(",")}]`; // long but 3 deep
+      assert.equal((decodeValue(jsonPayload(wide)) as unknown[]).length, 2000);
+    });
+
+    it("the limit is configurable per call", () => {
+      const p = jsonPayload("[[[1]]]");
+      assert.deepEqual(decodeValue(p, { maxJsonDepth: 3 }), [[[1]]]);
+      assert.throws(
+        () => decodeValue(p, { maxJsonDepth: 2 }),
+        isMusterError(ErrorCode.INVALID_ARGUMENT, /^payload is nested deeper than 2 levels$/),
+      );
+      assert.throws(() => decodeValue(jsonPayload("[]"), { maxJsonDepth: 0 }), /nested deeper than 0 levels/);
+      assert.equal(decodeValue(jsonPayload("7"), { maxJsonDepth: 0 }), 7);
+    });
+
+    it("a limit too high for the stack still refuses, as INVALID_ARGUMENT", () => {
+      assert.throws(
+        () => decodeValue(jsonPayload(nested(100_000, "array")), { maxJsonDepth: 90_000 }),
+        isMusterError(
+          ErrorCode.INVALID_ARGUMENT,
+          /^payload is nested too deeply to walk \(limit 90000 levels\)$/,
+        ),
+      );
+    });
+
+    it("JSON bodies: RESULT error details, WELCOME, CLOSE and HELLO fields → PROTOCOL_ERROR", () => {
+      const deep = nested(100_000, "object");
+      rejects(
+        resultError(`{"code":"INTERNAL","message":"m","details":${deep}}`, true),
+        /^RESULT\.error body is nested deeper than 1000 levels$/,
+      );
+      rejects(
+        raw(FrameType.WELCOME, 0, 0, `{"sessionId":"s","future":${deep}}`),
+        /^WELCOME body is nested deeper than 1000 levels$/,
+      );
+      rejects(raw(FrameType.CLOSE, 0, 0, `{"code":"normal","x":${deep}}`), /^CLOSE body is nested deeper/);
+      // 50,000 deep: 100 KB, under the HELLO size limit.
+      const hello = `{"role":"agent","name":"a","version":"1","future":${nested(50_000, "array")}}`;
+      rejects(raw(FrameType.HELLO, 0, 0, hello), /^HELLO body is nested deeper than 1000 levels$/);
+      // The body object is a level: three arrays inside it make four.
+      assert.throws(
+        () => decodeFrame(raw(FrameType.HELLO, 0, 0, `{"x":${nested(3, "array")}}`), { maxJsonDepth: 3 }),
+        isMusterError(ErrorCode.PROTOCOL_ERROR, /^HELLO body is nested deeper than 3 levels$/),
+      );
+    });
+
+    it("RESULT error details up to the limit decode and re-encode", () => {
+      const details = nested(DEFAULTS.maxJsonDepth - 1, "array");
+      const bytes = resultError(`{"code":"INTERNAL","message":"m","details":${details}}`, true);
+      const frame = decodeFrame(bytes);
+      assert.ok(frame.type === FrameType.RESULT && "error" in frame);
+      assert.equal(encodeFrame(frame).toString("hex"), bytes.toString("hex"));
+    });
+  });
+
+  describe(`HELLO size (DEFAULTS.maxHelloBytes = ${DEFAULTS.maxHelloBytes})`, () => {
+    /** The longest HELLO the field rules allow: every character of every field escaped. */
+    function largestHello(): HelloBody {
+      const esc = (n: number) => "\u0001".repeat(n); // JSON.stringify writes 6 bytes for each
+      const labels: Record<string, string> = {};
+      for (let i = 0; i < NAME_LIMITS.labelsMax; i++) {
+        labels[`k${i}`.padEnd(NAME_LIMITS.labelKeyMaxChars, "x")] = esc(NAME_LIMITS.labelValueMaxChars);
+      }
+      return {
+        role: "operator",
+        name: "n".repeat(NAME_LIMITS.nameMaxChars),
+        labels,
+        version: esc(NAME_LIMITS.versionMaxChars),
+        token: esc(NAME_LIMITS.tokenMaxChars),
+      };
+    }
+
+    it("every valid HELLO fits under the limit", () => {
+      const hello = largestHello();
+      const bytes = encodeFrame({ type: FrameType.HELLO, seq: 0, ack: 0, hello });
+      assert.ok(bytes.length - HEADER_BYTES > 100_000, `the largest HELLO is ${bytes.length} bytes`);
+      assert.ok(bytes.length - HEADER_BYTES <= DEFAULTS.maxHelloBytes);
+      assert.deepEqual(decodeFrame(bytes), { type: FrameType.HELLO, seq: 0, ack: 0, hello });
+    });
+
+    it("a larger HELLO body is refused before it is parsed", () => {
+      const body = Buffer.alloc(DEFAULTS.maxHelloBytes + 1, 0x20); // not even JSON: never parsed
+      rejects(
+        raw(FrameType.HELLO, 0, 0, body),
+        /^HELLO body of 131073 bytes is over the limit of 131072 bytes$/,
+      );
+      const padded = Buffer.concat([
+        Buffer.from(JSON.stringify(HELLO_OK)),
+        Buffer.alloc(DEFAULTS.maxHelloBytes, 0x20),
+      ]);
+      rejects(raw(FrameType.HELLO, 0, 0, padded), /^HELLO body of \d+ bytes is over the limit/);
+      const small = jsonFrame(FrameType.HELLO, HELLO_OK);
+      assert.throws(
+        () => decodeFrame(small, { maxHelloBytes: 20 }),
+        isMusterError(ErrorCode.PROTOCOL_ERROR, /^HELLO body of \d+ bytes is over the limit of 20 bytes$/),
+      );
+      assert.equal(decodeFrame(small, { maxHelloBytes: small.length - HEADER_BYTES }).type, FrameType.HELLO);
+    });
+  });
+
+  describe("HELLO fields: each refusal names the field", () => {
+    const cases: [string, Record<string, unknown>, RegExp][] = [
+      [
+        "role of the wrong type",
+        { ...HELLO_OK, role: ["agent"] },
+        /^HELLO\.role must be "agent" or "operator"$/,
+      ],
+      [
+        "name over 128 characters",
+        { ...HELLO_OK, name: "n".repeat(129) },
+        /^HELLO name "n{40}…" is invalid: 1–128/,
+      ],
+      [
+        "version over 64 characters",
+        { ...HELLO_OK, version: "v".repeat(65) },
+        /^HELLO\.version longer than 64/,
+      ],
+      ["version of the wrong type", { ...HELLO_OK, version: null }, /^HELLO\.version must be a string$/],
+      ["labels null", { ...HELLO_OK, labels: null }, /^HELLO labels must be an object$/],
+      [
+        "65 labels",
+        { ...HELLO_OK, labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, ""])) },
+        /^HELLO too many labels: 65 > 64$/,
+      ],
+      [
+        "100,000 labels",
+        { ...HELLO_OK, labels: Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, ""])) },
+        /^HELLO body of \d+ bytes is over the limit of 131072 bytes$/,
+      ],
+      [
+        "a 64-character label key",
+        { ...HELLO_OK, labels: { ["k".repeat(64)]: "" } },
+        /^HELLO label key "k{64}" is invalid: 1–63/,
+      ],
+      [
+        "a 257-character label value",
+        { ...HELLO_OK, labels: { zone: "v".repeat(257) } },
+        /^HELLO label zone value longer than 256/,
+      ],
+      [
+        "a label value of the wrong type",
+        { ...HELLO_OK, labels: { zone: 1 } },
+        /^HELLO label zone must have a string value$/,
+      ],
+      [
+        "token over 128 characters",
+        { ...HELLO_OK, token: "t".repeat(129) },
+        /^HELLO\.token must be 1–128 characters$/,
+      ],
+    ];
+    for (const [what, body, message] of cases) {
+      it(what, () => rejects(jsonFrame(FrameType.HELLO, body), message));
+    }
+
+    it("labels may be left out: the same as {}", () => {
+      const f = decodeFrame(jsonFrame(FrameType.HELLO, without(HELLO_OK, "labels")));
+      assert.deepEqual(f.type === FrameType.HELLO && f.hello.labels, {});
+    });
+  });
+
+  describe("messages quoting the peer's text stay on one line", () => {
+    const controls = ["\n", "\r", "\u0000", "\u001b[31m", "\u007f", "\u0085", "\u009b", "\u2028", "\u2029"];
+    /** No control character, no line separator: what a log line or a terminal would act on. */
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
+    const unsafe = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+    function messageOf(bytes: Buffer): string {
+      try {
+        decodeFrame(bytes);
+      } catch (err) {
+        assert.ok(err instanceof MusterError);
+        return err.rawMessage;
+      }
+      assert.fail("expected a PROTOCOL_ERROR");
+    }
+    for (const c of controls) {
+      const label = JSON.stringify(c);
+      it(`${label} in a name, a label key, a CLOSE code and JSON that does not parse`, () => {
+        const messages = [
+          messageOf(jsonFrame(FrameType.HELLO, { ...HELLO_OK, name: `edge${c}01` })),
+          messageOf(jsonFrame(FrameType.HELLO, { ...HELLO_OK, labels: { [`k${c}`]: "v" } })),
+          messageOf(jsonFrame(FrameType.CLOSE, { code: `normal${c}`, message: "m" })),
+          messageOf(raw(FrameType.HELLO, 0, 0, `{"role":${c}"agent"}`)),
+          messageOf(raw(FrameType.WELCOME, 0, 0, `${c}{}`)),
+        ];
+        for (const m of messages) assert.doesNotMatch(m, unsafe, JSON.stringify(m));
+        assert.match(messages[0]!, /^HELLO name "edge\\(u[0-9a-f]{4}|[nr])(\[31m)?01" is invalid: /);
+      });
+    }
+    it("a payload's JSON error too (INVALID_ARGUMENT)", () => {
+      assert.throws(
+        () => decodeValue(jsonPayload('{"a":\u0001}')),
+        (err: unknown) => {
+          isMusterError(ErrorCode.INVALID_ARGUMENT, /^payload is not valid UTF-8 JSON: /)(err);
+          assert.doesNotMatch((err as MusterError).rawMessage, unsafe);
+          assert.match((err as MusterError).rawMessage, /\\u0001/);
+          return true;
+        },
+      );
+    });
+  });
+
+  describe("unknown frame types and protocol versions name the culprit", () => {
+    it("unknown types, in hex", () => {
+      for (const [type, hex] of [
+        [0x00, "00"],
+        [0x07, "07"],
+        [0x14, "14"],
+        [0xff, "ff"],
+      ] as const) {
+        rejects(raw(type, type >= 0x10 ? 1 : 0, 0), new RegExp(`^unknown frame type 0x${hex}$`));
+      }
+    });
+    it("unsupported versions, with the one spoken here", () => {
+      for (const version of [0, 2, 255]) {
+        const bytes = encodeFrame({ type: FrameType.ACK, seq: 0, ack: 0 });
+        bytes[0] = version;
+        rejects(bytes, new RegExp(`^unsupported protocol version ${version} \\(this side speaks 1\\)$`));
+      }
+    });
   });
 });
 

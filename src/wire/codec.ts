@@ -1,5 +1,6 @@
 import { ErrorCode, isErrorCode } from "../errors/codes.js";
 import { type ErrorBody, MusterError } from "../errors/muster-error.js";
+import { DEFAULTS } from "../internal/defaults.js";
 import {
   type CloseBody,
   CloseCode,
@@ -17,6 +18,7 @@ import {
   PROTOCOL_VERSION,
   type WelcomeBody,
 } from "./frame.js";
+import { oneLine, quote } from "./text.js";
 
 // ignoreBOM: keep a leading U+FEFF instead of silently stripping it, so that a method name
 // (or any text) decodes to exactly what was encoded.
@@ -25,6 +27,70 @@ const closeCodes = new Set<string>(Object.values(CloseCode));
 
 function protocolError(message: string): MusterError {
   return new MusterError(ErrorCode.PROTOCOL_ERROR, message);
+}
+
+/** Limits applied while decoding; each defaults to its entry in `DEFAULTS`. */
+export interface DecodeLimits {
+  /** Deepest nesting of arrays and objects in a JSON body or payload. @default 1000 */
+  maxJsonDepth?: number;
+  /** Largest HELLO body, in bytes. @default 131072 */
+  maxHelloBytes?: number;
+}
+
+/**
+ * "deeper" when `value` holds arrays or objects nested more than `max` deep. The walk goes
+ * at most `max` levels down; should the stack still run out first (a huge `max`), the
+ * answer is "stack": the value is refused as well.
+ */
+function tooDeep(value: unknown, max: number): "deeper" | "stack" | undefined {
+  try {
+    return deeper(value, max) ? "deeper" : undefined;
+  } catch (err) {
+    if (err instanceof RangeError) return "stack";
+    throw err;
+  }
+}
+
+function deeper(value: unknown, max: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (max <= 0) return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (deeper(value[i], max - 1)) return true;
+    return false;
+  }
+  const keys = Object.keys(value);
+  for (let i = 0; i < keys.length; i++) {
+    if (deeper((value as Record<string, unknown>)[keys[i]!], max - 1)) return true;
+  }
+  return false;
+}
+
+/**
+ * Parses UTF-8 JSON text; `what` names it in errors ("payload", "HELLO body", ...). Values
+ * nested deeper than `maxDepth` are refused. JSON text `n` bytes long is at most n / 2
+ * deep, so short texts (ordinary payloads) skip the depth walk.
+ */
+function parseJson(bytes: Uint8Array, what: string, maxDepth: number, code: ErrorCode): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(bytes));
+  } catch (err) {
+    if (err instanceof RangeError) throw new MusterError(code, `${what} is nested too deeply to parse`);
+    const reason = oneLine(err instanceof Error ? err.message : String(err)).slice(0, 200);
+    throw new MusterError(code, `${what} is not valid UTF-8 JSON: ${reason}`);
+  }
+  if (bytes.length > 2 * maxDepth + 1) {
+    const deep = tooDeep(value, maxDepth);
+    if (deep !== undefined) {
+      throw new MusterError(
+        code,
+        deep === "deeper"
+          ? `${what} is nested deeper than ${maxDepth} levels`
+          : `${what} is nested too deeply to walk (limit ${maxDepth} levels)`,
+      );
+    }
+  }
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -172,23 +238,23 @@ export function encodeValue(value: unknown): Payload {
   return { kind: PayloadKind.JSON, bytes: Buffer.from(text, "utf8") };
 }
 
-/** Decodes a payload into a value. Malformed JSON throws INVALID_ARGUMENT. */
-export function decodeValue(payload: Payload): unknown {
+/**
+ * Decodes a payload into a value. Malformed JSON, and JSON nested deeper than
+ * `limits.maxJsonDepth`, throw INVALID_ARGUMENT.
+ */
+export function decodeValue(payload: Payload, limits?: DecodeLimits): unknown {
   switch (payload.kind) {
     case PayloadKind.NONE:
       return undefined;
     case PayloadKind.BYTES:
       return payload.bytes;
-    case PayloadKind.JSON: {
-      try {
-        return JSON.parse(utf8.decode(payload.bytes));
-      } catch (err) {
-        throw new MusterError(
-          ErrorCode.INVALID_ARGUMENT,
-          `payload is not valid UTF-8 JSON: ${(err as Error).message}`,
-        );
-      }
-    }
+    case PayloadKind.JSON:
+      return parseJson(
+        payload.bytes,
+        "payload",
+        limits?.maxJsonDepth ?? DEFAULTS.maxJsonDepth,
+        ErrorCode.INVALID_ARGUMENT,
+      );
     default:
       throw new MusterError(ErrorCode.INVALID_ARGUMENT, `unknown payload kind ${String(payload.kind)}`);
   }
@@ -197,13 +263,8 @@ export function decodeValue(payload: Payload): unknown {
 // ---------------------------------------------------------------------------------------
 // Decoding
 
-function readJson(buf: Uint8Array, start: number, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(utf8.decode(buf.subarray(start)));
-  } catch (err) {
-    throw protocolError(`${what} body is not valid UTF-8 JSON: ${(err as Error).message}`);
-  }
+function readJson(buf: Uint8Array, start: number, what: string, maxDepth: number): Record<string, unknown> {
+  const value = parseJson(buf.subarray(start), `${what} body`, maxDepth, ErrorCode.PROTOCOL_ERROR);
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw protocolError(`${what} body must be a JSON object`);
   }
@@ -233,7 +294,7 @@ function needCount(o: Record<string, unknown>, key: string, what: string): numbe
 /** Checks an agent name; returns an error message or undefined. */
 export function checkName(name: string): string | undefined {
   if (!NAME_PATTERN.test(name)) {
-    return `name ${JSON.stringify(name.slice(0, 40))} is invalid: 1–128 of letters, digits and . _ - : @, starting with a letter or digit`;
+    return `name ${quote(name, 40)} is invalid: 1–128 of letters, digits and . _ - : @, starting with a letter or digit`;
   }
   return undefined;
 }
@@ -247,7 +308,9 @@ export function checkLabels(labels: unknown): string | undefined {
     return `too many labels: ${entries.length} > ${NAME_LIMITS.labelsMax}`;
   }
   for (const [k, v] of entries) {
-    if (!LABEL_KEY_PATTERN.test(k)) return `label key ${JSON.stringify(k.slice(0, 70))} is invalid`;
+    if (!LABEL_KEY_PATTERN.test(k)) {
+      return `label key ${quote(k, 64)} is invalid: 1–63 of letters, digits and . _ - /, starting with a letter or digit`;
+    }
     if (typeof v !== "string") return `label ${k} must have a string value`;
     if (v.length > NAME_LIMITS.labelValueMaxChars) {
       return `label ${k} value longer than ${NAME_LIMITS.labelValueMaxChars} characters`;
@@ -261,19 +324,20 @@ function decodeHello(o: Record<string, unknown>): HelloBody {
   if (role !== "agent" && role !== "operator")
     throw protocolError(`HELLO.role must be "agent" or "operator"`);
   const name = needString(o, "name", "HELLO");
-  const bad = checkName(name) ?? checkLabels(o.labels ?? {});
+  // Labels may be left out (same as {}); null or any other non-object is an error.
+  const labels = o.labels === undefined ? {} : o.labels;
+  const bad = checkName(name) ?? checkLabels(labels);
   if (bad !== undefined) throw protocolError(`HELLO ${bad}`);
   const version = needString(o, "version", "HELLO");
-  if (version.length > 64) throw protocolError("HELLO.version longer than 64 characters");
-  const hello: HelloBody = {
-    role,
-    name,
-    labels: { ...((o.labels as Record<string, string>) ?? {}) },
-    version,
-  };
+  if (version.length > NAME_LIMITS.versionMaxChars) {
+    throw protocolError(`HELLO.version longer than ${NAME_LIMITS.versionMaxChars} characters`);
+  }
+  const hello: HelloBody = { role, name, labels: { ...(labels as Record<string, string>) }, version };
   if (o.token !== undefined) {
     const token = needString(o, "token", "HELLO");
-    if (token.length === 0 || token.length > 128) throw protocolError("HELLO.token must be 1–128 characters");
+    if (token.length === 0 || token.length > NAME_LIMITS.tokenMaxChars) {
+      throw protocolError(`HELLO.token must be 1–${NAME_LIMITS.tokenMaxChars} characters`);
+    }
     hello.token = token;
   }
   return hello;
@@ -300,8 +364,7 @@ function decodeWelcome(o: Record<string, unknown>): WelcomeBody {
 
 function decodeClose(o: Record<string, unknown>): CloseBody {
   const code = needString(o, "code", "CLOSE");
-  if (!closeCodes.has(code))
-    throw protocolError(`CLOSE.code ${JSON.stringify(code.slice(0, 40))} is unknown`);
+  if (!closeCodes.has(code)) throw protocolError(`CLOSE.code ${quote(code, 40)} is unknown`);
   const close: CloseBody = { code: code as CloseBody["code"], message: needString(o, "message", "CLOSE") };
   if (o.retryAfterMs !== undefined) close.retryAfterMs = needCount(o, "retryAfterMs", "CLOSE");
   return close;
@@ -341,9 +404,9 @@ function atLeast(buf: Uint8Array, bodyBytes: number, what: string): void {
 /**
  * Decodes one whole frame. Every malformed shape throws a MusterError with code
  * PROTOCOL_ERROR and a message that says what was wrong. The returned payloads are views
- * into `input` (no copy).
+ * into `input` (no copy); their JSON is parsed later, by decodeValue.
  */
-export function decodeFrame(input: Uint8Array): Frame {
+export function decodeFrame(input: Uint8Array, limits?: DecodeLimits): Frame {
   if (input.length < HEADER_BYTES) {
     throw protocolError(`frame truncated: ${input.length} bytes < ${HEADER_BYTES}-byte header`);
   }
@@ -361,13 +424,19 @@ export function decodeFrame(input: Uint8Array): Frame {
     throw protocolError(`control frame type 0x${type.toString(16)} must have seq 0`);
   }
   const B = HEADER_BYTES;
+  const depth = limits?.maxJsonDepth ?? DEFAULTS.maxJsonDepth;
   switch (type) {
-    case FrameType.HELLO:
-      return { type, seq, ack, hello: decodeHello(readJson(buf, B, "HELLO")) };
+    case FrameType.HELLO: {
+      const maxHello = limits?.maxHelloBytes ?? DEFAULTS.maxHelloBytes;
+      if (buf.length - B > maxHello) {
+        throw protocolError(`HELLO body of ${buf.length - B} bytes is over the limit of ${maxHello} bytes`);
+      }
+      return { type, seq, ack, hello: decodeHello(readJson(buf, B, "HELLO", depth)) };
+    }
     case FrameType.WELCOME:
-      return { type, seq, ack, welcome: decodeWelcome(readJson(buf, B, "WELCOME")) };
+      return { type, seq, ack, welcome: decodeWelcome(readJson(buf, B, "WELCOME", depth)) };
     case FrameType.CLOSE:
-      return { type, seq, ack, close: decodeClose(readJson(buf, B, "CLOSE")) };
+      return { type, seq, ack, close: decodeClose(readJson(buf, B, "CLOSE", depth)) };
     case FrameType.PING:
     case FrameType.PONG:
       exact(buf, 8, type === FrameType.PING ? "PING" : "PONG");
@@ -399,7 +468,7 @@ export function decodeFrame(input: Uint8Array): Frame {
       const status = buf[B + 4]!;
       if (status === 0) return { type, seq, ack, id, payload: readPayload(buf, B + 5) };
       if (status === 1)
-        return { type, seq, ack, id, error: decodeError(readJson(buf, B + 5, "RESULT.error")) };
+        return { type, seq, ack, id, error: decodeError(readJson(buf, B + 5, "RESULT.error", depth)) };
       throw protocolError(`RESULT status must be 0 (ok) or 1 (error), got ${status}`);
     }
     case FrameType.CANCEL:

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { ErrorCode } from "../errors/codes.js";
 import { encodeValue } from "./codec.js";
 import { describeFrame } from "./describe.js";
-import { type Frame, FrameType, PayloadKind } from "./frame.js";
+import { CloseCode, type Frame, FrameType, PayloadKind } from "./frame.js";
 
 const SECRET = "s3cr3t-r3sum3-t0k3n";
 
@@ -183,5 +183,47 @@ describe("describeFrame", () => {
       }),
       "CALL seq=1 ack=0 id=1 method=evil\\u000aRESULT seq=9 timeout=5ms none",
     );
+  });
+
+  it("nor can text in JSON bodies: labels, CLOSE and error messages, WELCOME fields", () => {
+    // JSON.stringify escapes C0 controls but keeps DEL, C1 controls and U+2028/U+2029 as they are.
+    const evil = "a\u2028b\u2029c\u0085d\u009b31me\u007f";
+    const escaped = "a\\u2028b\\u2029c\\u0085d\\u009b31me\\u007f";
+    const lines = [
+      line({
+        type: FrameType.HELLO,
+        seq: 0,
+        ack: 0,
+        hello: { role: "agent", name: "a", labels: { zone: evil }, version: evil },
+      }),
+      line({ type: FrameType.CLOSE, seq: 0, ack: 0, close: { code: CloseCode.NORMAL, message: evil } }),
+      line({
+        type: FrameType.RESULT,
+        seq: 1,
+        ack: 0,
+        id: 1,
+        error: { code: ErrorCode.INTERNAL, message: evil },
+      }),
+      line({
+        type: FrameType.WELCOME,
+        seq: 0,
+        ack: 0,
+        welcome: {
+          sessionId: evil,
+          token: "t",
+          resumed: false,
+          expired: false,
+          replaying: 0,
+          heartbeatIntervalMs: 1,
+          resumeWindowMs: 1,
+          server: { name: evil, version: "1" },
+        },
+      }),
+    ];
+    for (const l of lines) {
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
+      assert.doesNotMatch(l, /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/, l);
+      assert.ok(l.includes(escaped), l);
+    }
   });
 });

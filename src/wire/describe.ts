@@ -1,15 +1,7 @@
 import { type Frame, FrameType, type Payload, PayloadKind } from "./frame.js";
+import { oneLine } from "./text.js";
 
 const names: Record<number, string> = Object.fromEntries(Object.entries(FrameType).map(([k, v]) => [v, k]));
-
-/** Escapes control characters and line separators so that a trace line stays one line. */
-function oneLine(text: string): string {
-  return text.replace(
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-}
 
 function payloadText(p: Payload, max: number): string {
   switch (p.kind) {
@@ -30,12 +22,12 @@ export function describeFrame(frame: Frame, max = 200): string {
   switch (frame.type) {
     case FrameType.HELLO: {
       const { token, ...rest } = frame.hello;
-      return `${head} ${JSON.stringify({ ...rest, token: token === undefined ? undefined : "<redacted>" })}`;
+      return `${head} ${oneLine(JSON.stringify({ ...rest, token: token === undefined ? undefined : "<redacted>" }))}`;
     }
     case FrameType.WELCOME:
-      return `${head} ${JSON.stringify({ ...frame.welcome, token: "<redacted>" })}`;
+      return `${head} ${oneLine(JSON.stringify({ ...frame.welcome, token: "<redacted>" }))}`;
     case FrameType.CLOSE:
-      return `${head} ${JSON.stringify(frame.close)}`;
+      return `${head} ${oneLine(JSON.stringify(frame.close))}`;
     case FrameType.PING:
     case FrameType.PONG:
       return `${head} time=${frame.time.toFixed(1)}`;
@@ -47,7 +39,7 @@ export function describeFrame(frame: Frame, max = 200): string {
       return `${head} id=${frame.id} ${payloadText(frame.payload, max)}`;
     case FrameType.RESULT:
       return "error" in frame
-        ? `${head} id=${frame.id} error=${frame.error.code} ${JSON.stringify(frame.error.message)}`
+        ? `${head} id=${frame.id} error=${frame.error.code} ${oneLine(JSON.stringify(frame.error.message))}`
         : `${head} id=${frame.id} ok ${payloadText(frame.payload, max)}`;
     case FrameType.CANCEL:
       return `${head} id=${frame.id}`;

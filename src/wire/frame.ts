@@ -137,6 +137,10 @@ export const NAME_LIMITS = {
   labelsMax: 64,
   labelKeyMaxChars: 63,
   labelValueMaxChars: 256,
+  /** HELLO `version`. */
+  versionMaxChars: 64,
+  /** HELLO `token` (1 to this many characters). */
+  tokenMaxChars: 128,
   methodMaxBytes: 255,
 } as const;
 

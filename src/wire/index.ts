@@ -1,3 +1,4 @@
+export type { DecodeLimits } from "./codec.js";
 export {
   checkLabels,
   checkName,

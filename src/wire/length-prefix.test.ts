@@ -250,7 +250,7 @@ describe("LengthPrefixDecoder", () => {
         () => decoder.push(Buffer.concat([prefix(len), Buffer.alloc(len)]), () => assert.fail("no frame")),
         isMusterError(
           ErrorCode.PROTOCOL_ERROR,
-          new RegExp(`^frame of ${len} bytes announced, shorter than the header$`),
+          new RegExp(`^frame of ${len} bytes announced, shorter than the 14-byte header$`),
         ),
       );
     });
@@ -320,5 +320,130 @@ describe("LengthPrefixDecoder", () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe("LengthPrefixDecoder facing a hostile peer", () => {
+  /** Records the size of every Buffer allocation made while `fn` runs. */
+  function allocations(fn: () => void): number[] {
+    const sizes: number[] = [];
+    const saved = {
+      allocUnsafe: Buffer.allocUnsafe,
+      allocUnsafeSlow: Buffer.allocUnsafeSlow,
+      alloc: Buffer.alloc,
+    };
+    Buffer.allocUnsafe = (size: number) => {
+      sizes.push(size);
+      return saved.allocUnsafe(size);
+    };
+    Buffer.allocUnsafeSlow = (size: number) => {
+      sizes.push(size);
+      return saved.allocUnsafeSlow(size);
+    };
+    Buffer.alloc = ((size: number, fill?: string | Uint8Array | number, encoding?: BufferEncoding) => {
+      sizes.push(size);
+      return saved.alloc(size, fill, encoding);
+    }) as typeof Buffer.alloc;
+    try {
+      fn();
+    } finally {
+      Object.assign(Buffer, saved);
+    }
+    return sizes;
+  }
+
+  it("a length prefix of 4 GiB − 1 (ff ff ff ff) is refused at once, nothing allocated for it", () => {
+    for (const max of [MAX, 0xffffffff - 1]) {
+      for (const split of [4, 1]) {
+        const decoder = new LengthPrefixDecoder(max);
+        const stream = Buffer.concat([prefix(0xffffffff), Buffer.alloc(64, 0x61)]);
+        let thrownAt = -1;
+        const started = process.hrtime.bigint();
+        const sizes = allocations(() => {
+          for (let i = 0; i < stream.length; i += split) {
+            try {
+              decoder.push(stream.subarray(i, i + split), () => assert.fail("no frame"));
+            } catch (err) {
+              isMusterError(
+                ErrorCode.FRAME_TOO_LARGE,
+                new RegExp(`^frame of 4294967295 bytes announced, limit is ${max} bytes$`),
+              )(err);
+              thrownAt = i + split;
+              break;
+            }
+          }
+        });
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        assert.equal(thrownAt, 4, "refused with the 4th byte of the prefix");
+        assert.ok(
+          sizes.every((s) => s <= 4096),
+          `allocations: ${sizes.join(", ")}`,
+        );
+        assert.ok(decoder.bufferedBytes <= LENGTH_PREFIX_BYTES);
+        assert.ok(ms < 500, `took ${ms} ms`);
+      }
+    }
+  });
+
+  it("maxFrameBytes must be a number, at least the header: NaN would disable the check", () => {
+    for (const bad of [
+      Number.NaN,
+      0,
+      HEADER_BYTES - 1,
+      "1024" as unknown as number,
+      undefined as unknown as number,
+    ]) {
+      assert.throws(
+        () => new LengthPrefixDecoder(bad),
+        isMusterError(ErrorCode.INVALID_ARGUMENT, /^maxFrameBytes must be a number of at least 14, got /),
+      );
+    }
+    for (const good of [HEADER_BYTES, 1024, 0xffffffff, Number.POSITIVE_INFINITY])
+      new LengthPrefixDecoder(good);
+  });
+
+  it("a frame trickled in 1-byte chunks costs linear time and bounded memory", () => {
+    // Regression (test/fixtures/fuzz/stream-4b2dd8da8ce1.bin): the held chunks were dropped one
+    // shift() at a time, quadratic in their number; and every 1-byte chunk stayed a Buffer.
+    const frame = encodeFrame({
+      type: FrameType.ITEM,
+      seq: 1,
+      ack: 0,
+      id: 1,
+      payload: encodeValue(new Uint8Array(1024 * 1024 - 40).fill(9)),
+    });
+    const stream = lengthPrefix(frame);
+    const decoder = new LengthPrefixDecoder(MAX);
+    const got: Buffer[] = [];
+    const heapBefore = process.memoryUsage().heapUsed;
+    let heapPeak = heapBefore;
+    const started = Date.now();
+    for (let i = 0; i < stream.length; i++) {
+      decoder.push(stream.subarray(i, i + 1), (f) => got.push(f));
+      if ((i & 0xffff) === 0) heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed);
+    }
+    const ms = Date.now() - started;
+    assert.equal(got.length, 1);
+    assert.ok(got[0]!.equals(frame), "the frame comes out intact");
+    assert.equal(decoder.bufferedBytes, 0);
+    assert.ok(ms < 10_000, `${stream.length} one-byte pushes took ${ms} ms`);
+    const grewMiB = (heapPeak - heapBefore) / 2 ** 20;
+    assert.ok(grewMiB < 32, `the heap grew by ${grewMiB.toFixed(1)} MiB while holding a 1 MiB frame`);
+  });
+
+  it("frames delivered as views stay intact while later small chunks arrive", () => {
+    const decoder = new LengthPrefixDecoder(MAX);
+    const views: Buffer[] = [];
+    const stream = Buffer.concat([STREAM, STREAM, STREAM]);
+    for (const size of [1, 3, 7, 100, 511, 513]) {
+      views.length = 0;
+      for (let i = 0; i < stream.length; i += size)
+        decoder.push(stream.subarray(i, i + size), (f) => views.push(f));
+      assert.deepEqual(
+        views.map((v) => v.toString("hex")),
+        [...EXPECTED, ...EXPECTED, ...EXPECTED],
+        `chunks of ${size}`,
+      );
+    }
   });
 });

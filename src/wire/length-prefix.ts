@@ -13,6 +13,11 @@ export function lengthPrefix(frame: Uint8Array): Buffer {
   return out;
 }
 
+/** Chunks shorter than this are copied together while a frame waits for its end. */
+const COALESCE_BELOW = 512;
+/** Size of the buffers small chunks are copied into. */
+const TAIL_BYTES = 4096;
+
 /**
  * Splits a byte stream into frames. Each frame's length is checked against `maxFrameBytes`
  * as soon as its 4-byte prefix has arrived, before any buffer for the frame is allocated.
@@ -24,8 +29,22 @@ export class LengthPrefixDecoder {
   #buffered = 0;
   #need = -1;
   #failed = false;
+  /** Where small chunks are gathered: bytes before `#tailUsed` are never written again. */
+  #tail: Buffer | undefined;
+  #tailUsed = 0;
 
+  /**
+   * @param maxFrameBytes largest frame accepted (not counting the prefix), at least the
+   * 14-byte header. A prefix announcing more is refused as soon as its 4 bytes are in.
+   */
   constructor(maxFrameBytes: number) {
+    // NaN would silently disable the check (every comparison with NaN is false).
+    if (typeof maxFrameBytes !== "number" || Number.isNaN(maxFrameBytes) || maxFrameBytes < HEADER_BYTES) {
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        `maxFrameBytes must be a number of at least ${HEADER_BYTES}, got ${String(maxFrameBytes)}`,
+      );
+    }
     this.#maxFrameBytes = maxFrameBytes;
   }
 
@@ -48,9 +67,7 @@ export class LengthPrefixDecoder {
       }
       if (offset === chunk.length) return;
     }
-    const rest = offset === 0 ? chunk : chunk.subarray(offset);
-    this.#chunks.push(rest);
-    this.#buffered += rest.length;
+    this.#hold(offset === 0 ? chunk : chunk.subarray(offset));
     for (;;) {
       if (this.#need < 0) {
         if (this.#buffered < LENGTH_PREFIX_BYTES) return;
@@ -60,6 +77,41 @@ export class LengthPrefixDecoder {
       const frame = this.#take(LENGTH_PREFIX_BYTES + this.#need).subarray(LENGTH_PREFIX_BYTES);
       this.#need = -1;
       onFrame(frame);
+    }
+  }
+
+  /**
+   * Keeps bytes until their frame is whole. Small chunks are copied into a shared buffer
+   * rather than kept one by one: a peer trickling a frame in 1-byte chunks would otherwise
+   * make every byte cost a Buffer object (a few hundred bytes of memory each).
+   */
+  #hold(rest: Buffer): void {
+    if (rest.length === 0) return;
+    this.#buffered += rest.length;
+    const chunks = this.#chunks;
+    if (rest.length >= COALESCE_BELOW) {
+      chunks.push(rest);
+      return;
+    }
+    let tail = this.#tail;
+    if (tail === undefined || this.#tailUsed + rest.length > tail.length) {
+      tail = Buffer.allocUnsafeSlow(TAIL_BYTES);
+      this.#tail = tail;
+      this.#tailUsed = 0;
+    }
+    const at = this.#tailUsed;
+    rest.copy(tail, at);
+    this.#tailUsed = at + rest.length;
+    const last = chunks[chunks.length - 1];
+    if (
+      last !== undefined &&
+      last.buffer === tail.buffer &&
+      last.byteOffset + last.length === tail.byteOffset + at
+    ) {
+      // The last chunk held ends where these bytes were written: extend it.
+      chunks[chunks.length - 1] = tail.subarray(last.byteOffset - tail.byteOffset, this.#tailUsed);
+    } else {
+      chunks.push(tail.subarray(at, this.#tailUsed));
     }
   }
 
@@ -75,7 +127,7 @@ export class LengthPrefixDecoder {
       this.#failed = true;
       throw new MusterError(
         ErrorCode.PROTOCOL_ERROR,
-        `frame of ${len} bytes announced, shorter than the header`,
+        `frame of ${len} bytes announced, shorter than the ${HEADER_BYTES}-byte header`,
       );
     }
     return len;
@@ -96,16 +148,22 @@ export class LengthPrefixDecoder {
       if (first.length === n) this.#chunks.shift();
       else this.#chunks[0] = first.subarray(n);
     } else {
+      // Copy from as many chunks as needed, then drop them with one splice: shifting them one
+      // by one costs time in the number of chunks held, per chunk (a frame trickled in 1-byte
+      // chunks would take quadratic time).
       out = Buffer.allocUnsafe(n);
+      const chunks = this.#chunks;
       let filled = 0;
+      let used = 0;
       while (filled < n) {
-        const c = this.#chunks[0]!;
+        const c = chunks[used]!;
         const take = Math.min(c.length, n - filled);
         c.copy(out, filled, 0, take);
         filled += take;
-        if (take === c.length) this.#chunks.shift();
-        else this.#chunks[0] = c.subarray(take);
+        if (take === c.length) used++;
+        else chunks[used] = c.subarray(take);
       }
+      chunks.splice(0, used);
     }
     this.#buffered -= n;
     return out;
