@@ -8,7 +8,8 @@ import { dialUrl, parseListenUrl } from "../src/transport/dial.js";
 import { MemoryNetwork } from "../src/transport/memory.js";
 import { dialTcp, isLoopbackAddress, listenTcp } from "../src/transport/tcp.js";
 import type { Listener, Transport, TransportOptions } from "../src/transport/types.js";
-import { CloseCode } from "../src/wire/frame.js";
+import { decodeFrame } from "../src/wire/codec.js";
+import { CloseCode, FrameType } from "../src/wire/frame.js";
 import { lengthPrefix } from "../src/wire/length-prefix.js";
 import {
   describeTransportConformance,
@@ -103,6 +104,8 @@ describe("tcp listener facing a misbehaving peer", () => {
       const raw = await rawConnect(listener.port);
       const rawClosed = new Promise<void>((resolve) => raw.once("close", () => resolve()));
       raw.on("error", () => {}); // a reset is fine here; the server side is what is checked
+      const told: Buffer[] = [];
+      raw.on("data", (d: Buffer) => told.push(d));
       try {
         const bad = new Probe(await next());
         raw.end(bytes); // the stream ends after the bytes: matters only for the truncated case
@@ -110,6 +113,14 @@ describe("tcp listener facing a misbehaving peer", () => {
         assert.equal(bad.closes[0]!.code, code, bad.closes[0]!.message);
         assert.equal(bad.received, frames);
         await rawClosed;
+        if (code !== CloseCode.REMOTE_CLOSED) {
+          // The peer is told why before the connection closes (protocol §13).
+          const bytesIn = Buffer.concat(told);
+          const frame = decodeFrame(bytesIn.subarray(4, 4 + bytesIn.readUInt32BE(0)));
+          assert.ok(frame.type === FrameType.CLOSE, "a CLOSE frame");
+          assert.equal(frame.close.code, code);
+          assert.equal(frame.close.message, bad.closes[0]!.message);
+        }
         good.send(testFrame(30, 1));
         goodServer.send(testFrame(40, 2));
         await until(

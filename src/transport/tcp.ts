@@ -11,7 +11,8 @@ import { createServer as createTlsServer, connect as tlsConnect } from "node:tls
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
-import { CloseCode } from "../wire/frame.js";
+import { encodeFrame } from "../wire/codec.js";
+import { CloseCode, FrameType } from "../wire/frame.js";
 import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder } from "../wire/length-prefix.js";
 import { LinkState } from "./link-state.js";
 import type {
@@ -175,11 +176,13 @@ class TcpTransport implements Transport {
       if (inHandler) throw err; // the handler's own bug: not a protocol matter
       const tooLarge = err instanceof MusterError && err.code === ErrorCode.FRAME_TOO_LARGE;
       const error = err instanceof Error ? err : new Error(String(err));
-      this.#link.shut({
-        code: tooLarge ? CloseCode.FRAME_TOO_LARGE : CloseCode.PROTOCOL_ERROR,
-        message: err instanceof MusterError ? err.rawMessage : error.message,
-        error,
-      });
+      const code = tooLarge ? CloseCode.FRAME_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
+      const message = err instanceof MusterError ? err.rawMessage : error.message;
+      // What was already sent in this read (a WELCOME, results) goes out first, then a CLOSE
+      // that tells the peer why (protocol §13), then the connection is closed.
+      this.send(encodeFrame({ type: FrameType.CLOSE, seq: 0, ack: 0, close: { code, message } }));
+      this._flush();
+      this.#link.shut({ code, message, error });
       this.#socket.end();
     }
   }
