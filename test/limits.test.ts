@@ -12,7 +12,7 @@ import { createServer, type MusterServer } from "../src/server/create-server.js"
 import type { ServerOptions } from "../src/server/options.js";
 import { decodeFrame, encodeFrame, encodeValue } from "../src/wire/codec.js";
 import { type CloseBody, type Frame, FrameType } from "../src/wire/frame.js";
-import { LengthPrefixDecoder } from "../src/wire/length-prefix.js";
+import { LengthPrefixDecoder, lengthPrefix } from "../src/wire/length-prefix.js";
 import { freePort, runCli, startCli } from "./support/cli.js";
 import { quickReconnect, until } from "./support/fleet.js";
 
@@ -65,10 +65,7 @@ class RawPeer {
     });
   }
   send(frame: Frame): void {
-    const body = encodeFrame(frame);
-    const prefix = Buffer.alloc(4);
-    prefix.writeUInt32BE(body.length);
-    this.socket.write(Buffer.concat([prefix, body]));
+    this.socket.write(lengthPrefix(encodeFrame(frame)));
   }
   hello(name: string): void {
     this.send({

@@ -254,13 +254,12 @@ class Server implements MusterServer, PeerHost {
     }
     const verdict = this.#admission.admit(transport.remoteAddress, this.clock.now());
     if (!verdict.ok) {
-      if (verdict.reason !== "handshake_rate" || this.logger.isLevelEnabled("debug")) {
-        const level = verdict.reason === "handshake_rate" ? "debug" : "warn";
-        this.logger[level](
-          { remote: transport.remoteAddress, reason: verdict.reason, retryAfterMs: verdict.retryAfterMs },
-          "connection refused",
-        );
-      }
+      // A storm's refusals are expected (the rate limit doing its job): debug, not warn.
+      const level = verdict.reason === "handshake_rate" ? "debug" : "warn";
+      this.logger[level](
+        { remote: transport.remoteAddress, reason: verdict.reason, retryAfterMs: verdict.retryAfterMs },
+        "connection refused",
+      );
       this.#reject(transport, CloseCode.BUSY, verdict.message, verdict.retryAfterMs);
       return;
     }

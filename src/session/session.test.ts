@@ -1,23 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { mulberry32 } from "../chaos/prng.js";
 import { ManualClock, systemClock } from "../internal/clock.js";
 import { silentLogger } from "../internal/logger.js";
 import { createMemoryPair, type MemoryTransportEnd } from "../transport/memory.js";
 import { decodeFrame, decodeValue, encodeFrame, encodeValue } from "../wire/codec.js";
 import { CloseCode, FrameType } from "../wire/frame.js";
 import { type SequencedFrame, Session, type SessionState } from "./session.js";
-
-/** A deterministic PRNG (mulberry32) so that a failing run can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function item(n: number): Buffer {
   return encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: 1, payload: encodeValue(n) });
@@ -73,7 +62,7 @@ const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 describe("Session", () => {
   it("delivers every frame exactly once and in order across hundreds of random cuts", async () => {
     const seed = Number(process.env.MUSTER_SEED ?? 0x5eed);
-    const rand = prng(seed);
+    const rand = mulberry32(seed); // seeded, so that a failing run can be replayed
     const N = 10_000;
     const a = makeEnd({ replayMaxFrames: 512 });
     const b = makeEnd({ replayMaxFrames: 512 });

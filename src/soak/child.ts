@@ -3,7 +3,7 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import pino from "pino";
 import { createAgent, type MusterAgent } from "../agent/create-agent.js";
-import { Child, serveCommands } from "../bench/ipc.js";
+import { serveCommands } from "../bench/ipc.js";
 import { measureMemory } from "../bench/probes.js";
 import { type ChaosProxy, startChaosProxy } from "../chaos/chaos-proxy.js";
 import { MusterError } from "../errors/muster-error.js";
@@ -369,5 +369,3 @@ else if (process.send) {
   process.stderr.write(`soak child: unknown role ${String(role)}\n`);
   process.exit(2);
 }
-
-export { Child };
