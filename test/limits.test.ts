@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
+import { ErrorCode } from "../src/errors/codes.js";
+import type { MusterError } from "../src/errors/muster-error.js";
 import type { Logger } from "../src/internal/logger.js";
 import { VERSION } from "../src/internal/version.js";
 import type { PresenceEvent } from "../src/presence/presence.js";
@@ -285,6 +287,66 @@ describe("a CLOSE for the link only", () => {
   });
 });
 
+describe("decoding limits", () => {
+  it("a first frame larger than a HELLO is refused from its length prefix; later frames may be larger", async () => {
+    const { server, url } = await startServer({ maxHelloBytes: 1000 });
+    server.handle("size", (x) => (x as string).length);
+    try {
+      const raw = await RawPeer.open(portOf(url));
+      const header = Buffer.alloc(4);
+      header.writeUInt32BE(14 + 1001);
+      raw.socket.write(header); // the prefix alone: no body is ever sent
+      await until(() => raw.closed, 5000, "the connection to close");
+      assert.deepEqual(raw.closeFrame(), {
+        code: "frame_too_large",
+        message: "first frame of 1015 bytes announced, limit before the handshake is 1014 bytes",
+      });
+      const agent = createAgent({ name: "big", servers: [url], reconnect: quickReconnect });
+      agent.start();
+      try {
+        await agent.connected();
+        assert.equal(await agent.call("size", "x".repeat(200_000)), 200_000);
+      } finally {
+        await agent.close();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("maxJsonDepth: a payload nested deeper is refused with INVALID_ARGUMENT, the link stays up", async () => {
+    const { server, url } = await startServer({ maxJsonDepth: 8 });
+    server.handle("echo", (x) => x);
+    const agent = createAgent({ name: "deep", servers: [url], reconnect: quickReconnect, maxJsonDepth: 8 });
+    agent.start();
+    try {
+      await agent.connected();
+      const nest = (n: number): unknown => (n === 0 ? 1 : [nest(n - 1)]);
+      assert.deepEqual(await agent.call("echo", nest(7)), nest(7));
+      await assert.rejects(agent.call("echo", nest(9)), (e: MusterError) => {
+        assert.equal(e.code, ErrorCode.INVALID_ARGUMENT);
+        assert.match(e.message, /payload is nested deeper than 8 levels/);
+        return true;
+      });
+      assert.equal(await agent.call("echo", "still here"), "still here");
+    } finally {
+      await agent.close();
+      await server.close();
+    }
+  });
+
+  it("limits that would disable a check are refused when the server or agent is made", () => {
+    for (const bad of [Number.NaN, 3, -1, Number.POSITIVE_INFINITY])
+      assert.throws(() => createServer({ maxFrameBytes: bad }), /maxFrameBytes must be a number ≥ 14/);
+    assert.throws(() => createServer({ maxJsonDepth: 0 }), /maxJsonDepth must be a number ≥ 1, got 0/);
+    assert.throws(() => createServer({ maxHelloBytes: Number.NaN }), /maxHelloBytes must be a number ≥ 1/);
+    const servers = ["tcp://127.0.0.1:1"];
+    assert.throws(() => createAgent({ name: "a", servers, maxFrameBytes: 10 }), /maxFrameBytes must be/);
+    assert.throws(() => createAgent({ name: "a", servers, maxJsonDepth: 0.5 }), /maxJsonDepth must be/);
+    assert.throws(() => createAgent({ name: "a", servers, heartbeatIntervalMs: 0 }), /heartbeatIntervalMs/);
+  });
+});
+
 describe("limits through the CLI", () => {
   it("muster server --max-connections-per-ip 1: a second agent is told to retry later and says why", async () => {
     const port = await freePort();
@@ -320,6 +382,12 @@ describe("limits through the CLI", () => {
       const bad = await runCli(["server", "--max-connections", "lots"]);
       assert.equal(bad.code, 2);
       assert.match(bad.err, /"lots" is not a whole number/);
+      const tiny = await runCli(["server", "--max-frame", "10"]);
+      assert.equal(tiny.code, 2);
+      assert.match(tiny.err, /maxFrameBytes must be a number ≥ 14, got 10/);
+      const flat = await runCli(["agent", "--max-json-depth", "0"]);
+      assert.equal(flat.code, 2);
+      assert.match(flat.err, /maxJsonDepth must be a number ≥ 1, got 0/);
     } finally {
       for (const p of procs) p.child.kill("SIGKILL");
     }

@@ -5,15 +5,16 @@ import { AsyncQueue } from "../internal/async-queue.js";
 import { Backoff, type BackoffOptions } from "../internal/backoff.js";
 import { type Clock, systemClock, type TimerHandle } from "../internal/clock.js";
 import { DEFAULTS } from "../internal/defaults.js";
+import { optionLimit } from "../internal/limits.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
-import { Session } from "../session/session.js";
+import { resolveSessionLimits, Session, type SessionLimits } from "../session/session.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions, Transport } from "../transport/types.js";
-import { checkLabels, checkName } from "../wire/codec.js";
-import { type CloseBody, CloseCode } from "../wire/frame.js";
+import { checkLabels, checkName, type DecodeLimits } from "../wire/codec.js";
+import { type CloseBody, CloseCode, HEADER_BYTES } from "../wire/frame.js";
 import { builtinHandlers } from "./builtins.js";
 
 /** Options of `createAgent`. Durations in milliseconds; defaults in `DEFAULTS`. */
@@ -35,12 +36,16 @@ export interface AgentOptions {
   connectTimeoutMs?: number;
   /** Default deadline of calls to the server. @default 10000 */
   callTimeoutMs?: number;
+  /** A PING is sent when nothing was sent for this long. @default 5000 */
+  heartbeatIntervalMs?: number;
   /** @default 12000 */
   suspectAfterMs?: number;
   /** @default 30000 */
   deadAfterMs?: number;
-  /** @default 1048576 */
+  /** Largest frame accepted, checked from its header before any allocation. @default 1048576 */
   maxFrameBytes?: number;
+  /** Deepest nesting of arrays and objects accepted in JSON bodies and payloads. @default 1000 */
+  maxJsonDepth?: number;
   /** @default 4096 */
   replayMaxFrames?: number;
   /** @default 16777216 */
@@ -129,6 +134,9 @@ class Agent implements MusterAgent {
   #dialAbort: AbortController | undefined;
   #ticker: TimerHandle | undefined;
   #detachedAt = 0;
+  readonly #maxFrameBytes: number;
+  readonly #decodeLimits: DecodeLimits;
+  readonly #sessionLimits: SessionLimits;
   #waiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
 
   constructor(options: AgentOptions) {
@@ -139,6 +147,28 @@ class Agent implements MusterAgent {
     this.name = options.name;
     this.#labels = { ...(options.labels ?? {}) };
     this.#o = options;
+    this.#maxFrameBytes = optionLimit(
+      options.maxFrameBytes,
+      DEFAULTS.maxFrameBytes,
+      "maxFrameBytes",
+      HEADER_BYTES,
+    );
+    this.#decodeLimits = {
+      maxJsonDepth: optionLimit(options.maxJsonDepth, DEFAULTS.maxJsonDepth, "maxJsonDepth", 1),
+    };
+    this.#sessionLimits = resolveSessionLimits({
+      replayMaxFrames: optionLimit(options.replayMaxFrames, DEFAULTS.replayMaxFrames, "replayMaxFrames", 1),
+      replayMaxBytes: optionLimit(options.replayMaxBytes, DEFAULTS.replayMaxBytes, "replayMaxBytes", 1),
+      heartbeatIntervalMs: optionLimit(
+        options.heartbeatIntervalMs,
+        DEFAULTS.heartbeatIntervalMs,
+        "heartbeatIntervalMs",
+        1,
+      ),
+      suspectAfterMs: optionLimit(options.suspectAfterMs, DEFAULTS.suspectAfterMs, "suspectAfterMs", 1),
+      deadAfterMs: optionLimit(options.deadAfterMs, DEFAULTS.deadAfterMs, "deadAfterMs", 1),
+      maxJsonDepth: this.#decodeLimits.maxJsonDepth,
+    });
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silentLogger;
     this.#backoff = new Backoff(options.reconnect);
@@ -200,7 +230,7 @@ class Agent implements MusterAgent {
   start(): void {
     if (this.#state !== "idle") return;
     this.#setState("connecting");
-    const every = Math.max(10, Math.min(1000, Math.floor(DEFAULTS.heartbeatIntervalMs / 4)));
+    const every = Math.max(10, Math.min(1000, Math.floor(this.#sessionLimits.heartbeatIntervalMs / 4)));
     const tick = (): void => {
       const now = this.#clock.now();
       this.#session.tick(now);
@@ -233,14 +263,7 @@ class Agent implements MusterAgent {
   #newSession(): void {
     const logger = this.#log;
     this.#session = new Session(
-      {
-        clock: this.#clock,
-        logger,
-        replayMaxFrames: this.#o.replayMaxFrames ?? DEFAULTS.replayMaxFrames,
-        replayMaxBytes: this.#o.replayMaxBytes ?? DEFAULTS.replayMaxBytes,
-        suspectAfterMs: this.#o.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
-        deadAfterMs: this.#o.deadAfterMs ?? DEFAULTS.deadAfterMs,
-      },
+      { clock: this.#clock, logger, limits: this.#sessionLimits },
       {
         onMessage: (f) => this.#rpc.receive(f),
         onState: (s, prev) => {
@@ -266,6 +289,7 @@ class Agent implements MusterAgent {
       maxIncomingCalls: this.#o.maxIncomingCalls ?? 1000,
       describePeer: "the server",
       describeSelf: `agent ${this.name}`,
+      decodeLimits: this.#decodeLimits,
     });
   }
 
@@ -378,7 +402,8 @@ class Agent implements MusterAgent {
         clock: this.#clock,
         logger: this.#log,
         connectTimeoutMs: this.#o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-        maxFrameBytes: this.#o.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+        maxFrameBytes: this.#maxFrameBytes,
+        decodeLimits: this.#decodeLimits,
         tls: this.#o.tls,
         memory: this.#o.memory,
         signal: this.#dialAbort.signal,

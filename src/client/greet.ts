@@ -5,7 +5,7 @@ import type { Logger } from "../internal/logger.js";
 import { dialUrl } from "../transport/dial.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions, Transport, TransportCloseInfo } from "../transport/types.js";
-import { decodeFrame, encodeFrame } from "../wire/codec.js";
+import { type DecodeLimits, decodeFrame, encodeFrame } from "../wire/codec.js";
 import { describeFrame } from "../wire/describe.js";
 import { type CloseBody, type Frame, FrameType, type HelloBody, type WelcomeBody } from "../wire/frame.js";
 
@@ -14,6 +14,8 @@ export interface GreetOptions {
   logger: Logger;
   connectTimeoutMs: number;
   maxFrameBytes: number;
+  /** Limits for decoding the server's WELCOME or CLOSE. @default DEFAULTS */
+  decodeLimits?: DecodeLimits | undefined;
   tls?: TlsClientOptions | undefined;
   memory?: MemoryNetwork | undefined;
   signal?: AbortSignal | undefined;
@@ -113,7 +115,7 @@ export async function greet(
           }
           let frame: Frame;
           try {
-            frame = decodeFrame(bytes);
+            frame = decodeFrame(bytes, o.decodeLimits);
           } catch (err) {
             fail(MusterError.from(err, ErrorCode.PROTOCOL_ERROR));
             return;

@@ -3,7 +3,7 @@ import { MusterError } from "../errors/muster-error.js";
 import type { Clock, TimerHandle } from "../internal/clock.js";
 import type { Logger } from "../internal/logger.js";
 import type { SequencedFrame } from "../session/session.js";
-import { decodeValue, encodeCall, encodeFrame, encodeValue } from "../wire/codec.js";
+import { type DecodeLimits, decodeValue, encodeCall, encodeFrame, encodeValue } from "../wire/codec.js";
 import { FrameType, type Payload } from "../wire/frame.js";
 import type { CallContext, CallOptions, Handler, PeerInfo } from "./types.js";
 
@@ -91,6 +91,8 @@ export interface EndpointOptions {
   describePeer?: string;
   /** This side in error messages, e.g. `the server`. */
   describeSelf: string;
+  /** Limits for decoding payloads (shared by the endpoints of one owner). @default DEFAULTS */
+  decodeLimits?: DecodeLimits;
 }
 
 /**
@@ -111,6 +113,7 @@ export class RpcEndpoint {
   readonly #maxIncomingCalls: number;
   readonly #describePeer: string | undefined;
   readonly #describeSelf: string;
+  readonly #decodeLimits: DecodeLimits | undefined;
   #sink: FrameSink;
   #failed: MusterError | undefined;
 
@@ -124,6 +127,7 @@ export class RpcEndpoint {
     this.#maxIncomingCalls = options.maxIncomingCalls;
     this.#describePeer = options.describePeer;
     this.#describeSelf = options.describeSelf;
+    this.#decodeLimits = options.decodeLimits;
   }
 
   /** Calls waiting for an outcome. */
@@ -196,7 +200,7 @@ export class RpcEndpoint {
         onItem: onItem
           ? (p) => {
               try {
-                onItem(decodeValue(p));
+                onItem(decodeValue(p, this.#decodeLimits));
               } catch (err) {
                 this.#logger.warn({ err, method }, "onItem callback failed");
               }
@@ -207,7 +211,7 @@ export class RpcEndpoint {
           if (err) reject(err);
           else {
             try {
-              resolve(decodeValue(p!));
+              resolve(decodeValue(p!, this.#decodeLimits));
             } catch (e) {
               reject(e);
             }
@@ -386,7 +390,7 @@ export class RpcEndpoint {
     }
     let request: unknown;
     try {
-      request = decodeValue(payload);
+      request = decodeValue(payload, this.#decodeLimits);
     } catch (err) {
       this.#replyError(i, MusterError.from(err, ErrorCode.INVALID_ARGUMENT));
       return;

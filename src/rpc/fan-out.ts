@@ -3,7 +3,7 @@ import { MusterError } from "../errors/muster-error.js";
 import { AsyncQueue } from "../internal/async-queue.js";
 import type { Clock } from "../internal/clock.js";
 import { deferred } from "../internal/deferred.js";
-import { decodeValue } from "../wire/codec.js";
+import { type DecodeLimits, decodeValue } from "../wire/codec.js";
 import type { Payload } from "../wire/frame.js";
 import type { CallCallbacks, CallHandle } from "./endpoint.js";
 import type { CallOutcome, OutcomeSummary } from "./types.js";
@@ -60,6 +60,7 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
   #queue: AsyncQueue<CallOutcome<T>> | undefined;
   readonly #resolve: (m: Map<string, CallOutcome<T>>) => void;
   readonly #clock: Clock;
+  readonly #decodeLimits: DecodeLimits | undefined;
   readonly #started: number;
   #iterated = false;
   #timer: ReturnType<Clock["setTimeout"]> | undefined;
@@ -68,11 +69,18 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
 
   constructor(
     expected: readonly string[],
-    options: { clock: Clock; timeoutMs: number; signal?: AbortSignal; method: string },
+    options: {
+      clock: Clock;
+      timeoutMs: number;
+      signal?: AbortSignal;
+      method: string;
+      decodeLimits?: DecodeLimits;
+    },
     startOne: StartOne,
   ) {
     this.expected = expected;
     this.#clock = options.clock;
+    this.#decodeLimits = options.decodeLimits;
     this.#started = options.clock.now();
     const d = deferred<Map<string, CallOutcome<T>>>();
     this.done = d.promise;
@@ -149,7 +157,7 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
     } else {
       let value: unknown;
       try {
-        value = decodeValue(payload!);
+        value = decodeValue(payload!, this.#decodeLimits);
       } catch (e) {
         this.#record({ agent: name, status: "error", error: MusterError.from(e).toBody(), durationMs });
         this.#maybeDone();

@@ -3,6 +3,7 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { type Clock, systemClock } from "../internal/clock.js";
 import { DEFAULTS } from "../internal/defaults.js";
+import { optionLimit } from "../internal/limits.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import { type AgentInfo, Presence, type PresenceEvent } from "../presence/presence.js";
@@ -12,9 +13,16 @@ import type { CallOptions, Handler } from "../rpc/types.js";
 import { resolveSessionLimits, type SessionLimits, type SessionState } from "../session/session.js";
 import { listenAll } from "../transport/listen.js";
 import type { Listener, Transport, TransportCloseInfo } from "../transport/types.js";
-import { decodeFrame, encodeFrame, encodeValue } from "../wire/codec.js";
+import { type DecodeLimits, decodeFrame, encodeFrame, encodeValue } from "../wire/codec.js";
 import { describeFrame } from "../wire/describe.js";
-import { type CloseBody, CloseCode, type Frame, FrameType, type HelloBody } from "../wire/frame.js";
+import {
+  type CloseBody,
+  CloseCode,
+  type Frame,
+  FrameType,
+  HEADER_BYTES,
+  type HelloBody,
+} from "../wire/frame.js";
 import { Admission, ipOf } from "./admission.js";
 import { operatorHandlers } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
@@ -96,6 +104,9 @@ class Server implements MusterServer, PeerHost {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly sessionLimits: SessionLimits;
+  /** Decoding limits shared by every peer. */
+  readonly decodeLimits: Readonly<Required<DecodeLimits>>;
+  readonly maxFrameBytes: number;
   readonly callTimeoutMs: number;
   readonly maxIncomingCalls: number;
   readonly #o: ServerOptions;
@@ -121,7 +132,18 @@ class Server implements MusterServer, PeerHost {
     this.#name = options.name ?? hostname();
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULTS.callTimeoutMs;
     this.maxIncomingCalls = options.maxIncomingCalls ?? 1000;
+    this.maxFrameBytes = optionLimit(
+      options.maxFrameBytes,
+      DEFAULTS.maxFrameBytes,
+      "maxFrameBytes",
+      HEADER_BYTES,
+    );
+    this.decodeLimits = Object.freeze({
+      maxJsonDepth: optionLimit(options.maxJsonDepth, DEFAULTS.maxJsonDepth, "maxJsonDepth", 1),
+      maxHelloBytes: optionLimit(options.maxHelloBytes, DEFAULTS.maxHelloBytes, "maxHelloBytes", 1),
+    });
     this.sessionLimits = resolveSessionLimits({
+      maxJsonDepth: this.decodeLimits.maxJsonDepth,
       replayMaxFrames: options.replayMaxFrames,
       replayMaxBytes: options.replayMaxBytes,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -131,24 +153,27 @@ class Server implements MusterServer, PeerHost {
     this.#operatorHandlers = operatorHandlers(this);
     this.#admission = new Admission(
       {
-        maxConnections: limit(options.maxConnections, DEFAULTS.maxConnections, "maxConnections"),
-        maxConnectionsPerIp: limit(
+        maxConnections: optionLimit(options.maxConnections, DEFAULTS.maxConnections, "maxConnections"),
+        maxConnectionsPerIp: optionLimit(
           options.maxConnectionsPerIp,
           DEFAULTS.maxConnectionsPerIp,
           "maxConnectionsPerIp",
         ),
-        handshakesPerSecond: limit(
+        handshakesPerSecond: optionLimit(
           options.handshakesPerSecond,
           DEFAULTS.handshakesPerSecond,
           "handshakesPerSecond",
         ),
-        handshakeBurst: Math.max(1, limit(options.handshakeBurst, DEFAULTS.handshakeBurst, "handshakeBurst")),
+        handshakeBurst: Math.max(
+          1,
+          optionLimit(options.handshakeBurst, DEFAULTS.handshakeBurst, "handshakeBurst"),
+        ),
         maxRetryAfterMs: DEFAULTS.maxRetryAfterMs,
       },
       this.clock.now(),
     );
-    this.#slowBytes = limit(options.slowConsumerBytes, DEFAULTS.slowConsumerBytes, "slowConsumerBytes");
-    this.#slowMs = limit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
+    this.#slowBytes = optionLimit(options.slowConsumerBytes, DEFAULTS.slowConsumerBytes, "slowConsumerBytes");
+    this.#slowMs = optionLimit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
   }
 
   /** Connections refused at admission, by reason, and connections open now. */
@@ -170,7 +195,9 @@ class Server implements MusterServer, PeerHost {
     this.#listeners = await listenAll(urls, {
       tls: this.#o.tls,
       memory: this.#o.memory,
-      maxFrameBytes: this.#o.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+      maxFrameBytes: this.maxFrameBytes,
+      // Nobody may make the server buffer more than a HELLO before saying who they are.
+      firstFrameMaxBytes: Math.min(this.maxFrameBytes, HEADER_BYTES + this.decodeLimits.maxHelloBytes),
       accept: (t) => this.accept(t),
     });
     for (const l of this.#listeners) this.logger.info({ url: l.url }, "listening");
@@ -221,7 +248,7 @@ class Server implements MusterServer, PeerHost {
     this.logger.debug({ target: formatTarget(t), method, expected: expected.length }, "fan-out");
     const fanOut = new FanOutCall<T>(
       expected,
-      { clock: this.clock, timeoutMs, signal: options.signal, method },
+      { clock: this.clock, timeoutMs, signal: options.signal, method, decodeLimits: this.decodeLimits },
       (name, cb) => {
         const peer = this.#byName.get(name);
         if (!peer || peer.ended) return undefined;
@@ -298,7 +325,7 @@ class Server implements MusterServer, PeerHost {
   #handshake(transport: Transport, bytes: Uint8Array): Peer | undefined {
     let frame: Frame;
     try {
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytes, this.decodeLimits);
     } catch (err) {
       const e = MusterError.from(err, ErrorCode.PROTOCOL_ERROR);
       this.logger.warn({ remote: transport.remoteAddress, err: e.rawMessage }, "bad handshake: closing");
@@ -587,11 +614,3 @@ const LINK_SCOPED = new Set<string>([
   CloseCode.TRANSPORT_ERROR,
   CloseCode.REMOTE_CLOSED,
 ]);
-
-/** An optional numeric limit: the default when absent, else a finite number ≥ 0. */
-function limit(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value < 0)
-    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${name} must be a number ≥ 0, got ${value}`);
-  return value;
-}

@@ -31,8 +31,15 @@ export interface ServerOptions {
   handshakeTimeoutMs?: number;
   /** Default deadline of calls made by the server. @default 10000 */
   callTimeoutMs?: number;
-  /** @default 1048576 */
+  /** Largest frame accepted, checked from its header before any allocation. @default 1048576 */
   maxFrameBytes?: number;
+  /** Deepest nesting of arrays and objects accepted in JSON bodies and payloads. @default 1000 */
+  maxJsonDepth?: number;
+  /**
+   * Largest HELLO accepted, in bytes; over TCP a connection's first frame is refused from its
+   * length prefix when larger. @default 131072
+   */
+  maxHelloBytes?: number;
   /** @default 4096 */
   replayMaxFrames?: number;
   /** @default 16777216 */

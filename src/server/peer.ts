@@ -14,6 +14,7 @@ import {
   type SessionState,
 } from "../session/session.js";
 import type { Transport, TransportCloseInfo } from "../transport/types.js";
+import type { DecodeLimits } from "../wire/codec.js";
 import type { CloseBody, CloseCode, HelloBody } from "../wire/frame.js";
 
 type LogArgs = [object | string, string?];
@@ -57,6 +58,7 @@ export interface PeerHost {
   logger: Logger;
   /** Shared by every peer's session. */
   sessionLimits: SessionLimits;
+  decodeLimits: DecodeLimits;
   callTimeoutMs: number;
   maxIncomingCalls: number;
   handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler>;
@@ -117,6 +119,7 @@ export class Peer implements PresenceSource, SessionHooks {
       defaultTimeoutMs: host.callTimeoutMs,
       maxIncomingCalls: host.maxIncomingCalls,
       describeSelf: "the server",
+      decodeLimits: host.decodeLimits,
     });
   }
 

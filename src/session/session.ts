@@ -46,6 +46,8 @@ export interface SessionOptions {
   deadAfterMs?: number;
   /** `writable` turns false once the link holds more than this many unsent bytes. @default 1 MiB */
   writeHighWaterBytes?: number;
+  /** Deepest nesting accepted in a frame's JSON body. @default 1000 */
+  maxJsonDepth?: number;
   /**
    * The limits above, resolved once by `resolveSessionLimits()`: an owner of many sessions (a
    * server) passes one shared object instead of a copy per session. When given, the separate
@@ -71,6 +73,7 @@ export function resolveSessionLimits(
     suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
     deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
     writeHighWaterBytes: options.writeHighWaterBytes ?? DEFAULTS.highWaterMarkBytes,
+    maxJsonDepth: options.maxJsonDepth ?? DEFAULTS.maxJsonDepth,
   });
 }
 
@@ -268,7 +271,7 @@ export class Session {
     if (transport !== this.#transport || this.#state === "closed") return;
     let frame: Frame;
     try {
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytes, this.#o);
     } catch (err) {
       this.#protocolError(MusterError.from(err, ErrorCode.PROTOCOL_ERROR));
       return;

@@ -10,6 +10,8 @@ export interface ListenAllOptions {
   tls?: TlsServerOptions | undefined;
   memory?: MemoryNetwork | undefined;
   maxFrameBytes: number;
+  /** Limit of a connection's first frame (see TransportOptions). */
+  firstFrameMaxBytes?: number;
   accept: AcceptFn;
 }
 
@@ -39,6 +41,7 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
         host,
         port,
         maxFrameBytes: options.maxFrameBytes,
+        firstFrameMaxBytes: options.firstFrameMaxBytes,
         ...(secure ? { tls: options.tls } : {}),
       };
       if (kind === "ws" || kind === "wss") out.push(await listenWebSocket(common, options.accept));

@@ -61,7 +61,10 @@ class TcpTransport implements Transport {
   constructor(kind: "tcp" | "tls", socket: Socket, options: TransportOptions) {
     this.kind = kind;
     this.#socket = socket;
-    this.#decoder = new LengthPrefixDecoder(options.maxFrameBytes ?? DEFAULTS.maxFrameBytes);
+    this.#decoder = new LengthPrefixDecoder(
+      options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+      options.firstFrameMaxBytes,
+    );
     this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
     const address = socket.remoteAddress ?? "";
     this.remoteAddress = formatHostPort(address || "unknown", socket.remotePort ?? 0);

@@ -63,6 +63,11 @@ export interface TransportOptions {
    */
   maxFrameBytes?: number;
   /**
+   * A lower limit for the first frame received (a server's HELLO). Stream transports check it
+   * from the length prefix; WebSocket frames are bounded by `maxFrameBytes` alone.
+   */
+  firstFrameMaxBytes?: number;
+  /**
    * `send` returns false above this many buffered bytes.
    * @default 1048576 (1 MiB)
    */

@@ -385,6 +385,33 @@ describe("LengthPrefixDecoder facing a hostile peer", () => {
     }
   });
 
+  it("firstFrameMaxBytes holds the first frame to a lower limit, checked from its prefix", () => {
+    const refused = new LengthPrefixDecoder(1024, 64);
+    assert.throws(
+      () => refused.push(prefix(65), () => assert.fail("no frame")),
+      isMusterError(
+        ErrorCode.FRAME_TOO_LARGE,
+        /^first frame of 65 bytes announced, limit before the handshake is 64 bytes$/,
+      ),
+    );
+    // Split over chunks: the first frame at its limit passes, then the full limit applies.
+    const decoder = new LengthPrefixDecoder(1024, 64);
+    const first = Buffer.alloc(64, 1);
+    const second = Buffer.alloc(1000, 2);
+    const stream = Buffer.concat([lengthPrefix(first), lengthPrefix(second)]);
+    const got: string[] = [];
+    for (let i = 0; i < stream.length; i += 7)
+      decoder.push(stream.subarray(i, i + 7), (f) => got.push(f.toString("hex")));
+    assert.deepEqual(got, [first.toString("hex"), second.toString("hex")]);
+    assert.throws(
+      () => new LengthPrefixDecoder(1024, 3),
+      isMusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        /^firstFrameMaxBytes must be a number of at least 14, got 3$/,
+      ),
+    );
+  });
+
   it("maxFrameBytes must be a number, at least the header: NaN would disable the check", () => {
     for (const bad of [
       Number.NaN,

@@ -18,6 +18,16 @@ const COALESCE_BELOW = 512;
 /** Size of the buffers small chunks are copied into. */
 const TAIL_BYTES = 4096;
 
+/** NaN would silently disable a check (every comparison with NaN is false). */
+function checkLimit(name: string, value: number): void {
+  if (typeof value !== "number" || Number.isNaN(value) || value < HEADER_BYTES) {
+    throw new MusterError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${name} must be a number of at least ${HEADER_BYTES}, got ${String(value)}`,
+    );
+  }
+}
+
 /**
  * Splits a byte stream into frames. Each frame's length is checked against `maxFrameBytes`
  * as soon as its 4-byte prefix has arrived, before any buffer for the frame is allocated.
@@ -25,6 +35,9 @@ const TAIL_BYTES = 4096;
  */
 export class LengthPrefixDecoder {
   readonly #maxFrameBytes: number;
+  /** Limit of the next frame: `firstFrameMaxBytes` until one frame has been read. */
+  #limit: number;
+  #first: boolean;
   #chunks: Buffer[] = [];
   #buffered = 0;
   #need = -1;
@@ -36,16 +49,15 @@ export class LengthPrefixDecoder {
   /**
    * @param maxFrameBytes largest frame accepted (not counting the prefix), at least the
    * 14-byte header. A prefix announcing more is refused as soon as its 4 bytes are in.
+   * @param firstFrameMaxBytes a lower limit for the first frame only (a server's handshake:
+   * nobody may make it buffer a megabyte before saying who they are).
    */
-  constructor(maxFrameBytes: number) {
-    // NaN would silently disable the check (every comparison with NaN is false).
-    if (typeof maxFrameBytes !== "number" || Number.isNaN(maxFrameBytes) || maxFrameBytes < HEADER_BYTES) {
-      throw new MusterError(
-        ErrorCode.INVALID_ARGUMENT,
-        `maxFrameBytes must be a number of at least ${HEADER_BYTES}, got ${String(maxFrameBytes)}`,
-      );
-    }
+  constructor(maxFrameBytes: number, firstFrameMaxBytes?: number) {
+    checkLimit("maxFrameBytes", maxFrameBytes);
     this.#maxFrameBytes = maxFrameBytes;
+    if (firstFrameMaxBytes !== undefined) checkLimit("firstFrameMaxBytes", firstFrameMaxBytes);
+    this.#first = firstFrameMaxBytes !== undefined && firstFrameMaxBytes < maxFrameBytes;
+    this.#limit = this.#first ? firstFrameMaxBytes! : maxFrameBytes;
   }
 
   /** Bytes held while waiting for the rest of a frame. */
@@ -116,11 +128,13 @@ export class LengthPrefixDecoder {
   }
 
   #check(len: number): number {
-    if (len > this.#maxFrameBytes) {
+    if (len > this.#limit) {
       this.#failed = true;
       throw new MusterError(
         ErrorCode.FRAME_TOO_LARGE,
-        `frame of ${len} bytes announced, limit is ${this.#maxFrameBytes} bytes`,
+        this.#first
+          ? `first frame of ${len} bytes announced, limit before the handshake is ${this.#limit} bytes`
+          : `frame of ${len} bytes announced, limit is ${this.#limit} bytes`,
       );
     }
     if (len < HEADER_BYTES) {
@@ -129,6 +143,10 @@ export class LengthPrefixDecoder {
         ErrorCode.PROTOCOL_ERROR,
         `frame of ${len} bytes announced, shorter than the ${HEADER_BYTES}-byte header`,
       );
+    }
+    if (this.#first) {
+      this.#first = false;
+      this.#limit = this.#maxFrameBytes;
     }
     return len;
   }

@@ -15,7 +15,7 @@ import {
   withDialTls,
   withLogOptions,
 } from "../common.js";
-import { collectList, parseDuration, parseLabel } from "../parse.js";
+import { collectList, parseBytes, parseCount, parseDuration, parseLabel } from "../parse.js";
 
 interface AgentFlags extends LogFlags {
   server?: string[];
@@ -25,6 +25,9 @@ interface AgentFlags extends LogFlags {
   tlsCa?: string;
   tlsInsecure: boolean;
   reconnectMax: number;
+  heartbeat: number;
+  maxFrame: number;
+  maxJsonDepth: number;
 }
 
 /** Loads methods from an ES module: its default export (an object of functions) or its named function exports. */
@@ -64,6 +67,24 @@ export function registerAgent(program: Command): void {
           "largest reconnect delay before jitter",
           parseDuration,
           DEFAULTS.reconnectMaxMs,
+        )
+        .option(
+          "--heartbeat <duration>",
+          "PING interval on an idle link (the server is suspect after 2.4×, dead after 6×, at least the defaults)",
+          parseDuration,
+          DEFAULTS.heartbeatIntervalMs,
+        )
+        .option(
+          "--max-frame <size>",
+          "largest frame accepted, refused from its header",
+          parseBytes,
+          DEFAULTS.maxFrameBytes,
+        )
+        .option(
+          "--max-json-depth <n>",
+          "deepest nesting of arrays and objects accepted in JSON bodies and payloads",
+          parseCount,
+          DEFAULTS.maxJsonDepth,
         ),
     ),
   ).action(async (flags: AgentFlags) => {
@@ -73,14 +94,24 @@ export function registerAgent(program: Command): void {
     if (bad) fail(`--name: ${bad}`, EXIT.USAGE);
     const logger = loggerFrom(flags, "muster-agent");
     const tls = dialTlsFrom(flags);
-    const agent = createAgent({
-      name,
-      labels: flags.label,
-      servers: flags.server ?? [DEFAULT_SERVER_URL],
-      logger,
-      ...(tls ? { tls } : {}),
-      reconnect: { maxMs: flags.reconnectMax },
-    });
+    let agent: ReturnType<typeof createAgent>;
+    try {
+      agent = createAgent({
+        name,
+        labels: flags.label,
+        servers: flags.server ?? [DEFAULT_SERVER_URL],
+        logger,
+        ...(tls ? { tls } : {}),
+        reconnect: { maxMs: flags.reconnectMax },
+        heartbeatIntervalMs: flags.heartbeat,
+        suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
+        deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
+        maxFrameBytes: flags.maxFrame,
+        maxJsonDepth: flags.maxJsonDepth,
+      });
+    } catch (err) {
+      fail((err as Error).message, EXIT.USAGE);
+    }
     if (flags.handlers) for (const [m, h] of await loadHandlers(flags.handlers)) agent.handle(m, h);
     agent.onEvent((e) => {
       if (e.type === "retry") logger.info({ url: e.url, delayMs: e.delayMs, error: e.error }, "retrying");

@@ -19,6 +19,9 @@ interface ServerFlags extends LogFlags {
   handshakeBurst: number;
   slowConsumerBytes: number;
   slowConsumerAfter: number;
+  maxFrame: number;
+  maxJsonDepth: number;
+  maxHello: number;
 }
 
 export function registerServer(program: Command): void {
@@ -86,6 +89,24 @@ export function registerServer(program: Command): void {
         DEFAULTS.slowConsumerMs,
       )
       .option(
+        "--max-frame <size>",
+        "largest frame accepted, refused from its header (close code frame_too_large)",
+        parseBytes,
+        DEFAULTS.maxFrameBytes,
+      )
+      .option(
+        "--max-json-depth <n>",
+        "deepest nesting of arrays and objects accepted in JSON bodies and payloads",
+        parseCount,
+        DEFAULTS.maxJsonDepth,
+      )
+      .option(
+        "--max-hello <size>",
+        "largest handshake (HELLO) accepted; over TCP a larger first frame is refused from its header",
+        parseBytes,
+        DEFAULTS.maxHelloBytes,
+      )
+      .option(
         "--allow-remote-operators",
         "accept operator connections from non-loopback addresses (no authentication yet: anyone reaching the port can call every agent)",
         false,
@@ -101,24 +122,32 @@ export function registerServer(program: Command): void {
             key: readFileOrFail(flags.tlsKey, "--tls-key"),
           }
         : undefined;
-    const server = createServer({
-      ...(flags.listen ? { listen: flags.listen } : {}),
-      ...(flags.name ? { name: flags.name } : {}),
-      ...(tls ? { tls } : {}),
-      logger,
-      resumeWindowMs: flags.resumeWindow,
-      heartbeatIntervalMs: flags.heartbeat,
-      suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
-      deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
-      callTimeoutMs: flags.callTimeout,
-      allowRemoteOperators: flags.allowRemoteOperators,
-      maxConnections: flags.maxConnections,
-      maxConnectionsPerIp: flags.maxConnectionsPerIp,
-      handshakesPerSecond: flags.handshakeRate,
-      handshakeBurst: Math.max(1, flags.handshakeBurst),
-      slowConsumerBytes: flags.slowConsumerBytes,
-      slowConsumerMs: flags.slowConsumerAfter,
-    });
+    let server: ReturnType<typeof createServer>;
+    try {
+      server = createServer({
+        ...(flags.listen ? { listen: flags.listen } : {}),
+        ...(flags.name ? { name: flags.name } : {}),
+        ...(tls ? { tls } : {}),
+        logger,
+        resumeWindowMs: flags.resumeWindow,
+        heartbeatIntervalMs: flags.heartbeat,
+        suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
+        deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
+        callTimeoutMs: flags.callTimeout,
+        allowRemoteOperators: flags.allowRemoteOperators,
+        maxConnections: flags.maxConnections,
+        maxConnectionsPerIp: flags.maxConnectionsPerIp,
+        handshakesPerSecond: flags.handshakeRate,
+        handshakeBurst: Math.max(1, flags.handshakeBurst),
+        slowConsumerBytes: flags.slowConsumerBytes,
+        slowConsumerMs: flags.slowConsumerAfter,
+        maxFrameBytes: flags.maxFrame,
+        maxJsonDepth: flags.maxJsonDepth,
+        maxHelloBytes: flags.maxHello,
+      });
+    } catch (err) {
+      fail((err as Error).message, EXIT.USAGE);
+    }
     try {
       await server.start();
     } catch (err) {
