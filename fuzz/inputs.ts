@@ -147,6 +147,28 @@ export function builtFrames(): Buffer[] {
       error: { code: "FUTURE_CODE", message: "" } as unknown as ErrorBody,
     },
     { type: FrameType.CANCEL, seq: 9, ack: 0, id: 0 },
+    {
+      type: FrameType.OPEN,
+      seq: 10,
+      ack: 3,
+      id: 11,
+      timeoutMs: 0,
+      window: 262_144,
+      method: "logs.tail",
+      payload: encodeValue({ from: 42 }),
+    },
+    {
+      type: FrameType.OPEN,
+      seq: 11,
+      ack: 3,
+      id: 0xffffffff,
+      timeoutMs: 0xffffffff,
+      window: 1,
+      method: "s".repeat(255),
+      payload: encodeValue(undefined),
+    },
+    { type: FrameType.CREDIT, seq: 12, ack: 4, id: 11, bytes: 131_072 },
+    { type: FrameType.CREDIT, seq: 13, ack: 4, id: 0, bytes: 0xffffffff },
   ];
   return frames.map(encodeFrame);
 }

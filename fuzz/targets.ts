@@ -143,6 +143,16 @@ function frameDiff(a: Frame, b: Frame): string | undefined {
     }
     case FrameType.CANCEL:
       return a.id === (b as typeof a).id ? undefined : "CANCEL id changed";
+    case FrameType.OPEN: {
+      const c = b as typeof a;
+      if (a.id !== c.id || a.timeoutMs !== c.timeoutMs || a.window !== c.window || a.method !== c.method)
+        return "OPEN fields changed";
+      return samePayload(a.payload, c.payload) ? undefined : "OPEN payload changed";
+    }
+    case FrameType.CREDIT: {
+      const c = b as typeof a;
+      return a.id === c.id && a.bytes === c.bytes ? undefined : "CREDIT changed";
+    }
   }
 }
 

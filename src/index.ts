@@ -22,6 +22,12 @@ export {
 } from "./operator/create-operator.js";
 export type { AgentInfo, AgentState as PresenceState, PresenceEvent } from "./presence/presence.js";
 export type { FanOut } from "./rpc/fan-out.js";
+export {
+  MusterStream,
+  type StreamContext,
+  type StreamHandler,
+  type StreamOptions,
+} from "./rpc/stream.js";
 export { formatTarget, parseTarget, type Target } from "./rpc/target.js";
 export type {
   CallContext,

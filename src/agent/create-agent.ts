@@ -9,6 +9,7 @@ import { optionLimit } from "../internal/limits.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
+import { failedStream, type MusterStream, type StreamHandler, type StreamOptions } from "../rpc/stream.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
 import { resolveSessionLimits, Session, type SessionLimits } from "../session/session.js";
 import type { MemoryNetwork } from "../transport/memory.js";
@@ -91,6 +92,13 @@ export interface MusterAgent {
   handle<Req = unknown, Res = unknown>(method: string, handler: Handler<Req, Res>): this;
   /** Calls a method on the server. Queued while disconnected; sent on resume. */
   call<T = unknown>(method: string, request?: unknown, options?: CallOptions): Promise<T>;
+  /** Registers a stream the server (or an operator through it) can open on this agent. */
+  handleStream<Req = unknown, Item = unknown>(name: string, handler: StreamHandler<Req, Item>): this;
+  /**
+   * Opens stream `name` on the server. Errors arrive through the iteration; a stream outlives
+   * dropped links (its session resends what they lost), not an expired session.
+   */
+  stream<T = unknown>(name: string, request?: unknown, options?: StreamOptions): MusterStream<T>;
   /** Link events from now on. */
   events(): AsyncIterableIterator<AgentEvent>;
   /** Calls `fn` on every event; returns a function that stops it. */
@@ -119,6 +127,7 @@ class Agent implements MusterAgent {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #handlers = new Map<string, Handler>();
+  readonly #streamHandlers = new Map<string, StreamHandler>();
   readonly #backoff: Backoff;
   readonly #subscribers = new Set<AsyncQueue<AgentEvent>>();
   readonly #listeners = new Set<(e: AgentEvent) => void>();
@@ -189,6 +198,17 @@ class Agent implements MusterAgent {
   handle<Req, Res>(method: string, handler: Handler<Req, Res>): this {
     this.#handlers.set(method, handler as Handler);
     return this;
+  }
+
+  handleStream<Req, Item>(name: string, handler: StreamHandler<Req, Item>): this {
+    this.#streamHandlers.set(name, handler as StreamHandler);
+    return this;
+  }
+
+  stream<T>(name: string, request?: unknown, options?: StreamOptions): MusterStream<T> {
+    if (this.#state === "closed")
+      return failedStream(name, new MusterError(ErrorCode.CLOSED, "agent is closed"));
+    return this.#rpc.openStream<T>(name, request, options);
   }
 
   call<T>(method: string, request?: unknown, options?: CallOptions): Promise<T> {
@@ -284,6 +304,7 @@ class Agent implements MusterAgent {
       clock: this.#clock,
       logger,
       handlers: this.#handlers,
+      streamHandlers: this.#streamHandlers,
       peer: { role: "server", name: "server", labels: {}, sessionId: "", remoteAddress: "" },
       defaultTimeoutMs: this.#o.callTimeoutMs ?? DEFAULTS.callTimeoutMs,
       maxIncomingCalls: this.#o.maxIncomingCalls ?? 1000,

@@ -9,7 +9,7 @@ import { parseLogLevel } from "./parse.js";
 export const DEFAULT_SERVER_URL = process.env.MUSTER_SERVER ?? "ws://127.0.0.1:33075";
 
 /** Exit statuses of the CLI. */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, INTERRUPTED: 130 } as const;
 
 /** Adds --log-level, --trace and --log-json to a command. */
 export function withLogOptions(cmd: Command): Command {

@@ -10,8 +10,9 @@ import { VERSION } from "../internal/version.js";
 import type { AgentInfo } from "../presence/presence.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
 import { summarize } from "../rpc/fan-out.js";
+import type { MusterStream, StreamOptions } from "../rpc/stream.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
-import type { RelayCallItem } from "../server/operator-methods.js";
+import type { RelayCallItem, RelayStreamRequest } from "../server/operator-methods.js";
 import { Session } from "../session/session.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions } from "../transport/types.js";
@@ -45,6 +46,11 @@ export interface MusterOperator {
   agents(): Promise<AgentInfo[]>;
   agent(name: string): Promise<AgentInfo>;
   call(target: string, method: string, args?: unknown, options?: { timeoutMs?: number }): RemoteCall;
+  /**
+   * Opens stream `name` on agent `agent`, relayed by the server (`muster.stream`) with flow
+   * control end to end. Errors arrive through the iteration.
+   */
+  stream<T = unknown>(agent: string, name: string, args?: unknown, options?: StreamOptions): MusterStream<T>;
   close(): Promise<void>;
 }
 
@@ -153,6 +159,11 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
         cancel: () => abort.abort(),
         [Symbol.asyncIterator]: () => queue,
       };
+    },
+    stream<T>(agent: string, name: string, args?: unknown, streamOptions: StreamOptions = {}) {
+      const request: RelayStreamRequest = { agent, name, args };
+      if (streamOptions.windowBytes !== undefined) request.windowBytes = streamOptions.windowBytes;
+      return rpc.openStream<T>("muster.stream", request, streamOptions);
     },
     async close() {
       if (ticker) clock.clearTimeout(ticker);

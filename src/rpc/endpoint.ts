@@ -3,9 +3,25 @@ import { MusterError } from "../errors/muster-error.js";
 import type { Clock, TimerHandle } from "../internal/clock.js";
 import type { Logger } from "../internal/logger.js";
 import type { SequencedFrame } from "../session/session.js";
-import { type DecodeLimits, decodeValue, encodeCall, encodeFrame, encodeValue } from "../wire/codec.js";
-import { FrameType, type Payload } from "../wire/frame.js";
-import type { CallContext, CallOptions, Handler, PeerInfo } from "./types.js";
+import {
+  type DecodeLimits,
+  decodeValue,
+  encodeCall,
+  encodeFrame,
+  encodeOpen,
+  encodeValue,
+} from "../wire/codec.js";
+import { FrameType, itemCost, type Payload } from "../wire/frame.js";
+import {
+  DEFAULT_STREAM_WINDOW,
+  iteratorOf,
+  MusterStream,
+  type StreamContext,
+  type StreamHandler,
+  type StreamHost,
+  type StreamOptions,
+} from "./stream.js";
+import type { CallOptions, Handler, PeerInfo } from "./types.js";
 
 /** Where an endpoint sends its frames: a session (`Session.send`). */
 export interface FrameSink {
@@ -49,11 +65,17 @@ class Outgoing implements CallHandle {
  * owner's maintenance tick) and a late reply is not sent. A class, not an object literal with
  * closures: one allocation per call on the hot path.
  */
-class Incoming implements CallContext {
+class Incoming implements StreamContext {
   controller: AbortController | undefined;
   timer: TimerHandle | undefined;
   /** Why the call ended before its handler did (cancel, deadline, session end). */
   ended: MusterError | undefined;
+  /** Streams only: cost of the items sent, and how much the reader has made room for. */
+  sentCost = 0;
+  creditLimit = 0;
+  position = 0;
+  /** Streams only: a `write()` waiting for credit. */
+  creditWaiter: { resolve(): void; reject(e: unknown): void } | undefined;
   constructor(
     readonly endpoint: RpcEndpoint,
     readonly id: number,
@@ -74,6 +96,9 @@ class Incoming implements CallContext {
   whenWritable(): Promise<void> {
     return this.endpoint._whenWritable(this);
   }
+  write(item: unknown): Promise<void> {
+    return this.endpoint._write(this, item);
+  }
 }
 
 export interface EndpointOptions {
@@ -93,13 +118,15 @@ export interface EndpointOptions {
   describeSelf: string;
   /** Limits for decoding payloads (shared by the endpoints of one owner). @default DEFAULTS */
   decodeLimits?: DecodeLimits;
+  /** Streams this side serves. Shared, so handlers added later are seen. */
+  streamHandlers?: ReadonlyMap<string, StreamHandler>;
 }
 
 /**
  * Calls in both directions over one session: ids, deadlines (the remaining time goes on the
  * wire), cancellation, partial results, and exactly one outcome per call.
  */
-export class RpcEndpoint {
+export class RpcEndpoint implements StreamHost {
   #nextId = 1;
   // The two call tables are made on first use, and the options are kept field by field rather
   // than as the caller's object: a server holds one endpoint per agent, mostly idle.
@@ -114,6 +141,7 @@ export class RpcEndpoint {
   readonly #describePeer: string | undefined;
   readonly #describeSelf: string;
   readonly #decodeLimits: DecodeLimits | undefined;
+  readonly #streamHandlers: ReadonlyMap<string, StreamHandler> | undefined;
   #sink: FrameSink;
   #failed: MusterError | undefined;
 
@@ -128,6 +156,7 @@ export class RpcEndpoint {
     this.#describePeer = options.describePeer;
     this.#describeSelf = options.describeSelf;
     this.#decodeLimits = options.decodeLimits;
+    this.#streamHandlers = options.streamHandlers;
   }
 
   /** Calls waiting for an outcome. */
@@ -222,6 +251,93 @@ export class RpcEndpoint {
     });
   }
 
+  /**
+   * Opens stream `name` on the peer and returns its reading end. Errors (no such stream, the
+   * session closed) arrive through the iteration, never as a throw here.
+   */
+  openStream<T = unknown>(name: string, request: unknown, options: StreamOptions = {}): MusterStream<T> {
+    const window = Math.floor(options.windowBytes ?? DEFAULT_STREAM_WINDOW);
+    const s = new MusterStream<T>(name, this, window);
+    const id = this.#nextId++;
+    if (this.#nextId > 0xffffffff) this.#nextId = 1;
+    s.id = id;
+    const timeoutMs = options.timeoutMs;
+    let frame: Buffer;
+    try {
+      if (!(window >= 1 && window <= 0xffffffff))
+        throw new MusterError(
+          ErrorCode.INVALID_ARGUMENT,
+          `windowBytes must be 1…4294967295, got ${options.windowBytes}`,
+        );
+      if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= 0xffffffff))
+        throw new MusterError(ErrorCode.INVALID_ARGUMENT, `timeoutMs must be 1…4294967295, got ${timeoutMs}`);
+      if (options.signal?.aborted)
+        throw new MusterError(ErrorCode.CANCELLED, `stream ${name} aborted before it opened`);
+      frame = encodeOpen(1, 0, id, timeoutMs ?? 0, window, name, encodeValue(request));
+    } catch (err) {
+      s._settle(MusterError.from(err, ErrorCode.INVALID_ARGUMENT), undefined);
+      return s;
+    }
+    const o = new Outgoing(this, id, {
+      onItem: (p) => s._item(p),
+      onSettle: (err, p) => s._settle(err, p),
+    });
+    if (this.#failed) {
+      s._settle(this.#failed, undefined);
+      return s;
+    }
+    this.#out ??= new Map();
+    this.#out.set(id, o);
+    try {
+      this.#sink.send(frame);
+    } catch (err) {
+      this.#out.delete(id);
+      s._settle(MusterError.from(err), undefined);
+      return s;
+    }
+    if (timeoutMs !== undefined) {
+      o.timer = this.#clock.setTimeout(() => {
+        this._cancel(
+          id,
+          new MusterError(
+            ErrorCode.DEADLINE_EXCEEDED,
+            `stream ${name} on ${this.#peerName()}: not done in ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+    }
+    s._watch(options.signal);
+    return s;
+  }
+
+  /** @internal StreamHost: more room for the writer of stream `id`. */
+  _credit(id: number, bytes: number): void {
+    if (this.#out?.get(id) === undefined) return;
+    try {
+      this.#sink.send(encodeFrame({ type: FrameType.CREDIT, seq: 1, ack: 0, id, bytes }));
+    } catch {
+      // The session is closed: the stream fails with it.
+    }
+  }
+
+  /** @internal StreamHost: the reader cancelled stream `id`. */
+  _cancelStream(id: number): void {
+    const o = this.#out?.get(id);
+    if (!o) return;
+    this.#out!.delete(id);
+    if (o.timer) this.#clock.clearTimeout(o.timer);
+    try {
+      this.#sink.send(encodeFrame({ type: FrameType.CANCEL, seq: 1, ack: 0, id }));
+    } catch {
+      // The session is closed: the writer stops with it.
+    }
+  }
+
+  /** @internal StreamHost */
+  _decode(payload: Payload): unknown {
+    return decodeValue(payload, this.#decodeLimits);
+  }
+
   /** Handles a sequenced frame from the session. */
   receive(frame: SequencedFrame): void {
     switch (frame.type) {
@@ -245,6 +361,20 @@ export class RpcEndpoint {
       case FrameType.CANCEL: {
         const i = this.#in?.get(frame.id);
         if (i) this.#endIncoming(i, new MusterError(ErrorCode.CANCELLED, "the caller cancelled the call"));
+        return;
+      }
+      case FrameType.OPEN:
+        this.#onOpen(frame.id, frame.method, frame.timeoutMs, frame.window, frame.payload);
+        return;
+      case FrameType.CREDIT: {
+        const i = this.#in?.get(frame.id);
+        if (i === undefined || i.creditLimit === 0) return; // over, or not a stream
+        i.creditLimit += frame.bytes;
+        const w = i.creditWaiter;
+        if (w !== undefined && i.sentCost < i.creditLimit) {
+          i.creditWaiter = undefined;
+          w.resolve();
+        }
         return;
       }
     }
@@ -290,6 +420,11 @@ export class RpcEndpoint {
     if (i.timer) this.#clock.clearTimeout(i.timer);
     i.ended = err;
     i.controller?.abort(err);
+    const w = i.creditWaiter;
+    if (w !== undefined) {
+      i.creditWaiter = undefined;
+      w.reject(err);
+    }
   }
 
   /** @internal The signal of an incoming call, made on first use, with a timer for its deadline. */
@@ -298,7 +433,7 @@ export class RpcEndpoint {
     const controller = new AbortController();
     i.controller = controller;
     if (i.ended) controller.abort(i.ended);
-    else {
+    else if (Number.isFinite(i.deadline)) {
       const clock = this.#clock;
       i.timer = clock.setTimeout(
         () =>
@@ -318,12 +453,47 @@ export class RpcEndpoint {
     return this.#clock.now();
   }
 
-  /** @internal `ctx.emit()`: an ITEM frame; false when the link is backed up or the call is over. */
+  /**
+   * @internal `ctx.emit()`: an ITEM frame; false when the link is backed up, the call is over
+   * or (a stream) the reader has no room left: wait with `whenWritable()` / use `write()`.
+   */
   _emit(i: Incoming, item: unknown): boolean {
     if (this.#in?.get(i.id) !== i) return false;
     const p = encodeValue(item);
     this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: i.id, payload: p }));
-    return this.#sink.writable;
+    i.position++;
+    if (i.creditLimit === 0) return this.#sink.writable;
+    i.sentCost += itemCost(p.bytes.length);
+    return this.#sink.writable && i.sentCost < i.creditLimit;
+  }
+
+  /**
+   * @internal `ctx.write()` of a stream: waits for credit, then for the link, then sends. The
+   * fast path (room on both) costs no promise beyond the one returned.
+   */
+  async _write(i: Incoming, item: unknown): Promise<void> {
+    if (i.creditLimit === 0)
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "write() is for streams; calls use emit()");
+    for (;;) {
+      if (this.#in?.get(i.id) !== i) {
+        throw i.ended ?? new MusterError(ErrorCode.CANCELLED, `stream ${i.method} is over`);
+      }
+      if (i.sentCost >= i.creditLimit) {
+        await new Promise<void>((resolve, reject) => {
+          i.creditWaiter = { resolve, reject };
+        });
+        continue;
+      }
+      if (!this.#sink.writable) {
+        await untilWritable(this.#sink, this._signalOf(i));
+        continue;
+      }
+      break;
+    }
+    const p = encodeValue(item);
+    this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: i.id, payload: p }));
+    i.sentCost += itemCost(p.bytes.length);
+    i.position++;
   }
 
   /** @internal */
@@ -409,6 +579,90 @@ export class RpcEndpoint {
       );
     } else {
       this.#replyValue(i, result);
+    }
+  }
+
+  #onOpen(id: number, name: string, timeoutMs: number, window: number, payload: Payload): void {
+    this.#in ??= new Map();
+    const calls = this.#in;
+    if (calls.has(id)) {
+      this.#logger.warn({ id, stream: name }, "duplicate call id from peer: ignored");
+      return;
+    }
+    const deadline = timeoutMs === 0 ? Number.POSITIVE_INFINITY : this.#clock.now() + timeoutMs;
+    const i = new Incoming(this, id, name, deadline, timeoutMs, this.#peer);
+    i.creditLimit = window;
+    calls.set(id, i);
+    if (calls.size > this.#maxIncomingCalls) {
+      this.#replyError(
+        i,
+        new MusterError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `more than ${this.#maxIncomingCalls} calls and streams in flight`,
+        ),
+      );
+      return;
+    }
+    const handler = this.#streamHandlers?.get(name);
+    if (!handler) {
+      const isMethod = this.#handlers.has(name);
+      this.#replyError(
+        i,
+        new MusterError(
+          ErrorCode.UNIMPLEMENTED,
+          isMethod
+            ? `"${name}" on ${this.#describeSelf} is a method, not a stream: call it`
+            : `no stream "${name}" on ${this.#describeSelf}`,
+        ),
+      );
+      return;
+    }
+    let request: unknown;
+    try {
+      request = decodeValue(payload, this.#decodeLimits);
+    } catch (err) {
+      this.#replyError(i, MusterError.from(err, ErrorCode.INVALID_ARGUMENT));
+      return;
+    }
+    let result: unknown;
+    try {
+      result = handler(request, i);
+    } catch (err) {
+      this.#replyError(i, MusterError.from(err));
+      return;
+    }
+    const it = iteratorOf(result);
+    if (it !== undefined) void this.#pump(i, it);
+    else if (result instanceof Promise) {
+      result.then(
+        (value) => this.#replyValue(i, value),
+        (err: unknown) => this.#replyError(i, MusterError.from(err)),
+      );
+    } else this.#replyValue(i, result);
+  }
+
+  /** Sends a stream handler's items as the reader makes room; its return value ends the stream. */
+  async #pump(i: Incoming, it: AsyncIterator<unknown> | Iterator<unknown>): Promise<void> {
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          this.#replyValue(i, r.value);
+          return;
+        }
+        await this._write(i, r.value);
+      }
+    } catch (err) {
+      if (this.#in?.get(i.id) === i) this.#replyError(i, MusterError.from(err));
+      // Cancelled, timed out or the session ended: let the generator run its finally blocks.
+      try {
+        await it.return?.();
+      } catch (e) {
+        this.#logger.debug(
+          { err: (e as Error).message, stream: i.method },
+          "stream handler failed on return",
+        );
+      }
     }
   }
 

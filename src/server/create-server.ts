@@ -8,6 +8,7 @@ import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import { type AgentInfo, Presence, type PresenceEvent } from "../presence/presence.js";
 import { type FanOut, FanOutCall } from "../rpc/fan-out.js";
+import { failedStream, type MusterStream, type StreamHandler, type StreamOptions } from "../rpc/stream.js";
 import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
 import { resolveSessionLimits, type SessionLimits, type SessionState } from "../session/session.js";
@@ -24,7 +25,7 @@ import {
   type HelloBody,
 } from "../wire/frame.js";
 import { Admission, ipOf } from "./admission.js";
-import { operatorHandlers } from "./operator-methods.js";
+import { operatorHandlers, operatorStreams } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import { Peer, type PeerHost } from "./peer.js";
 
@@ -48,6 +49,18 @@ export interface MusterServer {
   ): FanOut<T>;
   /** Calls one agent and resolves with its result; rejects with a MusterError. */
   callAgent<T = unknown>(name: string, method: string, request?: unknown, options?: CallOptions): Promise<T>;
+  /** Registers a stream that agents (and operators, through `muster.stream`) can open on the server. */
+  handleStream<Req = unknown, Item = unknown>(name: string, handler: StreamHandler<Req, Item>): this;
+  /**
+   * Opens stream `name` on agent `agent`. Errors (not connected, no such stream) arrive through
+   * the iteration.
+   */
+  openStream<T = unknown>(
+    agent: string,
+    name: string,
+    request?: unknown,
+    options?: StreamOptions,
+  ): MusterStream<T>;
   /** Every known agent (live, then recently offline). */
   agents(): AgentInfo[];
   /** One agent, or undefined. */
@@ -114,6 +127,8 @@ class Server implements MusterServer, PeerHost {
   readonly #presence = new Presence();
   readonly #handlers = new Map<string, Handler>();
   readonly #operatorHandlers: Map<string, Handler>;
+  readonly #streamHandlers = new Map<string, StreamHandler>();
+  readonly #operatorStreams: Map<string, StreamHandler>;
   readonly #byToken = new Map<string, Peer>();
   readonly #byName = new Map<string, Peer>();
   readonly #peers = new Set<Peer>();
@@ -151,6 +166,7 @@ class Server implements MusterServer, PeerHost {
       deadAfterMs: options.deadAfterMs,
     });
     this.#operatorHandlers = operatorHandlers(this);
+    this.#operatorStreams = operatorStreams(this);
     this.#admission = new Admission(
       {
         maxConnections: optionLimit(options.maxConnections, DEFAULTS.maxConnections, "maxConnections"),
@@ -214,6 +230,38 @@ class Server implements MusterServer, PeerHost {
 
   handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler> {
     return role === "operator" ? this.#operatorHandlers : this.#handlers;
+  }
+
+  handleStream<Req, Item>(name: string, handler: StreamHandler<Req, Item>): this {
+    if (name.startsWith("muster.")) {
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, `stream names starting with "muster." are reserved`);
+    }
+    this.#streamHandlers.set(name, handler as StreamHandler);
+    return this;
+  }
+
+  streamHandlersFor(role: HelloBody["role"]): ReadonlyMap<string, StreamHandler> {
+    return role === "operator" ? this.#operatorStreams : this.#streamHandlers;
+  }
+
+  openStream<T>(
+    agent: string,
+    name: string,
+    request?: unknown,
+    options: StreamOptions = {},
+  ): MusterStream<T> {
+    const peer = this.#byName.get(agent);
+    if (!peer || peer.ended) {
+      const known = this.#presence.get(agent) !== undefined;
+      return failedStream(
+        name,
+        new MusterError(
+          known ? ErrorCode.UNAVAILABLE : ErrorCode.NOT_FOUND,
+          known ? `agent ${agent} is not connected` : `no agent named ${agent} is known`,
+        ),
+      );
+    }
+    return peer.rpc.openStream<T>(name, request, options);
   }
 
   agents(): AgentInfo[] {
@@ -360,6 +408,8 @@ class Server implements MusterServer, PeerHost {
     let expired = false;
     if (hello.token !== undefined) {
       const old = this.#byToken.get(hello.token);
+      // The window is exact: a session past it is gone even if the sweep has not run yet.
+      if (old && !old.ended) this.#expireIfPast(old, this.clock.now());
       if (
         old &&
         !old.ended &&
@@ -536,18 +586,9 @@ class Server implements MusterServer, PeerHost {
 
   #tick(): void {
     const now = this.clock.now();
-    const window = this.#o.resumeWindowMs ?? DEFAULTS.resumeWindowMs;
     for (const peer of this.#peers) {
       if (peer.session.state === "resuming") {
-        if (now - peer.detachedAt >= window) {
-          this.logger.info({ name: peer.name, role: peer.role }, "resume window passed: session expired");
-          this.#endPeer(
-            peer,
-            ErrorCode.SESSION_EXPIRED,
-            `did not come back within ${window} ms`,
-            CloseCode.NORMAL,
-          );
-        }
+        this.#expireIfPast(peer, now);
       } else {
         peer.session.tick(now);
         this.#checkSlowConsumer(peer, now);
@@ -555,6 +596,14 @@ class Server implements MusterServer, PeerHost {
       peer.rpc.expireIncoming(now);
     }
     this.#presence.prune(Date.now() - (this.#o.offlineRetentionMs ?? DEFAULTS.offlineRetentionMs));
+  }
+
+  /** Ends a detached peer's session once its resume window has passed. */
+  #expireIfPast(peer: Peer, now: number): void {
+    const window = this.#o.resumeWindowMs ?? DEFAULTS.resumeWindowMs;
+    if (peer.session.state !== "resuming" || now - peer.detachedAt < window) return;
+    this.logger.info({ name: peer.name, role: peer.role }, "resume window passed: session expired");
+    this.#endPeer(peer, ErrorCode.SESSION_EXPIRED, `did not come back within ${window} ms`, CloseCode.NORMAL);
   }
 
   /**

@@ -2,12 +2,14 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import type { AgentInfo } from "../presence/presence.js";
 import type { FanOut } from "../rpc/fan-out.js";
+import type { MusterStream, StreamContext, StreamHandler, StreamOptions } from "../rpc/stream.js";
 import { parseTarget } from "../rpc/target.js";
 import type { CallContext, CallOptions, Handler, OutcomeSummary } from "../rpc/types.js";
 
 /** What the operator methods need from the server. */
 export interface OperatorHost {
   call(target: string, method: string, request?: unknown, options?: CallOptions): FanOut;
+  openStream(agent: string, name: string, request?: unknown, options?: StreamOptions): MusterStream;
   agents(): AgentInfo[];
   agent(name: string): AgentInfo | undefined;
 }
@@ -68,6 +70,53 @@ export function operatorHandlers(host: OperatorHost): Map<string, Handler> {
     ctx.emit({ type: "expected", agents: [...fanOut.expected] } satisfies RelayCallItem);
     for await (const o of fanOut) ctx.emit({ type: "outcome", ...o } satisfies RelayCallItem);
     return fanOut.summary();
+  });
+  return m;
+}
+
+/** Request of the operator stream `muster.stream`. */
+export interface RelayStreamRequest {
+  /** The agent that serves the stream. */
+  agent: string;
+  /** The stream's name on that agent. */
+  name: string;
+  args?: unknown;
+  /** The server's window towards the agent. @default 256 KiB */
+  windowBytes?: number;
+}
+
+function checkRelayStream(req: unknown): RelayStreamRequest {
+  if (typeof req !== "object" || req === null)
+    throw invalid("muster.stream needs an object {agent, name, args?, windowBytes?}");
+  const r = req as Record<string, unknown>;
+  if (typeof r.agent !== "string" || r.agent.length === 0)
+    throw invalid("muster.stream: agent must be a non-empty string");
+  if (typeof r.name !== "string" || r.name.length === 0)
+    throw invalid("muster.stream: name must be a non-empty string");
+  if (
+    r.windowBytes !== undefined &&
+    (typeof r.windowBytes !== "number" || !(r.windowBytes >= 1) || r.windowBytes > 0xffffffff)
+  )
+    throw invalid("muster.stream: windowBytes must be a number of bytes ≥ 1");
+  return r as unknown as RelayStreamRequest;
+}
+
+/**
+ * Streams the server serves to operator sessions: `muster.stream` relays a stream of one
+ * agent. Flow control holds end to end: the server reads from the agent only as fast as the
+ * operator makes room, so it holds at most one window per relayed stream; cancelling either
+ * end cancels the other.
+ */
+export function operatorStreams(host: OperatorHost): Map<string, StreamHandler> {
+  const m = new Map<string, StreamHandler>();
+  m.set("muster.stream", async function* (req: unknown, ctx: StreamContext) {
+    const r = checkRelayStream(req);
+    const options: StreamOptions = { signal: ctx.signal };
+    if (r.windowBytes !== undefined) options.windowBytes = r.windowBytes;
+    if (Number.isFinite(ctx.deadline)) options.timeoutMs = Math.max(1, ctx.remainingMs());
+    const inner = host.openStream(r.agent, r.name, r.args, options);
+    for await (const item of inner) yield item;
+    return inner.result;
   });
   return m;
 }

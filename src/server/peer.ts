@@ -5,6 +5,7 @@ import type { Clock } from "../internal/clock.js";
 import type { Logger } from "../internal/logger.js";
 import type { AgentInfo, PresenceSource } from "../presence/presence.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
+import type { StreamHandler } from "../rpc/stream.js";
 import type { Handler } from "../rpc/types.js";
 import {
   type SequencedFrame,
@@ -62,6 +63,7 @@ export interface PeerHost {
   callTimeoutMs: number;
   maxIncomingCalls: number;
   handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler>;
+  streamHandlersFor(role: HelloBody["role"]): ReadonlyMap<string, StreamHandler>;
   onPeerState(peer: Peer, state: SessionState, previous: SessionState): void;
   onPeerLinkDown(peer: Peer, info: TransportCloseInfo): void;
   onPeerClose(peer: Peer, close: CloseBody): void;
@@ -109,6 +111,7 @@ export class Peer implements PresenceSource, SessionHooks {
       clock: host.clock,
       logger: log,
       handlers: host.handlersFor(this.role),
+      streamHandlers: host.streamHandlersFor(this.role),
       peer: {
         role: this.role,
         name: this.name,

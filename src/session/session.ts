@@ -22,7 +22,15 @@ export type SessionState = "connected" | "suspect" | "resuming" | "closed";
 /** A sequenced frame as delivered to the layer above: exactly once, in order. */
 export type SequencedFrame = Extract<
   Frame,
-  { type: typeof FrameType.CALL | typeof FrameType.ITEM | typeof FrameType.RESULT | typeof FrameType.CANCEL }
+  {
+    type:
+      | typeof FrameType.CALL
+      | typeof FrameType.ITEM
+      | typeof FrameType.RESULT
+      | typeof FrameType.CANCEL
+      | typeof FrameType.OPEN
+      | typeof FrameType.CREDIT;
+  }
 >;
 
 export interface SessionOptions {

@@ -179,7 +179,56 @@ export function encodeFrame(frame: Frame): Buffer {
       buf.writeUInt32BE(frame.id, HEADER_BYTES);
       return buf;
     }
+    case FrameType.OPEN:
+      return encodeOpen(seq, ack, frame.id, frame.timeoutMs, frame.window, frame.method, frame.payload);
+    case FrameType.CREDIT: {
+      checkId(frame.id);
+      checkU32(frame.bytes, "CREDIT bytes");
+      const buf = header(frame.type, seq, ack, 8);
+      buf.writeUInt32BE(frame.id, HEADER_BYTES);
+      buf.writeUInt32BE(frame.bytes, HEADER_BYTES + 4);
+      return buf;
+    }
   }
+}
+
+function checkU32(value: number, what: string): void {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${what} must be an integer in 0…2³²−1, got ${value}`);
+}
+
+function methodLength(method: string): number {
+  const methodBytes = Buffer.byteLength(method, "utf8");
+  if (methodBytes === 0 || methodBytes > NAME_LIMITS.methodMaxBytes) {
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `method name must be 1–255 bytes, got ${methodBytes}`);
+  }
+  return methodBytes;
+}
+
+/** Encodes an OPEN: a CALL's fields plus the opener's window (docs/protocol.md §4). */
+export function encodeOpen(
+  seq: number,
+  ack: number,
+  id: number,
+  timeoutMs: number,
+  window: number,
+  method: string,
+  payload: Payload,
+): Buffer {
+  checkId(id);
+  checkU32(window, "stream window");
+  if (window === 0)
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, "stream window must be at least 1 byte");
+  const methodBytes = methodLength(method);
+  const buf = header(FrameType.OPEN, seq, ack, 14 + methodBytes + payload.bytes.length);
+  buf.writeUInt32BE(id, HEADER_BYTES);
+  buf.writeUInt32BE(Math.max(0, Math.min(0xffffffff, Math.round(timeoutMs))), HEADER_BYTES + 4);
+  buf.writeUInt32BE(window, HEADER_BYTES + 8);
+  buf[HEADER_BYTES + 12] = methodBytes;
+  buf.write(method, HEADER_BYTES + 13, "utf8");
+  buf[HEADER_BYTES + 13 + methodBytes] = payload.kind;
+  buf.set(payload.bytes, HEADER_BYTES + 14 + methodBytes);
+  return buf;
 }
 
 /**
@@ -195,10 +244,7 @@ export function encodeCall(
   payload: Payload,
 ): Buffer {
   checkId(id);
-  const methodBytes = Buffer.byteLength(method, "utf8");
-  if (methodBytes === 0 || methodBytes > NAME_LIMITS.methodMaxBytes) {
-    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `method name must be 1–255 bytes, got ${methodBytes}`);
-  }
+  const methodBytes = methodLength(method);
   const buf = header(FrameType.CALL, seq, ack, 10 + methodBytes + payload.bytes.length);
   buf.writeUInt32BE(id, HEADER_BYTES);
   buf.writeUInt32BE(Math.max(0, Math.min(0xffffffff, Math.round(timeoutMs))), HEADER_BYTES + 4);
@@ -474,6 +520,35 @@ export function decodeFrame(input: Uint8Array, limits?: DecodeLimits): Frame {
     case FrameType.CANCEL:
       exact(buf, 4, "CANCEL");
       return { type, seq, ack, id: buf.readUInt32BE(B) };
+    case FrameType.OPEN: {
+      atLeast(buf, 14, "OPEN");
+      const id = buf.readUInt32BE(B);
+      const timeoutMs = buf.readUInt32BE(B + 4);
+      const window = buf.readUInt32BE(B + 8);
+      if (window === 0) throw protocolError("OPEN window is 0: the stream could never send");
+      const methodLen = buf[B + 12]!;
+      if (methodLen === 0) throw protocolError("OPEN method name is empty");
+      atLeast(buf, 14 + methodLen, "OPEN");
+      let method: string;
+      try {
+        method = utf8.decode(buf.subarray(B + 13, B + 13 + methodLen));
+      } catch {
+        throw protocolError("OPEN method name is not valid UTF-8");
+      }
+      return {
+        type,
+        seq,
+        ack,
+        id,
+        timeoutMs,
+        window,
+        method,
+        payload: readPayload(buf, B + 13 + methodLen),
+      };
+    }
+    case FrameType.CREDIT:
+      exact(buf, 8, "CREDIT");
+      return { type, seq, ack, id: buf.readUInt32BE(B), bytes: buf.readUInt32BE(B + 4) };
     default:
       throw protocolError(`unknown frame type 0x${type.toString(16).padStart(2, "0")}`);
   }

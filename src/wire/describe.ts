@@ -43,5 +43,9 @@ export function describeFrame(frame: Frame, max = 200): string {
         : `${head} id=${frame.id} ok ${payloadText(frame.payload, max)}`;
     case FrameType.CANCEL:
       return `${head} id=${frame.id}`;
+    case FrameType.OPEN:
+      return `${head} id=${frame.id} stream=${oneLine(frame.method)} window=${frame.window} timeout=${frame.timeoutMs === 0 ? "none" : `${frame.timeoutMs}ms`} ${payloadText(frame.payload, max)}`;
+    case FrameType.CREDIT:
+      return `${head} id=${frame.id} bytes=${frame.bytes}`;
   }
 }

@@ -21,6 +21,10 @@ export const FrameType = {
   ITEM: 0x11,
   RESULT: 0x12,
   CANCEL: 0x13,
+  /** Opens a stream: a call answered by ITEMs under credit-based flow control, then a RESULT. */
+  OPEN: 0x14,
+  /** Grants the sender of a stream more room, in bytes of item cost. */
+  CREDIT: 0x15,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -122,7 +126,26 @@ export type Frame =
   | (Header & { type: typeof FrameType.ITEM; id: number; payload: Payload })
   | (Header & { type: typeof FrameType.RESULT; id: number; payload: Payload })
   | (Header & { type: typeof FrameType.RESULT; id: number; error: ErrorBody })
-  | (Header & { type: typeof FrameType.CANCEL; id: number });
+  | (Header & { type: typeof FrameType.CANCEL; id: number })
+  | (Header & {
+      type: typeof FrameType.OPEN;
+      id: number;
+      /** Time left before the opener's deadline, in ms; 0: no deadline. */
+      timeoutMs: number;
+      /** Item cost the opener can hold before it grants more with CREDIT. */
+      window: number;
+      method: string;
+      payload: Payload;
+    })
+  | (Header & { type: typeof FrameType.CREDIT; id: number; bytes: number });
+
+/** What an ITEM of a stream counts against the window: its payload bytes plus this. */
+export const ITEM_COST_OVERHEAD = 16;
+
+/** The cost of one stream item with `payloadBytes` bytes of payload. */
+export function itemCost(payloadBytes: number): number {
+  return payloadBytes + ITEM_COST_OVERHEAD;
+}
 
 export type FrameOf<T extends FrameType> = Extract<Frame, { type: T }>;
 

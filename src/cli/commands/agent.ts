@@ -3,6 +3,7 @@ import { pathToFileURL } from "node:url";
 import type { Command } from "commander";
 import { createAgent } from "../../agent/create-agent.js";
 import { DEFAULTS } from "../../internal/defaults.js";
+import type { StreamHandler } from "../../rpc/stream.js";
 import type { Handler } from "../../rpc/types.js";
 import { checkName } from "../../wire/codec.js";
 import {
@@ -30,8 +31,13 @@ interface AgentFlags extends LogFlags {
   maxJsonDepth: number;
 }
 
-/** Loads methods from an ES module: its default export (an object of functions) or its named function exports. */
-async function loadHandlers(file: string): Promise<Map<string, Handler>> {
+/**
+ * Loads methods and streams from an ES module: its default export (an object of functions) or
+ * its named function exports. Async generator functions become streams, other functions methods.
+ */
+async function loadHandlers(
+  file: string,
+): Promise<{ methods: Map<string, Handler>; streams: Map<string, StreamHandler> }> {
   let mod: Record<string, unknown>;
   try {
     mod = (await import(pathToFileURL(resolve(file)).href)) as Record<string, unknown>;
@@ -40,12 +46,16 @@ async function loadHandlers(file: string): Promise<Map<string, Handler>> {
   }
   const source =
     typeof mod.default === "object" && mod.default !== null ? (mod.default as Record<string, unknown>) : mod;
-  const out = new Map<string, Handler>();
+  const methods = new Map<string, Handler>();
+  const streams = new Map<string, StreamHandler>();
   for (const [name, fn] of Object.entries(source)) {
-    if (typeof fn === "function") out.set(name, fn as Handler);
+    if (typeof fn !== "function") continue;
+    if (Object.prototype.toString.call(fn) === "[object AsyncGeneratorFunction]")
+      streams.set(name, fn as StreamHandler);
+    else methods.set(name, fn as Handler);
   }
-  if (out.size === 0) fail(`--handlers: ${file} exports no functions`, EXIT.USAGE);
-  return out;
+  if (methods.size + streams.size === 0) fail(`--handlers: ${file} exports no functions`, EXIT.USAGE);
+  return { methods, streams };
 }
 
 export function registerAgent(program: Command): void {
@@ -61,7 +71,10 @@ export function registerAgent(program: Command): void {
         )
         .option("--name <name>", "unique agent name (default: host name)")
         .option("--label <key=value>", "a label, repeatable", parseLabel, {})
-        .option("--handlers <file>", "ES module whose exported functions become methods (name → function)")
+        .option(
+          "--handlers <file>",
+          "ES module whose exported functions become methods, and async generator functions streams",
+        )
         .option(
           "--reconnect-max <duration>",
           "largest reconnect delay before jitter",
@@ -112,7 +125,11 @@ export function registerAgent(program: Command): void {
     } catch (err) {
       fail((err as Error).message, EXIT.USAGE);
     }
-    if (flags.handlers) for (const [m, h] of await loadHandlers(flags.handlers)) agent.handle(m, h);
+    if (flags.handlers) {
+      const { methods, streams } = await loadHandlers(flags.handlers);
+      for (const [m, h] of methods) agent.handle(m, h);
+      for (const [s, h] of streams) agent.handleStream(s, h);
+    }
     agent.onEvent((e) => {
       if (e.type === "retry") logger.info({ url: e.url, delayMs: e.delayMs, error: e.error }, "retrying");
       if (e.type === "replaced") process.exitCode = EXIT.FAILED;

@@ -1,10 +1,11 @@
 import type { Command } from "commander";
 import { MusterError } from "../../errors/muster-error.js";
 import { connectOperator, type MusterOperator } from "../../operator/create-operator.js";
+import type { StreamOptions } from "../../rpc/stream.js";
 import { parseTarget } from "../../rpc/target.js";
 import { DEFAULT_SERVER_URL, dialTlsFrom, EXIT, fail, loggerFrom, withDialTls } from "../common.js";
 import { agentsTable, outcomeLine, summaryLine } from "../format.js";
-import { parseDuration, parseJsonArg } from "../parse.js";
+import { parseBytes, parseDuration, parseJsonArg } from "../parse.js";
 
 interface OperatorFlags {
   server: string;
@@ -111,4 +112,76 @@ export function registerOperatorCommands(program: Command): void {
       }
     },
   );
+
+  withServer(
+    program
+      .command("stream")
+      .description(
+        "open a stream on an agent (through the server) and print its items as they arrive; Ctrl-C cancels it on the agent",
+      )
+      .argument("<agent>", "the agent that serves the stream")
+      .argument("<name>", "stream name")
+      .argument("[json]", "the request, as JSON")
+      .option(
+        "--window <size>",
+        "bytes of items held unread before the agent waits (the memory bound, end to end)",
+        parseBytes,
+        256 * 1024,
+      )
+      .option("--timeout <duration>", "deadline of the whole stream (default: none)", parseDuration),
+  ).action(
+    async (
+      agent: string,
+      name: string,
+      json: string | undefined,
+      flags: OperatorFlags & { window: number; timeout?: number },
+    ) => {
+      let args: unknown;
+      try {
+        args = parseJsonArg(json);
+      } catch (err) {
+        fail((err as Error).message, EXIT.USAGE);
+      }
+      if (flags.window < 1) fail("--window must be at least 1 byte", EXIT.USAGE);
+      const op = await connect(flags);
+      const options: StreamOptions = { windowBytes: flags.window };
+      if (flags.timeout !== undefined) options.timeoutMs = flags.timeout;
+      const stream = op.stream(agent, name, args, options);
+      let interrupted = false;
+      const onSignal = (): void => {
+        interrupted = true;
+        stream.cancel();
+      };
+      process.once("SIGINT", onSignal);
+      try {
+        for await (const item of stream) {
+          const line = flags.json ? JSON.stringify(item ?? null) : formatItem(item);
+          // A slow terminal or pipe slows the agent down instead of filling memory here.
+          if (!process.stdout.write(`${line}\n`)) await new Promise((r) => process.stdout.once("drain", r));
+        }
+        if (interrupted) {
+          process.stderr.write(`muster: stream cancelled after ${stream.received} item(s)\n`);
+          process.exitCode = EXIT.INTERRUPTED;
+        } else if (flags.json) {
+          const end = { items: stream.received, result: stream.result ?? null };
+          process.stdout.write(`${JSON.stringify({ end })}\n`);
+        }
+      } catch (err) {
+        const e = MusterError.from(err);
+        process.stderr.write(`muster: stream failed after ${stream.received} item(s): ${e.message}\n`);
+        process.exitCode = e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED;
+      } finally {
+        process.off("SIGINT", onSignal);
+        await op.close();
+      }
+    },
+  );
+}
+
+/** One item as a line: strings as they are, bytes as hex, anything else as JSON. */
+function formatItem(item: unknown): string {
+  if (typeof item === "string") return item;
+  if (item instanceof Uint8Array)
+    return Buffer.from(item.buffer, item.byteOffset, item.length).toString("hex");
+  return JSON.stringify(item ?? null);
 }
