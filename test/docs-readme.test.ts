@@ -32,3 +32,26 @@ it("the README's --handlers module exports a method that answers as documented",
   };
   assert.equal(mod.greet({ name: "ann" }, { peer: { role: "server" } }), "hello ann from server");
 });
+
+it("docs/streams.md's examples run as written: serve on an agent, read from the server", async () => {
+  const doc = readFileSync(new URL("../../docs/streams.md", import.meta.url), "utf8");
+  const blocks = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  assert.equal(blocks.length, 2, "a serving and a reading example");
+  const port = await freePort();
+  const code = [
+    'import { createAgent, createServer } from "muster";',
+    `const server = createServer({ listen: ["tcp://127.0.0.1:${port}"] });`,
+    "await server.start();",
+    `const agent = createAgent({ name: "web-1", servers: ["tcp://127.0.0.1:${port}"] });`,
+    blocks[0]!,
+    "agent.start();",
+    "await agent.connected();",
+    blocks[1]!,
+    "await agent.close();",
+    "await server.close();",
+  ].join("\n");
+  const file = new URL("./streams-snippet.mjs", import.meta.url);
+  writeFileSync(file, code);
+  const { stdout } = await run(process.execPath, [file.pathname], { timeout: 20_000 });
+  assert.equal(stdout, "100\n101\n102\n3\n");
+});

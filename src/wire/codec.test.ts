@@ -184,6 +184,12 @@ const EXPECTED: Record<string, string> = {
   CANCEL: hex("01 13 | 000000000006 | 000000000002 | 00000003"),
   // seq = 2^48 − 1 (MAX_SEQ), ack = 0x0123456789ab, id = 0x01020304
   "CANCEL largest seq": hex("01 13 | ffffffffffff | 0123456789ab | 01020304"),
+  // id 4 | timeoutMs 0 (no deadline) | window 262144 | method "logs.tail" | kind JSON | {"from":42}
+  OPEN: hex(
+    "01 14 | 000000000007 | 000000000003 | 00000004 | 00000000 | 00040000 | 09 | 6c6f67732e7461696c | 01 | 7b2266726f6d223a34327d",
+  ),
+  // id 4 | bytes 131072
+  CREDIT: hex("01 15 | 000000000008 | 000000000005 | 00000004 | 00020000"),
 };
 
 describe("golden vectors (test/fixtures/golden-frames.json)", () => {
@@ -258,7 +264,7 @@ describe("decodeFrame rejects malformed frames with PROTOCOL_ERROR", () => {
     [0x00, 0],
     [0x07, 0],
     [0x0f, 0],
-    [0x14, 1],
+    [0x16, 1],
     [0x20, 1],
     [0xff, 1],
   ] as const) {
@@ -336,6 +342,45 @@ describe("decodeFrame rejects malformed frames with PROTOCOL_ERROR", () => {
       );
     }
     rejects(raw(FrameType.RESULT, 1, 0, u32(1), [0]), /^payload kind byte missing$/);
+  });
+
+  it("OPEN truncated, with a zero window, an empty or non-UTF-8 name", () => {
+    for (let n = 0; n < 14; n++) {
+      rejects(
+        raw(FrameType.OPEN, 1, 0, new Uint8Array(n).fill(1)),
+        new RegExp(`^OPEN body truncated: ${n} < 14 bytes$`),
+      );
+    }
+    rejects(
+      raw(FrameType.OPEN, 1, 0, u32(1), u32(0), u32(0), [1], "s", [0]),
+      /^OPEN window is 0: the stream could never send$/,
+    );
+    rejects(raw(FrameType.OPEN, 1, 0, u32(1), u32(0), u32(64), [0], [0]), /^OPEN method name is empty$/);
+    rejects(
+      raw(FrameType.OPEN, 1, 0, u32(1), u32(0), u32(64), [4], "logs"),
+      /^OPEN body truncated: 17 < 18 bytes$/,
+    );
+    rejects(
+      raw(FrameType.OPEN, 1, 0, u32(1), u32(0), u32(64), [1], [0xff], [0]),
+      /^OPEN method name is not valid UTF-8$/,
+    );
+  });
+
+  for (const got of [0, 4, 7, 9]) {
+    it(`CREDIT with a ${got}-byte body (must be 8)`, () => {
+      rejects(
+        raw(FrameType.CREDIT, 1, 0, new Uint8Array(got)),
+        new RegExp(`^CREDIT body must be 8 bytes, got ${got}$`),
+      );
+    });
+  }
+
+  it("OPEN and CREDIT need a sequence number", () => {
+    rejects(
+      raw(FrameType.OPEN, 0, 0, u32(1), u32(0), u32(64), [1], "s", [0]),
+      /^frame type 0x14 needs a sequence number$/,
+    );
+    rejects(raw(FrameType.CREDIT, 0, 0, u32(1), u32(64)), /^frame type 0x15 needs a sequence number$/);
   });
 
   it("CALL with an empty method name", () => {
@@ -1102,7 +1147,7 @@ describe("hostile input limits", () => {
       for (const [type, hex] of [
         [0x00, "00"],
         [0x07, "07"],
-        [0x14, "14"],
+        [0x16, "16"],
         [0xff, "ff"],
       ] as const) {
         rejects(raw(type, type >= 0x10 ? 1 : 0, 0), new RegExp(`^unknown frame type 0x${hex}$`));
@@ -1241,6 +1286,21 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
     .tuple(seqArb, ackArb, u32Arb, errorArb)
     .map(([seq, ack, id, error]): Frame => ({ type: FrameType.RESULT, seq, ack, id, error })),
   fc.tuple(seqArb, ackArb, u32Arb).map(([seq, ack, id]): Frame => ({ type: FrameType.CANCEL, seq, ack, id })),
+  fc.tuple(seqArb, ackArb, u32Arb, u32Arb, u32Arb, methodArb, payloadArb).map(
+    ([seq, ack, id, timeoutMs, window, method, payload]): Frame => ({
+      type: FrameType.OPEN,
+      seq,
+      ack,
+      id,
+      timeoutMs,
+      window: Math.max(1, window),
+      method,
+      payload,
+    }),
+  ),
+  fc
+    .tuple(seqArb, ackArb, u32Arb, u32Arb)
+    .map(([seq, ack, id, bytes]): Frame => ({ type: FrameType.CREDIT, seq, ack, id, bytes })),
 );
 
 /** decodeFrame either returns a frame or throws a PROTOCOL_ERROR MusterError — nothing else. */
@@ -1292,7 +1352,7 @@ describe("properties (fast-check)", () => {
   });
 
   it("arbitrary bodies behind a valid header: a frame or a PROTOCOL_ERROR", () => {
-    const typeArb = fc.constantFrom(...Object.values(FrameType), 0x00, 0x07, 0x0f, 0x14, 0xff);
+    const typeArb = fc.constantFrom(...Object.values(FrameType), 0x00, 0x07, 0x0f, 0x16, 0xff);
     const bodyArb = fc.oneof(
       fc.uint8Array({ maxLength: 200 }),
       fc.json().map((t) => Buffer.from(t, "utf8")),
