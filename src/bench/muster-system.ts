@@ -3,7 +3,7 @@ import { createServer } from "../server/create-server.js";
 import { makePayload } from "./payload.js";
 import type { BenchClient, BenchPayload, BenchServer, BenchSystem } from "./types.js";
 
-/** Server methods of the benchmark: `bench.echo` (the payload back) and `bench.stream`. */
+/** Server method `bench.echo` (the payload back) and server stream `bench.stream`. */
 function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
   return {
     name: `muster/${scheme}`,
@@ -12,12 +12,10 @@ function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
       // Every client of the benchmark dials from loopback: no per-address limit (the peers have none).
       const server = createServer({ listen: [`${scheme}://${host}:${port}`], maxConnectionsPerIp: 0 });
       server.handle("bench.echo", (p: BenchPayload) => p);
-      server.handle("bench.stream", async (req: { count: number; size: number }, ctx) => {
+      // A stream under credit-based flow control: the agent's reading pace sets ours.
+      server.handleStream("bench.stream", async function* (req: { count: number; size: number }) {
         const data = makePayload(0, req.size).data;
-        for (let i = 0; i < req.count; i++) {
-          // emit() says when the link is backed up: wait, so the agent's pace sets ours.
-          if (!ctx.emit({ i, data })) await ctx.whenWritable();
-        }
+        for (let i = 0; i < req.count; i++) yield { i, data };
         return req.count;
       });
       await server.start();
@@ -50,12 +48,10 @@ function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
       return {
         call: (payload) => agent.call("bench.echo", payload),
         async stream(count, size, onItem) {
-          const n = await agent.call<number>(
-            "bench.stream",
-            { count, size },
-            { onItem: (item) => onItem(item as BenchPayload), timeoutMs: 600_000 },
-          );
-          if (n !== count) throw new Error(`stream ended after ${n} of ${count} items`);
+          const s = agent.stream<BenchPayload>("bench.stream", { count, size });
+          for await (const item of s) onItem(item);
+          if (s.result !== count || s.received !== count)
+            throw new Error(`stream ended after ${s.received} of ${count} items`);
         },
         close: () => agent.close(),
       };
