@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { it } from "node:test";
 import { promisify } from "node:util";
 import { freePort } from "./support/cli.js";
@@ -54,4 +56,20 @@ it("docs/streams.md's examples run as written: serve on an agent, read from the 
   writeFileSync(file, code);
   const { stdout } = await run(process.execPath, [file.pathname], { timeout: 20_000 });
   assert.equal(stdout, "100\n101\n102\n3\n");
+});
+
+it("docs/numbers.md's library example runs as written", async () => {
+  const doc = readFileSync(new URL("../../docs/numbers.md", import.meta.url), "utf8");
+  const block = /### As a library\n+```js\n([\s\S]*?)```/.exec(doc);
+  assert.ok(block, "docs/numbers.md has a library example");
+  const dir = mkdtempSync(join(tmpdir(), "numbers-doc-"));
+  try {
+    const code = block[1]!.replaceAll('"./state"', JSON.stringify(dir));
+    const file = new URL("./numbers-snippet.mjs", import.meta.url);
+    writeFileSync(file, code);
+    const { stdout } = await run(process.execPath, [file.pathname], { timeout: 30_000 });
+    assert.match(stdout, /^true \d+ 20 0\n$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

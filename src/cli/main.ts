@@ -4,6 +4,7 @@ import { VERSION } from "../internal/version.js";
 import { registerAgent } from "./commands/agent.js";
 import { registerBench } from "./commands/bench.js";
 import { registerChaosProxy } from "./commands/chaos-proxy.js";
+import { registerNumbers, registerNumbersClient } from "./commands/numbers.js";
 import { registerOperatorCommands } from "./commands/operator.js";
 import { registerServer } from "./commands/server.js";
 import { EXIT } from "./common.js";
@@ -19,6 +20,8 @@ registerAgent(program);
 registerOperatorCommands(program);
 registerBench(program);
 registerChaosProxy(program);
+registerNumbers(program);
+registerNumbersClient(program);
 
 program.addHelpText(
   "after",
@@ -31,7 +34,10 @@ Examples:
   muster call 'role=web' sys.ping --timeout 3s
   muster call all sys.info --json
   muster bench --scenarios rtt,pipe --transports tcp
-  muster chaos-proxy --target 127.0.0.1:33076 --latency 50ms --cut-every 10s --seed 42`,
+  muster stream web-1 tail '{"from":100}' --json
+  muster chaos-proxy --target 127.0.0.1:33076 --latency 50ms --cut-every 10s --seed 42
+  muster numbers --mode stateful --state-dir ./numbers-state
+  muster numbers-client --mode stateful 100`,
 );
 
 try {
