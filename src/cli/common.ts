@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { type Command, Option } from "commander";
 import type { Logger } from "../internal/logger.js";
 import type { TlsClientOptions } from "../transport/types.js";
-import { createCliLogger } from "./logger.js";
+import { createCliLogger, type LogOptions } from "./logger.js";
 import { parseLogLevel } from "./parse.js";
 
 /** Default server for operator commands: $MUSTER_SERVER or the local WebSocket port. */
@@ -20,17 +20,28 @@ export function withLogOptions(cmd: Command): Command {
         .argParser(parseLogLevel),
     )
     .option("--trace", "log every frame in both directions (implies --log-level trace)", false)
-    .option("--log-json", "JSON log lines even on a terminal", false);
+    .option("--log-json", "JSON log lines even on a terminal", false)
+    .option(
+      "--log-file <path>",
+      "write JSON log lines to this file instead of standard error; SIGHUP reopens it (after logrotate renamed it)",
+    );
 }
 
 export interface LogFlags {
   logLevel: string;
   trace: boolean;
   logJson: boolean;
+  logFile?: string;
 }
 
 export function loggerFrom(flags: LogFlags, name: string): Logger {
-  return createCliLogger({ level: flags.logLevel, trace: flags.trace, json: flags.logJson }, name);
+  const o: LogOptions = { level: flags.logLevel, trace: flags.trace, json: flags.logJson };
+  if (flags.logFile !== undefined) o.file = flags.logFile;
+  try {
+    return createCliLogger(o, name);
+  } catch (err) {
+    fail(`--log-file: cannot open ${flags.logFile}: ${(err as Error).message}`, EXIT.USAGE);
+  }
 }
 
 /** Adds TLS options for dialing (agents, operator commands). */
