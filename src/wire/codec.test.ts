@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { isMusterError } from "../../test/support/errors.js";
 import { ErrorCode } from "../errors/codes.js";
 import { type ErrorBody, MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
@@ -91,15 +92,6 @@ function jsonFrame(type: number, value: unknown): Buffer {
 /** A RESULT error frame whose error body is `value` as JSON text (or raw text). */
 function resultError(body: unknown, asText = false): Buffer {
   return raw(FrameType.RESULT, 1, 0, u32(1), [1], asText ? String(body) : JSON.stringify(body));
-}
-
-function isMusterError(code: ErrorCode, message: RegExp): (err: unknown) => true {
-  return (err: unknown) => {
-    assert.ok(err instanceof MusterError, `expected a MusterError, got ${String(err)}`);
-    assert.equal(err.code, code);
-    assert.match(err.rawMessage, message);
-    return true;
-  };
 }
 
 /** decodeFrame must throw PROTOCOL_ERROR with a message matching `message`. */

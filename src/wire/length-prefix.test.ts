@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { isMusterError } from "../../test/support/errors.js";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { decodeFrame, encodeFrame, encodeValue } from "./codec.js";
@@ -48,15 +49,6 @@ function prefix(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n);
   return b;
-}
-
-function isMusterError(code: ErrorCode, message: RegExp): (err: unknown) => true {
-  return (err: unknown) => {
-    assert.ok(err instanceof MusterError, `expected a MusterError, got ${String(err)}`);
-    assert.equal(err.code, code);
-    assert.match(err.rawMessage, message);
-    return true;
-  };
 }
 
 describe("lengthPrefix", () => {
