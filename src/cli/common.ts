@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import { type Command, Option } from "commander";
+import { DEFAULTS } from "../internal/defaults.js";
 import type { Logger } from "../internal/logger.js";
 import type { TlsClientOptions } from "../transport/types.js";
 import { createCliLogger, type LogOptions } from "./logger.js";
-import { parseLogLevel } from "./parse.js";
+import { parseBytes, parseCount, parseLogLevel } from "./parse.js";
 
 /** Default server for operator commands: $MUSTER_SERVER or the local WebSocket port. */
 export const DEFAULT_SERVER_URL = process.env.MUSTER_SERVER ?? "ws://127.0.0.1:33075";
@@ -24,6 +25,23 @@ export function withLogOptions(cmd: Command): Command {
     .option(
       "--log-file <path>",
       "write JSON log lines to this file instead of standard error; SIGHUP reopens it (after logrotate renamed it)",
+    );
+}
+
+/** Adds --max-frame and --max-json-depth (servers and agents). */
+export function withDecodeLimits(cmd: Command): Command {
+  return cmd
+    .option(
+      "--max-frame <size>",
+      "largest frame accepted, refused from its header (close code frame_too_large)",
+      parseBytes,
+      DEFAULTS.maxFrameBytes,
+    )
+    .option(
+      "--max-json-depth <n>",
+      "deepest nesting of arrays and objects accepted in JSON bodies and payloads",
+      parseCount,
+      DEFAULTS.maxJsonDepth,
     );
 }
 

@@ -532,21 +532,8 @@ export class RpcEndpoint implements StreamHost {
   }
 
   #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
-    this.#in ??= new Map();
-    const calls = this.#in;
-    if (calls.has(id)) {
-      this.#logger.warn({ id, method }, "duplicate call id from peer: ignored");
-      return;
-    }
-    const i = new Incoming(this, id, method, this.#clock.now() + timeoutMs, timeoutMs, this.#peer);
-    calls.set(id, i);
-    if (calls.size > this.#maxIncomingCalls) {
-      this.#replyError(
-        i,
-        new MusterError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${this.#maxIncomingCalls} calls in flight`),
-      );
-      return;
-    }
+    const i = this.#admit(id, method, this.#clock.now() + timeoutMs, timeoutMs, "calls");
+    if (i === undefined) return;
     const handler = this.#handlers.get(method);
     if (!handler) {
       this.#replyError(
@@ -558,51 +545,14 @@ export class RpcEndpoint implements StreamHost {
       );
       return;
     }
-    let request: unknown;
-    try {
-      request = decodeValue(payload, this.#decodeLimits);
-    } catch (err) {
-      this.#replyError(i, MusterError.from(err, ErrorCode.INVALID_ARGUMENT));
-      return;
-    }
-    let result: unknown;
-    try {
-      result = handler(request, i);
-    } catch (err) {
-      this.#replyError(i, MusterError.from(err));
-      return;
-    }
-    if (result instanceof Promise) {
-      result.then(
-        (value) => this.#replyValue(i, value),
-        (err: unknown) => this.#replyError(i, MusterError.from(err)),
-      );
-    } else {
-      this.#replyValue(i, result);
-    }
+    this.#run(i, handler, payload, false);
   }
 
   #onOpen(id: number, name: string, timeoutMs: number, window: number, payload: Payload): void {
-    this.#in ??= new Map();
-    const calls = this.#in;
-    if (calls.has(id)) {
-      this.#logger.warn({ id, stream: name }, "duplicate call id from peer: ignored");
-      return;
-    }
     const deadline = timeoutMs === 0 ? Number.POSITIVE_INFINITY : this.#clock.now() + timeoutMs;
-    const i = new Incoming(this, id, name, deadline, timeoutMs, this.#peer);
+    const i = this.#admit(id, name, deadline, timeoutMs, "calls and streams");
+    if (i === undefined) return;
     i.creditLimit = window;
-    calls.set(id, i);
-    if (calls.size > this.#maxIncomingCalls) {
-      this.#replyError(
-        i,
-        new MusterError(
-          ErrorCode.RESOURCE_EXHAUSTED,
-          `more than ${this.#maxIncomingCalls} calls and streams in flight`,
-        ),
-      );
-      return;
-    }
     const handler = this.#streamHandlers?.get(name);
     if (!handler) {
       const isMethod = this.#handlers.has(name);
@@ -617,6 +567,41 @@ export class RpcEndpoint implements StreamHost {
       );
       return;
     }
+    this.#run(i, handler, payload, true);
+  }
+
+  /**
+   * Registers a call or stream from the peer; undefined for a duplicate id (ignored). Over the
+   * limit of calls in flight it is answered at once with RESOURCE_EXHAUSTED (and returned
+   * settled, so the caller's next steps are no-ops).
+   */
+  #admit(id: number, name: string, deadline: number, timeoutMs: number, what: string): Incoming | undefined {
+    this.#in ??= new Map();
+    const calls = this.#in;
+    if (calls.has(id)) {
+      this.#logger.warn({ id, method: name }, "duplicate call id from peer: ignored");
+      return undefined;
+    }
+    const i = new Incoming(this, id, name, deadline, timeoutMs, this.#peer);
+    calls.set(id, i);
+    if (calls.size > this.#maxIncomingCalls) {
+      this.#replyError(
+        i,
+        new MusterError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `more than ${this.#maxIncomingCalls} ${what} in flight`,
+        ),
+      );
+      return undefined;
+    }
+    return i;
+  }
+
+  /**
+   * Decodes the request and runs the handler; its value (or promise) is the result. A stream
+   * handler may instead return an (async) iterable, whose items are sent under flow control.
+   */
+  #run(i: Incoming, handler: Handler | StreamHandler, payload: Payload, stream: boolean): void {
     let request: unknown;
     try {
       request = decodeValue(payload, this.#decodeLimits);
@@ -631,7 +616,7 @@ export class RpcEndpoint implements StreamHost {
       this.#replyError(i, MusterError.from(err));
       return;
     }
-    const it = iteratorOf(result);
+    const it = stream ? iteratorOf(result) : undefined;
     if (it !== undefined) void this.#pump(i, it);
     else if (result instanceof Promise) {
       result.then(

@@ -13,10 +13,11 @@ import {
   fail,
   type LogFlags,
   loggerFrom,
+  withDecodeLimits,
   withDialTls,
   withLogOptions,
 } from "../common.js";
-import { collectList, parseBytes, parseCount, parseDuration, parseLabel } from "../parse.js";
+import { collectList, parseDuration, parseLabel } from "../parse.js";
 
 interface AgentFlags extends LogFlags {
   server?: string[];
@@ -61,44 +62,34 @@ async function loadHandlers(
 export function registerAgent(program: Command): void {
   withDialTls(
     withLogOptions(
-      program
-        .command("agent")
-        .description("run an agent: dial the server, stay connected for ever, answer its calls")
-        .option(
-          "--server <url>",
-          `server URL, repeatable or comma-separated; tried in turn (default ${DEFAULT_SERVER_URL})`,
-          collectList,
-        )
-        .option("--name <name>", "unique agent name (default: host name)")
-        .option("--label <key=value>", "a label, repeatable", parseLabel, {})
-        .option(
-          "--handlers <file>",
-          "ES module whose exported functions become methods, and async generator functions streams",
-        )
-        .option(
-          "--reconnect-max <duration>",
-          "largest reconnect delay before jitter",
-          parseDuration,
-          DEFAULTS.reconnectMaxMs,
-        )
-        .option(
-          "--heartbeat <duration>",
-          "PING interval on an idle link (the server is suspect after 2.4×, dead after 6×, at least the defaults)",
-          parseDuration,
-          DEFAULTS.heartbeatIntervalMs,
-        )
-        .option(
-          "--max-frame <size>",
-          "largest frame accepted, refused from its header",
-          parseBytes,
-          DEFAULTS.maxFrameBytes,
-        )
-        .option(
-          "--max-json-depth <n>",
-          "deepest nesting of arrays and objects accepted in JSON bodies and payloads",
-          parseCount,
-          DEFAULTS.maxJsonDepth,
-        ),
+      withDecodeLimits(
+        program
+          .command("agent")
+          .description("run an agent: dial the server, stay connected for ever, answer its calls")
+          .option(
+            "--server <url>",
+            `server URL, repeatable or comma-separated; tried in turn (default ${DEFAULT_SERVER_URL})`,
+            collectList,
+          )
+          .option("--name <name>", "unique agent name (default: host name)")
+          .option("--label <key=value>", "a label, repeatable", parseLabel, {})
+          .option(
+            "--handlers <file>",
+            "ES module whose exported functions become methods, and async generator functions streams",
+          )
+          .option(
+            "--reconnect-max <duration>",
+            "largest reconnect delay before jitter",
+            parseDuration,
+            DEFAULTS.reconnectMaxMs,
+          )
+          .option(
+            "--heartbeat <duration>",
+            "PING interval on an idle link (the server is suspect after 2.4×, dead after 6×, at least the defaults)",
+            parseDuration,
+            DEFAULTS.heartbeatIntervalMs,
+          ),
+      ),
     ),
   ).action(async (flags: AgentFlags) => {
     const { hostname } = await import("node:os");

@@ -1,7 +1,15 @@
 import type { Command } from "commander";
 import { DEFAULTS } from "../../internal/defaults.js";
 import { createServer } from "../../server/create-server.js";
-import { EXIT, fail, type LogFlags, loggerFrom, readFileOrFail, withLogOptions } from "../common.js";
+import {
+  EXIT,
+  fail,
+  type LogFlags,
+  loggerFrom,
+  readFileOrFail,
+  withDecodeLimits,
+  withLogOptions,
+} from "../common.js";
 import { collectList, parseBytes, parseCount, parseDuration } from "../parse.js";
 
 interface ServerFlags extends LogFlags {
@@ -26,91 +34,86 @@ interface ServerFlags extends LogFlags {
 
 export function registerServer(program: Command): void {
   withLogOptions(
-    program
-      .command("server")
-      .description(
-        `run a server: agents dial it, operators call through it (default: ws://0.0.0.0:${DEFAULTS.wsPort} and tcp://0.0.0.0:${DEFAULTS.tcpPort})`,
-      )
-      .option(
-        "--listen <url>",
-        "where to listen, repeatable: ws://host:port, wss://…, tcp://host:port, tls://…",
-        collectList,
-      )
-      .option("--name <name>", "server name shown to peers (default: host name)")
-      .option("--tls-cert <file>", "PEM certificate: listen on wss:// and tls:// by default")
-      .option("--tls-key <file>", "PEM private key for --tls-cert")
-      .option(
-        "--resume-window <duration>",
-        "how long a dropped session can be resumed",
-        parseDuration,
-        DEFAULTS.resumeWindowMs,
-      )
-      .option(
-        "--heartbeat <duration>",
-        "PING interval on idle links",
-        parseDuration,
-        DEFAULTS.heartbeatIntervalMs,
-      )
-      .option("--call-timeout <duration>", "default deadline of calls", parseDuration, DEFAULTS.callTimeoutMs)
-      .option(
-        "--max-connections <n>",
-        "connections held at once; more get CLOSE busy with a retry hint (0: no limit)",
-        parseCount,
-        DEFAULTS.maxConnections,
-      )
-      .option(
-        "--max-connections-per-ip <n>",
-        "connections held at once from one IP address (0: no limit)",
-        parseCount,
-        DEFAULTS.maxConnectionsPerIp,
-      )
-      .option(
-        "--handshake-rate <n>",
-        "new connections admitted per second on average; the excess is told when to retry (0: no limit)",
-        parseCount,
-        DEFAULTS.handshakesPerSecond,
-      )
-      .option(
-        "--handshake-burst <n>",
-        "new connections admitted at once above the average rate",
-        parseCount,
-        DEFAULTS.handshakeBurst,
-      )
-      .option(
-        "--slow-consumer-bytes <size>",
-        "unsent bytes a link may hold for --slow-consumer-after before it is dropped with slow_consumer (0: never)",
-        parseBytes,
-        DEFAULTS.slowConsumerBytes,
-      )
-      .option(
-        "--slow-consumer-after <duration>",
-        "how long a link may stay over --slow-consumer-bytes",
-        parseDuration,
-        DEFAULTS.slowConsumerMs,
-      )
-      .option(
-        "--max-frame <size>",
-        "largest frame accepted, refused from its header (close code frame_too_large)",
-        parseBytes,
-        DEFAULTS.maxFrameBytes,
-      )
-      .option(
-        "--max-json-depth <n>",
-        "deepest nesting of arrays and objects accepted in JSON bodies and payloads",
-        parseCount,
-        DEFAULTS.maxJsonDepth,
-      )
-      .option(
-        "--max-hello <size>",
-        "largest handshake (HELLO) accepted; over TCP a larger first frame is refused from its header",
-        parseBytes,
-        DEFAULTS.maxHelloBytes,
-      )
-      .option(
-        "--allow-remote-operators",
-        "accept operator connections from non-loopback addresses (no authentication yet: anyone reaching the port can call every agent)",
-        false,
-      ),
+    withDecodeLimits(
+      program
+        .command("server")
+        .description(
+          `run a server: agents dial it, operators call through it (default: ws://0.0.0.0:${DEFAULTS.wsPort} and tcp://0.0.0.0:${DEFAULTS.tcpPort})`,
+        )
+        .option(
+          "--listen <url>",
+          "where to listen, repeatable: ws://host:port, wss://…, tcp://host:port, tls://…",
+          collectList,
+        )
+        .option("--name <name>", "server name shown to peers (default: host name)")
+        .option("--tls-cert <file>", "PEM certificate: listen on wss:// and tls:// by default")
+        .option("--tls-key <file>", "PEM private key for --tls-cert")
+        .option(
+          "--resume-window <duration>",
+          "how long a dropped session can be resumed",
+          parseDuration,
+          DEFAULTS.resumeWindowMs,
+        )
+        .option(
+          "--heartbeat <duration>",
+          "PING interval on idle links",
+          parseDuration,
+          DEFAULTS.heartbeatIntervalMs,
+        )
+        .option(
+          "--call-timeout <duration>",
+          "default deadline of calls",
+          parseDuration,
+          DEFAULTS.callTimeoutMs,
+        )
+        .option(
+          "--max-connections <n>",
+          "connections held at once; more get CLOSE busy with a retry hint (0: no limit)",
+          parseCount,
+          DEFAULTS.maxConnections,
+        )
+        .option(
+          "--max-connections-per-ip <n>",
+          "connections held at once from one IP address (0: no limit)",
+          parseCount,
+          DEFAULTS.maxConnectionsPerIp,
+        )
+        .option(
+          "--handshake-rate <n>",
+          "new connections admitted per second on average; the excess is told when to retry (0: no limit)",
+          parseCount,
+          DEFAULTS.handshakesPerSecond,
+        )
+        .option(
+          "--handshake-burst <n>",
+          "new connections admitted at once above the average rate",
+          parseCount,
+          DEFAULTS.handshakeBurst,
+        )
+        .option(
+          "--slow-consumer-bytes <size>",
+          "unsent bytes a link may hold for --slow-consumer-after before it is dropped with slow_consumer (0: never)",
+          parseBytes,
+          DEFAULTS.slowConsumerBytes,
+        )
+        .option(
+          "--slow-consumer-after <duration>",
+          "how long a link may stay over --slow-consumer-bytes",
+          parseDuration,
+          DEFAULTS.slowConsumerMs,
+        )
+        .option(
+          "--max-hello <size>",
+          "largest handshake (HELLO) accepted; over TCP a larger first frame is refused from its header",
+          parseBytes,
+          DEFAULTS.maxHelloBytes,
+        )
+        .option(
+          "--allow-remote-operators",
+          "accept operator connections from non-loopback addresses (no authentication yet: anyone reaching the port can call every agent)",
+          false,
+        ),
+    ),
   ).action(async (flags: ServerFlags) => {
     const logger = loggerFrom(flags, "muster-server");
     if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
