@@ -33,7 +33,7 @@ export class LineSplitter {
       const nl = chunk.indexOf(0x0a, start);
       if (nl < 0) break;
       const length = this.#size + nl - start;
-      if (length > this.#max) return this.#overflow(length);
+      if (length > this.#max) this.#overflow(length);
       let line: string;
       if (this.#size === 0) line = chunk.toString("utf8", start, nl);
       else {
@@ -47,7 +47,7 @@ export class LineSplitter {
     }
     if (start < chunk.length) {
       const rest = chunk.length - start;
-      if (this.#size + rest > this.#max) return this.#overflow(this.#size + rest);
+      if (this.#size + rest > this.#max) this.#overflow(this.#size + rest);
       // Copy: the caller may reuse the chunk's memory.
       this.#parts.push(Buffer.from(chunk.subarray(start)));
       this.#size += rest;
