@@ -12,11 +12,13 @@ import { RpcEndpoint } from "../rpc/endpoint.js";
 import { failedStream, type MusterStream, type StreamHandler, type StreamOptions } from "../rpc/stream.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
 import { resolveSessionLimits, Session, type SessionLimits } from "../session/session.js";
+import { type TextHooks, TextService } from "../text/service.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions, Transport } from "../transport/types.js";
 import { checkLabels, checkName, type DecodeLimits } from "../wire/codec.js";
 import { type CloseBody, CloseCode, HEADER_BYTES } from "../wire/frame.js";
 import { builtinHandlers } from "./builtins.js";
+import { textCallHandler } from "./text.js";
 
 /** Options of `createAgent`. Durations in milliseconds; defaults in `DEFAULTS`. */
 export interface AgentOptions {
@@ -29,8 +31,13 @@ export interface AgentOptions {
   memory?: MemoryNetwork;
   logger?: Logger;
   clock?: Clock;
-  /** Answer `sys.ping` and `sys.info`. @default true */
+  /**
+   * Answer `sys.ping`, `sys.info` and `muster.text` (text messages the server forwards to
+   * `agent.text`). @default true
+   */
   builtins?: boolean;
+  /** What the built-in text commands STOP, QUITTING, RESTART, READY and LOG_ROTATE do. */
+  textHooks?: TextHooks;
   /** Reconnect backoff: 500 ms doubling to 30 s, ±50 % jitter after the cap, reset after 10 s connected. */
   reconnect?: BackoffOptions & { stableMs?: number };
   /** @default 10000 */
@@ -99,6 +106,12 @@ export interface MusterAgent {
    * dropped links (its session resends what they lost), not an expired session.
    */
   stream<T = unknown>(name: string, request?: unknown, options?: StreamOptions): MusterStream<T>;
+  /**
+   * The agent's text service: handlers for one-line text messages (`agent.text.on("HI", …)`),
+   * with the built-in commands. The server delivers lines addressed to this agent (or broadcast to all) here;
+   * `listenTextAll(urls, { service: agent.text })` takes them from sockets too.
+   */
+  readonly text: TextService;
   /** Link events from now on. */
   events(): AsyncIterableIterator<AgentEvent>;
   /** Calls `fn` on every event; returns a function that stops it. */
@@ -122,6 +135,7 @@ const SESSION_ENDING = new Set<string>([
 
 class Agent implements MusterAgent {
   readonly name: string;
+  readonly text: TextService;
   readonly #labels: Record<string, string>;
   readonly #o: AgentOptions;
   readonly #clock: Clock;
@@ -181,9 +195,11 @@ class Agent implements MusterAgent {
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silentLogger;
     this.#backoff = new Backoff(options.reconnect);
+    this.text = new TextService({ logger: this.#log.child({ text: true }), hooks: options.textHooks ?? {} });
     if (options.builtins !== false) {
       for (const [k, v] of builtinHandlers(() => ({ name: this.name, labels: this.#labels })))
         this.#handlers.set(k, v);
+      this.#handlers.set("muster.text", textCallHandler(this.text) as Handler);
     }
     this.#newSession();
   }

@@ -12,6 +12,8 @@ import { failedStream, type MusterStream, type StreamHandler, type StreamOptions
 import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
 import { resolveSessionLimits, type SessionLimits, type SessionState } from "../session/session.js";
+import { listenTextAll, type TextListener } from "../text/endpoint.js";
+import { TextService } from "../text/service.js";
 import { listenAll } from "../transport/listen.js";
 import type { Listener, Transport, TransportCloseInfo } from "../transport/types.js";
 import { type DecodeLimits, decodeFrame, encodeFrame, encodeValue } from "../wire/codec.js";
@@ -28,6 +30,7 @@ import { Admission, ipOf } from "./admission.js";
 import { operatorHandlers, operatorStreams } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import { Peer, type PeerHost } from "./peer.js";
+import { createTextRouter } from "./text-router.js";
 
 /** A muster server: accepts agents and operators, calls agents, answers their calls. */
 export interface MusterServer {
@@ -76,6 +79,13 @@ export interface MusterServer {
     open: number;
     refused: Readonly<{ max_connections: number; max_connections_per_ip: number; handshake_rate: number }>;
   };
+  /**
+   * The server's text service: its own text commands (`server.text.on("DEPLOY", …)`) and the
+   * router that forwards `agent/COMMAND` lines to agents.
+   */
+  readonly text: TextService;
+  /** The bound text endpoints (after `start`). */
+  readonly textListeners: readonly TextListener[];
   /** Stops listening, ends every session (pending calls fail with CLOSED), closes links. */
   close(): Promise<void>;
 }
@@ -139,6 +149,8 @@ class Server implements MusterServer, PeerHost {
   #listeners: Listener[] = [];
   #sweep: ReturnType<Clock["setTimeout"]> | undefined;
   #closed = false;
+  readonly text: TextService;
+  #textListeners: TextListener[] = [];
 
   constructor(options: ServerOptions) {
     this.#o = options;
@@ -190,6 +202,24 @@ class Server implements MusterServer, PeerHost {
     );
     this.#slowBytes = optionLimit(options.slowConsumerBytes, DEFAULTS.slowConsumerBytes, "slowConsumerBytes");
     this.#slowMs = optionLimit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
+    this.text = new TextService({
+      logger: this.logger.child({ text: true }),
+      hooks: options.text?.hooks ?? {},
+      router: createTextRouter(this, {
+        serverName: this.#name,
+        timeoutMs: optionLimit(
+          options.text?.deliveryTimeoutMs,
+          this.callTimeoutMs,
+          "text.deliveryTimeoutMs",
+          1,
+        ),
+        logger: this.logger,
+      }),
+    });
+  }
+
+  get textListeners(): readonly TextListener[] {
+    return this.#textListeners;
   }
 
   /** Connections refused at admission, by reason, and connections open now. */
@@ -217,6 +247,21 @@ class Server implements MusterServer, PeerHost {
       accept: (t) => this.accept(t),
     });
     for (const l of this.#listeners) this.logger.info({ url: l.url }, "listening");
+    const text = this.#o.text;
+    if (text?.listen !== undefined && text.listen.length > 0) {
+      try {
+        this.#textListeners = await listenTextAll(text.listen, {
+          service: this.text,
+          logger: this.logger,
+          ...(this.#o.tls ? { tls: this.#o.tls } : {}),
+          ...(text.secretCode !== undefined ? { secretCode: text.secretCode } : {}),
+        });
+      } catch (err) {
+        await Promise.all(this.#listeners.map((l) => l.close()));
+        this.#listeners = [];
+        throw err;
+      }
+    }
     this.#scheduleSweep();
   }
 
@@ -643,7 +688,7 @@ class Server implements MusterServer, PeerHost {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#sweep) this.clock.clearTimeout(this.#sweep);
-    await Promise.all(this.#listeners.map((l) => l.close()));
+    await Promise.all([...this.#listeners, ...this.#textListeners].map((l) => l.close()));
     for (const peer of [...this.#peers]) {
       this.#endPeer(peer, ErrorCode.CLOSED, "server is shutting down", CloseCode.SHUTDOWN);
     }

@@ -1,5 +1,6 @@
 import type { Clock } from "../internal/clock.js";
 import type { Logger } from "../internal/logger.js";
+import type { TextHooks } from "../text/service.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsServerOptions } from "../transport/types.js";
 
@@ -74,4 +75,18 @@ export interface ServerOptions {
    * @default false
    */
   allowRemoteOperators?: boolean;
+  /** Text endpoints of the server (see `docs/text.md`). */
+  text?: ServerTextOptions;
+}
+
+/** Where the server takes one-line text messages, and how. */
+export interface ServerTextOptions {
+  /** `tcp://host:port`, `tls://…` (with `tls`), `udp://host:port`, `unix:/path`. */
+  listen?: string[];
+  /** UDP only: datagrams must carry `secret_code=<this>`. */
+  secretCode?: string;
+  /** What STOP, QUITTING, RESTART, READY and LOG_ROTATE do on the server itself. */
+  hooks?: TextHooks;
+  /** Deadline of a message's delivery to an agent. @default callTimeoutMs */
+  deliveryTimeoutMs?: number;
 }

@@ -261,3 +261,13 @@ export class TextService {
 
 /** The largest line a text endpoint accepts by default (1 MiB). */
 export const DEFAULT_MAX_LINE_BYTES = MESSAGE_LIMITS.maxLineBytes;
+
+/**
+ * The text service name of a muster agent: agent names may hold `.`, `-`, `:` and `@`, which
+ * text names may not, so each such character becomes `_`, and a leading digit gets a `_`
+ * before it (`web-1` → `web_1`, `10.0.0.7` → `_10_0_0_7`).
+ */
+export function textServiceName(agentName: string): string {
+  const name = agentName.replace(/[^A-Za-z0-9_]/g, "_");
+  return /^[0-9]/.test(name) ? `_${name}` : name;
+}
