@@ -1,10 +1,13 @@
 import { readFileSync } from "node:fs";
 import { type Command, Option } from "commander";
+import type { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import type { Logger } from "../internal/logger.js";
+import type { TextHooks } from "../text/service.js";
+import { parseTextAddress } from "../text/url.js";
 import type { TlsClientOptions } from "../transport/types.js";
-import { createCliLogger, type LogOptions } from "./logger.js";
-import { parseBytes, parseCount, parseLogLevel } from "./parse.js";
+import { createCliLogger, type LogOptions, reopenLogFiles } from "./logger.js";
+import { collectList, parseBytes, parseCount, parseLogLevel } from "./parse.js";
 
 /** Default server for operator commands: $MUSTER_SERVER or the local WebSocket port. */
 export const DEFAULT_SERVER_URL = process.env.MUSTER_SERVER ?? "ws://127.0.0.1:33075";
@@ -43,6 +46,51 @@ export function withDecodeLimits(cmd: Command): Command {
       parseCount,
       DEFAULTS.maxJsonDepth,
     );
+}
+
+/** Adds --text and --text-secret (servers and agents). */
+export function withTextOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--text <url>",
+      "take one-line text messages here, repeatable: tcp://host:port, tls://host:port, udp://host:port, unix:/path",
+      collectList,
+    )
+    .addOption(
+      new Option(
+        "--text-secret <code>",
+        "UDP text messages must carry secret_code=<code> (others are dropped and logged)",
+      ).env("MUSTER_TEXT_SECRET"),
+    );
+}
+
+export interface TextFlags {
+  text?: string[];
+  textSecret?: string;
+}
+
+/** The --text URLs, each checked (exits 2 naming a bad one). */
+export function textUrlsFrom(flags: TextFlags): string[] {
+  const urls = flags.text ?? [];
+  for (const url of urls) {
+    try {
+      parseTextAddress(url);
+    } catch (err) {
+      fail(`--text: ${(err as MusterError).rawMessage}`, EXIT.USAGE);
+    }
+  }
+  if (flags.textSecret === "") fail("--text-secret cannot be empty", EXIT.USAGE);
+  return urls;
+}
+
+/**
+ * What the built-in text commands do in a CLI process: STOP and QUITTING stop it as SIGTERM
+ * would, LOG_ROTATE reopens the --log-file.
+ */
+export function cliTextHooks(flags: LogFlags, stop: (why: string) => void): TextHooks {
+  const hooks: TextHooks = { stop: (quitting) => stop(quitting ? "QUITTING" : "STOP") };
+  if (flags.logFile !== undefined) hooks.logRotate = () => void reopenLogFiles();
+  return hooks;
 }
 
 export interface LogFlags {

@@ -203,7 +203,7 @@ class Server implements MusterServer, PeerHost {
     this.#slowBytes = optionLimit(options.slowConsumerBytes, DEFAULTS.slowConsumerBytes, "slowConsumerBytes");
     this.#slowMs = optionLimit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
     this.text = new TextService({
-      logger: this.logger.child({ text: true }),
+      logger: this.logger.child({ component: "text" }),
       hooks: options.text?.hooks ?? {},
       router: createTextRouter(this, {
         serverName: this.#name,

@@ -2,24 +2,33 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Command } from "commander";
 import { createAgent } from "../../agent/create-agent.js";
+import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
 import type { StreamHandler } from "../../rpc/stream.js";
 import type { Handler } from "../../rpc/types.js";
+import type { Handler as TextHandler } from "../../text/dispatcher.js";
+import { listenTextAll, type TextListener } from "../../text/endpoint.js";
+import { checkMessageName } from "../../text/message.js";
+import type { TextContext } from "../../text/service.js";
 import { checkName } from "../../wire/codec.js";
 import {
+  cliTextHooks,
   DEFAULT_SERVER_URL,
   dialTlsFrom,
   EXIT,
   fail,
   type LogFlags,
   loggerFrom,
+  type TextFlags,
+  textUrlsFrom,
   withDecodeLimits,
   withDialTls,
   withLogOptions,
+  withTextOptions,
 } from "../common.js";
 import { collectList, parseDuration, parseLabel } from "../parse.js";
 
-interface AgentFlags extends LogFlags {
+interface AgentFlags extends LogFlags, TextFlags {
   server?: string[];
   name?: string;
   label: Record<string, string>;
@@ -35,10 +44,13 @@ interface AgentFlags extends LogFlags {
 /**
  * Loads methods and streams from an ES module: its default export (an object of functions) or
  * its named function exports. Async generator functions become streams, other functions methods.
+ * An export named `text`, an object of functions keyed by COMMAND, handles text messages.
  */
-async function loadHandlers(
-  file: string,
-): Promise<{ methods: Map<string, Handler>; streams: Map<string, StreamHandler> }> {
+async function loadHandlers(file: string): Promise<{
+  methods: Map<string, Handler>;
+  streams: Map<string, StreamHandler>;
+  text: Map<string, TextHandler<TextContext>>;
+}> {
   let mod: Record<string, unknown>;
   try {
     mod = (await import(pathToFileURL(resolve(file)).href)) as Record<string, unknown>;
@@ -49,46 +61,59 @@ async function loadHandlers(
     typeof mod.default === "object" && mod.default !== null ? (mod.default as Record<string, unknown>) : mod;
   const methods = new Map<string, Handler>();
   const streams = new Map<string, StreamHandler>();
+  const text = new Map<string, TextHandler<TextContext>>();
+  if (typeof source.text === "object" && source.text !== null) {
+    for (const [command, fn] of Object.entries(source.text as Record<string, unknown>)) {
+      const why = checkMessageName("command", command);
+      if (why !== undefined) fail(`--handlers: ${file}: text.${command}: ${why}`, EXIT.USAGE);
+      if (typeof fn !== "function")
+        fail(`--handlers: ${file}: text.${command} is not a function`, EXIT.USAGE);
+      text.set(command, fn as TextHandler<TextContext>);
+    }
+  }
   for (const [name, fn] of Object.entries(source)) {
     if (typeof fn !== "function") continue;
     if (Object.prototype.toString.call(fn) === "[object AsyncGeneratorFunction]")
       streams.set(name, fn as StreamHandler);
     else methods.set(name, fn as Handler);
   }
-  if (methods.size + streams.size === 0) fail(`--handlers: ${file} exports no functions`, EXIT.USAGE);
-  return { methods, streams };
+  if (methods.size + streams.size + text.size === 0)
+    fail(`--handlers: ${file} exports no functions`, EXIT.USAGE);
+  return { methods, streams, text };
 }
 
 export function registerAgent(program: Command): void {
   withDialTls(
     withLogOptions(
-      withDecodeLimits(
-        program
-          .command("agent")
-          .description("run an agent: dial the server, stay connected for ever, answer its calls")
-          .option(
-            "--server <url>",
-            `server URL, repeatable or comma-separated; tried in turn (default ${DEFAULT_SERVER_URL})`,
-            collectList,
-          )
-          .option("--name <name>", "unique agent name (default: host name)")
-          .option("--label <key=value>", "a label, repeatable", parseLabel, {})
-          .option(
-            "--handlers <file>",
-            "ES module whose exported functions become methods, and async generator functions streams",
-          )
-          .option(
-            "--reconnect-max <duration>",
-            "largest reconnect delay before jitter",
-            parseDuration,
-            DEFAULTS.reconnectMaxMs,
-          )
-          .option(
-            "--heartbeat <duration>",
-            "PING interval on an idle link (the server is suspect after 2.4×, dead after 6×, at least the defaults)",
-            parseDuration,
-            DEFAULTS.heartbeatIntervalMs,
-          ),
+      withTextOptions(
+        withDecodeLimits(
+          program
+            .command("agent")
+            .description("run an agent: dial the server, stay connected for ever, answer its calls")
+            .option(
+              "--server <url>",
+              `server URL, repeatable or comma-separated; tried in turn (default ${DEFAULT_SERVER_URL})`,
+              collectList,
+            )
+            .option("--name <name>", "unique agent name (default: host name)")
+            .option("--label <key=value>", "a label, repeatable", parseLabel, {})
+            .option(
+              "--handlers <file>",
+              "ES module whose exported functions become methods, async generator functions streams, and an exported `text` object's functions text commands",
+            )
+            .option(
+              "--reconnect-max <duration>",
+              "largest reconnect delay before jitter",
+              parseDuration,
+              DEFAULTS.reconnectMaxMs,
+            )
+            .option(
+              "--heartbeat <duration>",
+              "PING interval on an idle link (the server is suspect after 2.4×, dead after 6×, at least the defaults)",
+              parseDuration,
+              DEFAULTS.heartbeatIntervalMs,
+            ),
+        ),
       ),
     ),
   ).action(async (flags: AgentFlags) => {
@@ -98,6 +123,17 @@ export function registerAgent(program: Command): void {
     if (bad) fail(`--name: ${bad}`, EXIT.USAGE);
     const logger = loggerFrom(flags, "muster-agent");
     const tls = dialTlsFrom(flags);
+    const textUrls = textUrlsFrom(flags);
+    if (textUrls.some((u) => u.startsWith("tls:")))
+      fail("--text tls://… is for servers; use tcp:// or unix: on an agent", EXIT.USAGE);
+    let textListeners: TextListener[] = [];
+    let stopping = false;
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ reason: why }, "stopping");
+      void Promise.all(textListeners.map((l) => l.close())).then(() => agent.close());
+    };
     let agent: ReturnType<typeof createAgent>;
     try {
       agent = createAgent({
@@ -112,25 +148,33 @@ export function registerAgent(program: Command): void {
         deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
         maxFrameBytes: flags.maxFrame,
         maxJsonDepth: flags.maxJsonDepth,
+        textHooks: cliTextHooks(flags, stop),
       });
     } catch (err) {
       fail((err as Error).message, EXIT.USAGE);
     }
     if (flags.handlers) {
-      const { methods, streams } = await loadHandlers(flags.handlers);
+      const { methods, streams, text } = await loadHandlers(flags.handlers);
       for (const [m, h] of methods) agent.handle(m, h);
       for (const [s, h] of streams) agent.handleStream(s, h);
+      for (const [c, h] of text) agent.text.on(c, h);
     }
+    try {
+      textListeners = await listenTextAll(textUrls, {
+        service: agent.text,
+        logger,
+        ...(flags.textSecret !== undefined ? { secretCode: flags.textSecret } : {}),
+      });
+    } catch (err) {
+      fail(`cannot start the text endpoints: ${(err as MusterError).rawMessage ?? (err as Error).message}`);
+    }
+    for (const l of textListeners) process.stdout.write(`text on ${l.url}\n`);
     agent.onEvent((e) => {
       if (e.type === "retry") logger.info({ url: e.url, delayMs: e.delayMs, error: e.error }, "retrying");
       if (e.type === "replaced") process.exitCode = EXIT.FAILED;
       if (e.type === "closed") process.exit(process.exitCode ?? EXIT.OK);
     });
     agent.start();
-    const stop = (signal: string): void => {
-      logger.info({ signal }, "stopping");
-      void agent.close();
-    };
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
   });
