@@ -1,4 +1,12 @@
 export type {
+  BackoffPause,
+  PauseSpec,
+  TextClient,
+  TextClientOptions,
+  TextClientTlsOptions,
+} from "./client.js";
+export { createTextClient, DEFAULT_PAUSE, PauseSchedule, parsePauseList } from "./client.js";
+export type {
   DispatchContext,
   Dispatcher,
   DispatcherOptions,
@@ -11,6 +19,9 @@ export type {
   Tag,
 } from "./dispatcher.js";
 export { createDispatcher, Priority } from "./dispatcher.js";
+export type { TextEndpointOptions, TextListener } from "./endpoint.js";
+export { listenText, listenTextAll, UDP_MAX_BYTES } from "./endpoint.js";
+export { LineSplitter } from "./lines.js";
 export type { MessageInit, NameKind, ParamsInit, ParamValue, ParseOptions } from "./message.js";
 export {
   checkMessageName,
@@ -37,3 +48,13 @@ export {
   timespecFromMs,
   timespecToMs,
 } from "./param-types.js";
+export type {
+  TextContext,
+  TextHooks,
+  TextRouter,
+  TextServiceOptions,
+  TextTransport,
+} from "./service.js";
+export { BUILTIN_COMMANDS, TextService, textServiceName } from "./service.js";
+export type { TextAddress } from "./url.js";
+export { formatTextAddress, parseTextAddress } from "./url.js";
