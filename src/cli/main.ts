@@ -7,6 +7,7 @@ import { registerChaosProxy } from "./commands/chaos-proxy.js";
 import { registerNumbers, registerNumbersClient } from "./commands/numbers.js";
 import { registerOperatorCommands } from "./commands/operator.js";
 import { registerServer } from "./commands/server.js";
+import { registerSignal } from "./commands/signal.js";
 import { EXIT } from "./common.js";
 
 const program = new Command("muster")
@@ -22,6 +23,7 @@ registerBench(program);
 registerChaosProxy(program);
 registerNumbers(program);
 registerNumbersClient(program);
+registerSignal(program);
 
 program.addHelpText(
   "after",
@@ -37,7 +39,8 @@ Examples:
   muster stream web-1 tail '{"from":100}' --json
   muster chaos-proxy --target 127.0.0.1:33076 --latency 50ms --cut-every 10s --seed 42
   muster numbers --mode stateful --state-dir ./numbers-state
-  muster numbers-client --mode stateful 100`,
+  muster numbers-client --mode stateful 100
+  muster signal --type tcp --host 127.0.0.1:3001 QUIT`,
 );
 
 try {
