@@ -73,3 +73,52 @@ it("docs/numbers.md's library example runs as written", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it("docs/text.md's library examples run as written: routing to an agent, a permanent client", async () => {
+  const doc = readFileSync(new URL("../../docs/text.md", import.meta.url), "utf8");
+  const blocks = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  assert.equal(blocks.length, 2, "a server-and-agent example and a client example");
+  const [port, text, udp] = [await freePort(), await freePort(), await freePort()];
+  const first = blocks[0]!
+    .replaceAll("33076", String(port))
+    .replaceAll("3001", String(text))
+    .replaceAll("3003", String(udp));
+  const second = blocks[1]!
+    .replace(/^import .*$/m, "")
+    .replace(
+      '["tcp://10.0.0.1:3001", "tcp://10.0.0.2:3001"]',
+      `["tcp://127.0.0.1:${port + 1}", "tcp://127.0.0.1:${text}"]`,
+    )
+    .replace('pause: "1s,5s,30s"', 'pause: "20ms"');
+  const code = [
+    'import { createTextClient, TextService } from "muster/text";',
+    'import { connect } from "node:net";',
+    first,
+    "await agent.connected();",
+    // Two lines from a plain socket: one for the server's own DEPLOY, one for the agent.
+    `const s = connect(${text}, "127.0.0.1");`,
+    "let got = '';",
+    "s.on('data', (d) => { got += d; });",
+    "s.end('DEPLOY version=2\\nweb_1/HI\\n');",
+    "await new Promise((r) => s.on('close', r));",
+    "process.stdout.write(got);",
+    // The permanent client: what it sends arrives at the server's text service.
+    "const seen = [];",
+    "server.text.on('REGISTER', (m) => { seen.push(m.toString()); });",
+    "server.text.on('STATUS', (m) => { seen.push(m.toString()); });",
+    second,
+    "while (seen.length < 2) await new Promise((r) => setTimeout(r, 10));",
+    "process.stdout.write(seen.join('\\n') + '\\n');",
+    "await client.close();",
+    "await Promise.all(endpoints.map((e) => e.close()));",
+    "await agent.close();",
+    "await server.close();",
+  ].join("\n");
+  const file = new URL("./text-snippet.mjs", import.meta.url);
+  writeFileSync(file, code);
+  const { stdout } = await run(process.execPath, [file.pathname], { timeout: 20_000 });
+  const lines = stdout.trimEnd().split("\n");
+  assert.equal(lines[0], "DEPLOYING version=2");
+  assert.match(lines[1]!, /^<[A-Za-z_]\w*:web_1 DAD$/);
+  assert.deepEqual(lines.slice(2).sort(), ["REGISTER service=web;version=1", "STATUS load=0.3"]);
+});

@@ -3,7 +3,7 @@ import type { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
 import type { FanOut } from "../rpc/fan-out.js";
 import type { CallOptions } from "../rpc/types.js";
-import { checkMessageName, type Message, parseMessage } from "../text/message.js";
+import { type Message, parseMessage } from "../text/message.js";
 import { type TextContext, type TextRouter, textServiceName } from "../text/service.js";
 
 /** The text service name of the server itself: `muster/HELP` asks the server, not an agent. */
@@ -33,8 +33,9 @@ export interface TextRouterOptions {
  * gets `SERVICE_UNAVAILABLE command=…;service=…;message=…`.
  */
 export function createTextRouter(host: TextRouterHost, o: TextRouterOptions): TextRouter {
-  // The server name as a text name, for the sent-from prefix of forwarded replies.
-  const fromServer = checkMessageName("server", o.serverName) === undefined ? o.serverName : "";
+  // The server name as a text name (`my-host` → `my_host`): messages name it so, and it marks
+  // the replies relayed from agents.
+  const fromServer = textServiceName(o.serverName);
   /** Answers SERVICE_UNAVAILABLE; true, so that a router can `return unavailable(…)`. */
   const unavailable = (m: Message, ctx: TextContext, params: Record<string, string>): true => {
     o.logger.debug({ peer: ctx.peer, command: m.command, ...params }, "text message not delivered");
