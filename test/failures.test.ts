@@ -46,7 +46,11 @@ describe("failure scenarios", () => {
 
     // A call that takes 8 s on the agent, with a 6 s deadline; the server dies under it.
     const call = start(["call", "a1", "sleep", '{"ms":8000}', "--timeout", "6s", "--server", url]);
-    await new Promise((r) => setTimeout(r, 500));
+    // Only once the call runs on the agent is it pending.
+    for (const t0 = Date.now(); !agent.err.includes("sleep: started"); ) {
+      if (Date.now() - t0 > 20_000) assert.fail(`the call never reached the agent\n${call.err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const killedAt = Date.now();
     server.child.kill("SIGKILL");
     const code = await call.exited;

@@ -68,7 +68,9 @@ describe("examples/numbers", () => {
     try {
       await until(() => server.out.includes("listening"), 10_000, "the server");
       const agent = run(AGENT, ["--server", `tcp://127.0.0.1:${port}`, "--n", "500"]);
-      await new Promise((r) => setTimeout(r, 400));
+      // 500 numbers at 2 ms each take a second: kill the server while they flow.
+      await until(() => agent.out.includes("connected to"), 10_000, "the agent to connect");
+      await new Promise((r) => setTimeout(r, 300));
       server.child.kill("SIGKILL");
       await server.exited;
       server = run(SERVER, listen);

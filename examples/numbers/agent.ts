@@ -34,6 +34,7 @@ agent.onEvent((e) => {
 });
 agent.start();
 await agent.connected();
+say(`connected to ${values.server}: reading ${n} numbers`);
 
 let received = 0;
 let checksum = 0;

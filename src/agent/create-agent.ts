@@ -195,7 +195,10 @@ class Agent implements MusterAgent {
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silentLogger;
     this.#backoff = new Backoff(options.reconnect);
-    this.text = new TextService({ logger: this.#log.child({ component: "text" }), hooks: options.textHooks ?? {} });
+    this.text = new TextService({
+      logger: this.#log.child({ component: "text" }),
+      hooks: options.textHooks ?? {},
+    });
     if (options.builtins !== false) {
       for (const [k, v] of builtinHandlers(() => ({ name: this.name, labels: this.#labels })))
         this.#handlers.set(k, v);
