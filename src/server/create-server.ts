@@ -1,3 +1,9 @@
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
 import { hostname } from "node:os";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
@@ -10,7 +16,7 @@ import { type AgentInfo, Presence, type PresenceEvent } from "../presence/presen
 import { type FanOut, FanOutCall } from "../rpc/fan-out.js";
 import { failedStream, type MusterStream, type StreamHandler, type StreamOptions } from "../rpc/stream.js";
 import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
-import type { CallOptions, Handler } from "../rpc/types.js";
+import type { CallOptions, Handler, OutcomeStatus } from "../rpc/types.js";
 import { resolveSessionLimits, type SessionLimits, type SessionState } from "../session/session.js";
 import { listenTextAll, type TextListener } from "../text/endpoint.js";
 import { TextService } from "../text/service.js";
@@ -26,7 +32,9 @@ import {
   HEADER_BYTES,
   type HelloBody,
 } from "../wire/frame.js";
+import { createAdminHandler, type Readiness } from "./admin.js";
 import { Admission, ipOf } from "./admission.js";
+import { ServerMetrics } from "./metrics.js";
 import { operatorHandlers, operatorStreams } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import { Peer, type PeerHost } from "./peer.js";
@@ -84,6 +92,12 @@ export interface MusterServer {
    * router that forwards `agent/COMMAND` lines to agents.
    */
   readonly text: TextService;
+  /** `starting` until `start` resolves, `ready`, then `draining` once `close` is called. */
+  readonly readiness: Readiness;
+  /** The server's Prometheus metrics (also served at /metrics). */
+  readonly metrics: ServerMetrics;
+  /** The URL of the separate admin listener (`admin.listen`), after `start`. */
+  readonly adminUrl: string | undefined;
   /** The bound text endpoints (after `start`). */
   readonly textListeners: readonly TextListener[];
   /** Stops listening, ends every session (pending calls fail with CLOSED), closes links. */
@@ -151,6 +165,10 @@ class Server implements MusterServer, PeerHost {
   #closed = false;
   readonly text: TextService;
   #textListeners: TextListener[] = [];
+  readonly metrics: ServerMetrics;
+  #readiness: Readiness = "starting";
+  #admin: HttpServer | undefined;
+  #adminUrl: string | undefined;
 
   constructor(options: ServerOptions) {
     this.#o = options;
@@ -202,6 +220,21 @@ class Server implements MusterServer, PeerHost {
     );
     this.#slowBytes = optionLimit(options.slowConsumerBytes, DEFAULTS.slowConsumerBytes, "slowConsumerBytes");
     this.#slowMs = optionLimit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
+    this.metrics = new ServerMetrics({
+      admission: this.#admission,
+      agents: () => this.#presence.list(),
+      replay: () => {
+        let frames = 0;
+        let bytes = 0;
+        for (const p of this.#peers) {
+          const r = p.session.replayStats;
+          frames += r.frames + r.backlogFrames;
+          bytes += r.bytes + r.backlogBytes;
+        }
+        return { frames, bytes };
+      },
+      onEvent: (fn) => this.#presence.on(fn),
+    });
     this.text = new TextService({
       logger: this.logger.child({ component: "text" }),
       hooks: options.text?.hooks ?? {},
@@ -216,6 +249,14 @@ class Server implements MusterServer, PeerHost {
         logger: this.logger,
       }),
     });
+  }
+
+  get readiness(): Readiness {
+    return this.#readiness;
+  }
+
+  get adminUrl(): string | undefined {
+    return this.#adminUrl;
   }
 
   get textListeners(): readonly TextListener[] {
@@ -245,6 +286,7 @@ class Server implements MusterServer, PeerHost {
       // Nobody may make the server buffer more than a HELLO before saying who they are.
       firstFrameMaxBytes: Math.min(this.maxFrameBytes, HEADER_BYTES + this.decodeLimits.maxHelloBytes),
       accept: (t) => this.accept(t),
+      onHttpRequest: this.#adminHandler(),
     });
     for (const l of this.#listeners) this.logger.info({ url: l.url }, "listening");
     const text = this.#o.text;
@@ -262,7 +304,55 @@ class Server implements MusterServer, PeerHost {
         throw err;
       }
     }
+    const admin = this.#o.admin?.listen;
+    if (admin !== undefined) {
+      try {
+        this.#adminUrl = await this.#listenAdmin(admin);
+      } catch (err) {
+        await Promise.all([...this.#listeners, ...this.#textListeners].map((l) => l.close()));
+        this.#listeners = [];
+        this.#textListeners = [];
+        throw err;
+      }
+    }
     this.#scheduleSweep();
+    if (!this.#closed) this.#readiness = "ready";
+  }
+
+  #adminHandler(): (req: IncomingMessage, res: ServerResponse) => void {
+    return createAdminHandler({
+      metrics: this.metrics,
+      readiness: () => this.#readiness,
+      metricsPublic: this.#o.admin?.metricsPublic === true,
+    });
+  }
+
+  async #listenAdmin(hostPort: string): Promise<string> {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(hostPort);
+    const port = m === null ? Number.NaN : Number(m[3]);
+    if (m === null || port > 65535)
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        `admin address ${JSON.stringify(hostPort)}: expected host:port`,
+      );
+    const host = m[1] ?? m[2]!;
+    const server = createHttpServer(this.#adminHandler());
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err: NodeJS.ErrnoException) =>
+        reject(
+          new MusterError(
+            ErrorCode.UNAVAILABLE,
+            `cannot listen on ${hostPort} (admin): ${err.code ?? err.message}`,
+          ),
+        ),
+      );
+      server.listen(port, host, resolve);
+    });
+    this.#admin = server;
+    const bound = (server.address() as { port: number }).port;
+    const url = `http://${host.includes(":") ? `[${host}]` : host}:${bound}`;
+    this.logger.info({ url }, "admin API listening");
+    return url;
   }
 
   handle<Req, Res>(method: string, handler: Handler<Req, Res>): this {
@@ -348,6 +438,9 @@ class Server implements MusterServer, PeerHost {
         return peer.rpc.start(method, payload, timeoutMs, cb, false);
       },
     );
+    void fanOut.done.then((outcomes) => {
+      for (const o of outcomes.values()) this.metrics.recordCall(method, o.status, o.durationMs);
+    });
     return fanOut;
   }
 
@@ -362,7 +455,19 @@ class Server implements MusterServer, PeerHost {
         ),
       );
     }
-    return peer.rpc.call(method, request, options) as Promise<T>;
+    const started = performance.now();
+    const record = (status: OutcomeStatus) =>
+      this.metrics.recordCall(method, status, performance.now() - started);
+    return (peer.rpc.call(method, request, options) as Promise<T>).then(
+      (value) => {
+        record("ok");
+        return value;
+      },
+      (err: unknown) => {
+        record(err instanceof MusterError && err.code === ErrorCode.DEADLINE_EXCEEDED ? "timeout" : "error");
+        throw err;
+      },
+    );
   }
 
   // --- connections and handshake ---------------------------------------------------------
@@ -687,6 +792,9 @@ class Server implements MusterServer, PeerHost {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#readiness = "draining";
+    this.#admin?.close();
+    this.#admin?.closeAllConnections();
     if (this.#sweep) this.clock.clearTimeout(this.#sweep);
     await Promise.all([...this.#listeners, ...this.#textListeners].map((l) => l.close()));
     for (const peer of [...this.#peers]) {
@@ -695,6 +803,7 @@ class Server implements MusterServer, PeerHost {
     for (const t of this.#pending) t.close(CloseCode.SHUTDOWN, "server is shutting down");
     this.#pending.clear();
     this.#presence.end();
+    this.metrics.close();
     this.logger.info("server closed");
   }
 }

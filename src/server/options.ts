@@ -75,8 +75,18 @@ export interface ServerOptions {
    * @default false
    */
   allowRemoteOperators?: boolean;
+  /** The admin HTTP API (see `docs/operations.md`). */
+  admin?: ServerAdminOptions;
   /** Text endpoints of the server (see `docs/text.md`). */
   text?: ServerTextOptions;
+}
+
+/** The admin HTTP API: always on the ws/wss listeners; also on `listen` when given. */
+export interface ServerAdminOptions {
+  /** `host:port` of a separate plain-HTTP listener for the admin API (port 0: any free port). */
+  listen?: string;
+  /** Serve /metrics to any address, not only loopback ones. @default false */
+  metricsPublic?: boolean;
 }
 
 /** Where the server takes one-line text messages, and how. */

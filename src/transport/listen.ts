@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { parseListenUrl } from "./dial.js";
@@ -13,6 +14,8 @@ export interface ListenAllOptions {
   /** Limit of a connection's first frame (see TransportOptions). */
   firstFrameMaxBytes?: number;
   accept: AcceptFn;
+  /** Plain HTTP requests on ws/wss listeners (the admin API). */
+  onHttpRequest?: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
 }
 
 /**
@@ -44,7 +47,13 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
         firstFrameMaxBytes: options.firstFrameMaxBytes,
         ...(secure ? { tls: options.tls } : {}),
       };
-      if (kind === "ws" || kind === "wss") out.push(await listenWebSocket(common, options.accept));
+      if (kind === "ws" || kind === "wss")
+        out.push(
+          await listenWebSocket(
+            options.onHttpRequest ? { ...common, onHttpRequest: options.onHttpRequest } : common,
+            options.accept,
+          ),
+        );
       else out.push(await listenTcp(common, options.accept));
     }
   } catch (err) {

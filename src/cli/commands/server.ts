@@ -14,9 +14,11 @@ import {
   withLogOptions,
   withTextOptions,
 } from "../common.js";
-import { collectList, parseBytes, parseCount, parseDuration } from "../parse.js";
+import { collectList, parseBytes, parseCount, parseDuration, parseHostPort } from "../parse.js";
 
 interface ServerFlags extends LogFlags, TextFlags {
+  admin?: string;
+  metricsPublic: boolean;
   listen?: string[];
   name?: string;
   tlsCert?: string;
@@ -114,6 +116,15 @@ export function registerServer(program: Command): void {
             DEFAULTS.maxHelloBytes,
           )
           .option(
+            "--admin <host:port>",
+            "also serve the admin API (/healthz, /readyz, /version, /metrics, /help) on this plain-HTTP address; it is always on the ws:// listeners",
+            (text: string) => {
+              const { host, port } = parseHostPort(text, true);
+              return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+            },
+          )
+          .option("--metrics-public", "serve /metrics to any address, not only loopback ones", false)
+          .option(
             "--allow-remote-operators",
             "accept operator connections from non-loopback addresses (no authentication yet: anyone reaching the port can call every agent)",
             false,
@@ -163,6 +174,7 @@ export function registerServer(program: Command): void {
         maxFrameBytes: flags.maxFrame,
         maxJsonDepth: flags.maxJsonDepth,
         maxHelloBytes: flags.maxHello,
+        admin: { ...(flags.admin ? { listen: flags.admin } : {}), metricsPublic: flags.metricsPublic },
         text: {
           listen: textUrls,
           hooks: cliTextHooks(flags, stop),
@@ -179,6 +191,7 @@ export function registerServer(program: Command): void {
     }
     for (const l of server.listeners) process.stdout.write(`listening on ${l.url}\n`);
     for (const l of server.textListeners) process.stdout.write(`text on ${l.url}\n`);
+    if (server.adminUrl) process.stdout.write(`admin on ${server.adminUrl}\n`);
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
   });

@@ -1,0 +1,128 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { AgentInfo, PresenceEvent } from "../presence/presence.js";
+import type { CallOutcome } from "../rpc/types.js";
+
+/** What the metrics read from the server when scraped. */
+export interface MetricsSource {
+  readonly admission: {
+    open: number;
+    refused: Readonly<{ max_connections: number; max_connections_per_ip: number; handshake_rate: number }>;
+  };
+  agents(): AgentInfo[];
+  /** Bytes and frames held for replay, summed over every session. */
+  replay(): { frames: number; bytes: number };
+  onEvent(fn: (e: PresenceEvent) => void): () => void;
+}
+
+/** Distinct method names kept as label values; beyond, calls count under `method="other"`. */
+const MAX_METHODS = 200;
+
+/**
+ * The server's Prometheus metrics, on a registry of its own (two servers in one process do
+ * not mix). Gauges are read from the server when scraped; counters and the call latency
+ * histogram are updated as things happen. Names and labels follow Prometheus conventions:
+ * `_total` counters, base units (seconds, bytes), snake_case.
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly #calls: Counter<"method" | "outcome">;
+  readonly #callSeconds: Histogram<"method">;
+  readonly #methods = new Set<string>();
+  readonly #stop: () => void;
+
+  constructor(source: MetricsSource) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    // prom-client names these gauges with a `_total` suffix, which Prometheus keeps for
+    // counters (promtool refuses them); the handle and request counts are not worth a rename.
+    for (const name of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+    ])
+      this.registry.removeSingleMetric(name);
+    new Gauge({
+      name: "muster_connections_open",
+      help: "Connections held now (agents, operators, and links still in their handshake).",
+      registers,
+      collect() {
+        this.set(source.admission.open);
+      },
+    });
+    new Counter({
+      name: "muster_connections_refused_total",
+      help: "Connections refused at admission, by reason.",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(source.admission.refused)) this.inc({ reason }, n);
+      },
+    });
+    new Gauge({
+      name: "muster_agents",
+      help: "Agents known to the server, by state (offline: left recently).",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const counts: Record<string, number> = { connected: 0, suspect: 0, resuming: 0, offline: 0 };
+        for (const a of source.agents()) counts[a.state] = (counts[a.state] ?? 0) + 1;
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: "muster_replay_buffer_bytes",
+      help: "Bytes of sent frames held for replay until acknowledged, over every session.",
+      registers,
+      collect() {
+        this.set(source.replay().bytes);
+      },
+    });
+    const events = new Counter({
+      name: "muster_agent_events_total",
+      help: "Agent presence events: join, disconnect, resume, suspect, recover, replace, leave (a leave after expiry or close).",
+      labelNames: ["event"],
+      registers,
+    });
+    for (const event of ["join", "disconnect", "resume", "suspect", "recover", "replace", "leave"])
+      events.inc({ event }, 0);
+    this.#stop = source.onEvent((e) => events.inc({ event: e.type }));
+    this.#calls = new Counter({
+      name: "muster_calls_total",
+      help: "Calls from the server to agents (fan-outs count one per agent), by method and outcome.",
+      labelNames: ["method", "outcome"],
+      registers,
+    });
+    this.#callSeconds = new Histogram({
+      name: "muster_call_duration_seconds",
+      help: "Time from the start of a call to its outcome, by method.",
+      labelNames: ["method"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+  }
+
+  #method(method: string): string {
+    if (this.#methods.has(method)) return method;
+    if (this.#methods.size >= MAX_METHODS) return "other";
+    this.#methods.add(method);
+    return method;
+  }
+
+  /** Counts one call's outcome (`ok`, `error`, `timeout`, `not_connected`) and its duration. */
+  recordCall(method: string, outcome: CallOutcome["status"], durationMs: number): void {
+    const m = this.#method(method);
+    this.#calls.inc({ method: m, outcome });
+    if (outcome === "ok" || outcome === "error") this.#callSeconds.observe({ method: m }, durationMs / 1000);
+  }
+
+  /** The exposition text and its content type. */
+  async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  close(): void {
+    this.#stop();
+    this.registry.clear();
+  }
+}
