@@ -438,8 +438,9 @@ class Server implements MusterServer, PeerHost {
         return peer.rpc.start(method, payload, timeoutMs, cb, false);
       },
     );
+    // Recorded after whoever awaits the fan-out has run, so as not to add to its latency.
     void fanOut.done.then((outcomes) => {
-      for (const o of outcomes.values()) this.metrics.recordCall(method, o.status, o.durationMs);
+      setImmediate(() => this.metrics.recordOutcomes(method, outcomes.values()));
     });
     return fanOut;
   }
