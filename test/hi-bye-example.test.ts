@@ -2,35 +2,17 @@
 // HI/DAD/CLIMB/TOP/WHO/MOM/BYE exchange; the client quits on BYE; LOG_ROTATE over UDP
 // reopens the server's log file; `muster signal … QUIT` stops the server.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, it } from "node:test";
-import { freePort, runCli } from "./support/cli.js";
+import { freePort, type Proc, runCli, startScript } from "./support/cli.js";
 import { until } from "./support/fleet.js";
 
 const CLIENT = new URL("../examples/hi-bye/client.js", import.meta.url).pathname;
 const SERVER = new URL("../examples/hi-bye/server.js", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "muster-hi-bye-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-interface Run {
-  child: ChildProcess;
-  out: string;
-  exited: Promise<number | null>;
-}
-
-function run(file: string, args: string[]): Run {
-  const child = spawn(process.execPath, [file, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const r: Run = { child, out: "", exited: new Promise((res) => child.on("exit", (code) => res(code))) };
-  const take = (d: Buffer): void => {
-    r.out += d.toString();
-  };
-  child.stdout!.on("data", take);
-  child.stderr!.on("data", take);
-  return r;
-}
 
 /** The `message` fields of the "text message received" trace lines, in order. */
 function received(out: string): string[] {
@@ -43,7 +25,7 @@ function received(out: string): string[] {
 it("examples/hi-bye: the client waits for its server, the exchange runs, BYE ends the client, QUIT the server", async () => {
   const [port, rotatePort, clientRotatePort] = [await freePort(), await freePort(), await freePort()];
   const log = join(dir, "server.log");
-  const client = run(CLIENT, [
+  const client = startScript(CLIENT, [
     "--server",
     `127.0.0.1:${port}`,
     "--pause",
@@ -52,15 +34,15 @@ it("examples/hi-bye: the client waits for its server, the exchange runs, BYE end
     `127.0.0.1:${clientRotatePort}`,
     "--trace",
   ]);
-  let server: Run | undefined;
+  let server: Proc | undefined;
   try {
     // Before the server is up the client keeps trying.
     await until(
-      () => (client.out.match(/server not there yet/g) ?? []).length >= 2,
+      () => (client.all.match(/server not there yet/g) ?? []).length >= 2,
       10_000,
       "two failed attempts",
     );
-    server = run(SERVER, [
+    server = startScript(SERVER, [
       "--listen",
       `127.0.0.1:${port}`,
       "--log-rotate-listen",
@@ -69,9 +51,9 @@ it("examples/hi-bye: the client waits for its server, the exchange runs, BYE end
       log,
       "--trace",
     ]);
-    assert.equal(await client.exited, 0, client.out);
-    assert.deepEqual(received(client.out), ["HI", "CLIMB", "WHO", "BYE"]);
-    assert.match(client.out, /^BYE$/m);
+    assert.equal(await client.exited, 0, client.all);
+    assert.deepEqual(received(client.all), ["HI", "CLIMB", "WHO", "BYE"]);
+    assert.match(client.all, /^BYE$/m);
     await until(() => received(readFileSync(log, "utf8")).length === 3, 5000, "the server's trace lines");
     assert.deepEqual(received(readFileSync(log, "utf8")), ["DAD", "TOP", "MOM"]);
 
@@ -88,7 +70,7 @@ it("examples/hi-bye: the client waits for its server, the exchange runs, BYE end
 
     const quit = await runCli(["signal", "--type", "tcp", "--host", `127.0.0.1:${port}`, "QUIT"]);
     assert.equal(quit.code, 0, quit.err);
-    assert.equal(await server.exited, 0, server.out);
+    assert.equal(await server.exited, 0, server.all);
     assert.match(readFileSync(log, "utf8"), /QUIT received: closing the listeners/);
   } finally {
     client.child.kill("SIGKILL");

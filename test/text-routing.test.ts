@@ -2,37 +2,11 @@
 // one agent over its muster session, broadcast to every agent; SERVICE_UNAVAILABLE otherwise.
 import assert from "node:assert/strict";
 import { createSocket } from "node:dgram";
-import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { parseMessage } from "../src/text/message.js";
 import { textServiceName } from "../src/text/service.js";
 import { type Fleet, fleet, until } from "./support/fleet.js";
-
-class Lines {
-  lines: string[] = [];
-  closed = false;
-  #rest = "";
-  constructor(readonly socket: Socket) {
-    socket.setEncoding("utf8");
-    socket.on("data", (d: string) => {
-      const parts = (this.#rest + d).split("\n");
-      this.#rest = parts.pop()!;
-      this.lines.push(...parts);
-    });
-    socket.on("close", () => {
-      this.closed = true;
-    });
-  }
-  /** Sends lines, ends the input, and resolves with every reply once the server closes. */
-  static async exchange(port: number, ...lines: string[]): Promise<string[]> {
-    const s = connect(port, "127.0.0.1");
-    await new Promise((r) => s.once("connect", r));
-    const c = new Lines(s);
-    s.end(lines.map((l) => `${l}\n`).join(""));
-    await until(() => c.closed, 5000, "the server to close the text connection");
-    return c.lines;
-  }
-}
+import { LineClient } from "./support/line-client.js";
 
 describe("text routing through the server", () => {
   let f: Fleet;
@@ -61,7 +35,7 @@ describe("text routing through the server", () => {
   after(() => f.close());
 
   it("answers messages for the server itself (no service, or muster/)", async () => {
-    const replies = await Lines.exchange(
+    const replies = await LineClient.exchange(
       tcpPort,
       "ALIVE serial=1",
       "muster/ALIVE serial=2",
@@ -79,7 +53,7 @@ describe("text routing through the server", () => {
   });
 
   it("delivers agent/COMMAND to that agent (by its text name) and relays its replies, marked", async () => {
-    const replies = await Lines.exchange(
+    const replies = await LineClient.exchange(
       tcpPort,
       "web_1/HI",
       "<ops:deploy web_2/ALIVE serial=9",
@@ -96,12 +70,18 @@ describe("text routing through the server", () => {
   });
 
   it("broadcasts */COMMAND to every agent, each reply marked with its agent", async () => {
-    const replies = await Lines.exchange(tcpPort, "*/HI");
+    const replies = await LineClient.exchange(tcpPort, "*/HI");
     assert.deepEqual(replies.sort(), ["<hub:web_1 DAD from=web-1", "<hub:web_2 DAD from=web-2"]);
   });
 
   it("answers SERVICE_UNAVAILABLE for an unknown or disconnected agent, another server, or a slow agent", async () => {
-    const replies = await Lines.exchange(tcpPort, "nobody/HI", "other:web_1/HI", "?:web_1/HI", "web_2/SLOW");
+    const replies = await LineClient.exchange(
+      tcpPort,
+      "nobody/HI",
+      "other:web_1/HI",
+      "?:web_1/HI",
+      "web_2/SLOW",
+    );
     assert.deepEqual(replies, [
       "SERVICE_UNAVAILABLE command=HI;message=no agent named nobody is known;service=nobody",
       "SERVICE_UNAVAILABLE command=HI;message=no server named other;server=other",

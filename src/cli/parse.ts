@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from "commander";
 import { MAX_SEED } from "../chaos/prng.js";
 import { parseRateText } from "../chaos/units.js";
+import { splitHostPort } from "../internal/host-port.js";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -71,15 +72,13 @@ export function parseHostPort(text: string, allowPortZero = false): { host: stri
     : "e.g. 127.0.0.1:33076, [::1]:33076";
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(t))
     throw new InvalidArgumentError(`"${text}" is a URL; give HOST:PORT without a scheme, ${hint}`);
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d+)$/.exec(t);
-  if (!m) throw new InvalidArgumentError(`"${text}" is not HOST:PORT: ${hint}`);
-  const host = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  if (port > 65535 || (port === 0 && !allowPortZero))
+  const hp = splitHostPort(t);
+  if (!hp) throw new InvalidArgumentError(`"${text}" is not HOST:PORT: ${hint}`);
+  if (hp.port > 65535 || (hp.port === 0 && !allowPortZero))
     throw new InvalidArgumentError(
-      `port ${m[3]} in "${text}" is out of range: ${allowPortZero ? "0" : "1"} to 65535`,
+      `port ${t.slice(t.lastIndexOf(":") + 1)} in "${text}" is out of range: ${allowPortZero ? "0" : "1"} to 65535`,
     );
-  return { host, port };
+  return hp;
 }
 
 /** Parses a bandwidth such as `64KB/s`, `1MB/s` or `512KiB/s` into bytes per second. */

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { isLoopbackAddress } from "../internal/host-port.js";
 import { getBuildInfo } from "../internal/version.js";
 import type { ServerMetrics } from "./metrics.js";
 
@@ -30,12 +31,6 @@ export const ADMIN_ENDPOINTS: readonly Endpoint[] = [
   },
   { path: "/help", auth: "none", what: "this list (JSON)" },
 ];
-
-function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const a = address.startsWith("::ffff:") ? address.slice(7) : address;
-  return a === "::1" || a.startsWith("127.");
-}
 
 function send(res: ServerResponse, status: number, type: string, body: string, extra: object = {}): void {
   res.writeHead(status, { "content-type": type, "cache-control": "no-store", ...extra });
@@ -80,7 +75,7 @@ export function createAdminHandler(o: AdminOptions): (req: IncomingMessage, res:
         json(res, 200, { endpoints: ADMIN_ENDPOINTS });
         return;
       case "/metrics": {
-        if (o.metricsPublic !== true && !isLoopback(req.socket.remoteAddress)) {
+        if (o.metricsPublic !== true && !isLoopbackAddress(req.socket.remoteAddress ?? "")) {
           json(res, 403, {
             error: "forbidden",
             message: "metrics are served to loopback addresses only; start the server with --metrics-public",

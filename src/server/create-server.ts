@@ -9,6 +9,7 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { type Clock, systemClock } from "../internal/clock.js";
 import { DEFAULTS } from "../internal/defaults.js";
+import { formatHostPort, splitHostPort } from "../internal/host-port.js";
 import { optionLimit } from "../internal/limits.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
@@ -328,14 +329,13 @@ class Server implements MusterServer, PeerHost {
   }
 
   async #listenAdmin(hostPort: string): Promise<string> {
-    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(hostPort);
-    const port = m === null ? Number.NaN : Number(m[3]);
-    if (m === null || port > 65535)
+    const hp = splitHostPort(hostPort);
+    if (hp === undefined || hp.port > 65535)
       throw new MusterError(
         ErrorCode.INVALID_ARGUMENT,
         `admin address ${JSON.stringify(hostPort)}: expected host:port`,
       );
-    const host = m[1] ?? m[2]!;
+    const { host, port } = hp;
     const server = createHttpServer(this.#adminHandler());
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) =>
@@ -350,7 +350,7 @@ class Server implements MusterServer, PeerHost {
     });
     this.#admin = server;
     const bound = (server.address() as { port: number }).port;
-    const url = `http://${host.includes(":") ? `[${host}]` : host}:${bound}`;
+    const url = `http://${formatHostPort(host, bound)}`;
     this.logger.info({ url }, "admin API listening");
     return url;
   }

@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { isMusterError } from "../../test/support/errors.js";
+import { until } from "../../test/support/fleet.js";
+import { LineClient } from "../../test/support/line-client.js";
 import { listenText, type TextListener, UDP_MAX_BYTES } from "./endpoint.js";
 import { type Message, parseMessage } from "./message.js";
 import { TextService } from "./service.js";
@@ -15,45 +17,6 @@ import { TextService } from "./service.js";
 const FIXTURES = new URL("../../../test/fixtures/tls/", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "muster-text-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-async function until(what: string, test: () => boolean, ms = 3000): Promise<void> {
-  const start = Date.now();
-  while (!test()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** A client socket that collects the lines it reads and notes when the server closes. */
-class Client {
-  lines: string[] = [];
-  closed = false;
-  #rest = "";
-  constructor(readonly socket: Socket) {
-    socket.setEncoding("utf8");
-    socket.on("data", (d: string) => {
-      const parts = (this.#rest + d).split("\n");
-      this.#rest = parts.pop()!;
-      this.lines.push(...parts);
-    });
-    socket.on("error", () => {});
-    socket.on("close", () => {
-      this.closed = true;
-    });
-  }
-  static async tcp(port: number): Promise<Client> {
-    const s = connect(port, "127.0.0.1");
-    await new Promise((resolve, reject) => {
-      s.once("connect", resolve);
-      s.once("error", reject);
-    });
-    return new Client(s);
-  }
-  async lineCount(n: number): Promise<string[]> {
-    await until(`${n} lines (have ${JSON.stringify(this.lines)})`, () => this.lines.length >= n);
-    return this.lines;
-  }
-}
 
 const open: TextListener[] = [];
 async function listen(url: string, service: TextService, extra: object = {}): Promise<TextListener> {
@@ -74,7 +37,7 @@ describe("text endpoints: TCP", () => {
     const service = new TextService();
     const l = await listen("tcp://127.0.0.1:0", service);
     assert.match(l.url, /^tcp:\/\/127\.0\.0\.1:\d+$/);
-    const c = await Client.tcp(port(l));
+    const c = await LineClient.tcp(port(l));
     c.socket.write("ALIVE serial=7;timestamp=12.5\nHELP\r\nWHAT_IS_THIS\n");
     const lines = await c.lineCount(3);
     const alive = parseMessage(lines[0]!);
@@ -92,7 +55,7 @@ describe("text endpoints: TCP", () => {
 
   it("answers a malformed line with INVALID and a column, and keeps the connection", async () => {
     const l = await listen("tcp://127.0.0.1:0", new TextService());
-    const c = await Client.tcp(port(l));
+    const c = await LineClient.tcp(port(l));
     c.socket.write('hello\nALIVE x="open\nSTOP_IT now\nALIVE\n');
     const lines = await c.lineCount(4);
     assert.equal(lines[0], 'INVALID message=column 1: command "hello" must be uppercase: HELLO');
@@ -105,9 +68,9 @@ describe("text endpoints: TCP", () => {
 
   it("after the peer's end of input, answers everything and then closes (a last line needs no newline)", async () => {
     const l = await listen("tcp://127.0.0.1:0", new TextService());
-    const c = await Client.tcp(port(l));
+    const c = await LineClient.tcp(port(l));
     c.socket.end("ALIVE serial=1\nALIVE serial=2");
-    await until("the server to close", () => c.closed);
+    await until(() => c.closed, 3000, "the server to close");
     assert.deepEqual(
       c.lines.map((x) => parseMessage(x).get("serial")),
       ["1", "2"],
@@ -116,10 +79,10 @@ describe("text endpoints: TCP", () => {
 
   it("a line over the limit: earlier lines answered, then INVALID and the connection closed; others unaffected", async () => {
     const l = await listen("tcp://127.0.0.1:0", new TextService(), { maxLineBytes: 64 });
-    const other = await Client.tcp(port(l));
-    const c = await Client.tcp(port(l));
+    const other = await LineClient.tcp(port(l));
+    const c = await LineClient.tcp(port(l));
     c.socket.write(`ALIVE serial=1\nALIVE serial=${"9".repeat(100)}\nALIVE serial=3\n`);
-    await until("the server to close", () => c.closed);
+    await until(() => c.closed, 3000, "the server to close");
     assert.equal(c.lines.length, 2);
     assert.equal(parseMessage(c.lines[0]!).get("serial"), "1");
     assert.equal(c.lines[1], "INVALID message=line longer than 64 bytes (at least 113 without a newline)");
@@ -130,12 +93,12 @@ describe("text endpoints: TCP", () => {
 
   it("a line sent a byte at a time over the limit is refused before the newline arrives", async () => {
     const l = await listen("tcp://127.0.0.1:0", new TextService(), { maxLineBytes: 32 });
-    const c = await Client.tcp(port(l));
+    const c = await LineClient.tcp(port(l));
     for (let i = 0; i < 40 && !c.closed; i++) {
       c.socket.write("A");
       await new Promise((r) => setTimeout(r, 1));
     }
-    await until("the server to close", () => c.closed);
+    await until(() => c.closed, 3000, "the server to close");
     assert.match(c.lines[0]!, /^INVALID message=line longer than 32 bytes/);
   });
 
@@ -145,7 +108,7 @@ describe("text endpoints: TCP", () => {
     const l = await listen("tcp://127.0.0.1:0", service, {
       onConnection: (ctx: { send(m: Message): void }) => ctx.send(parseMessage("HI")),
     });
-    const c = await Client.tcp(port(l));
+    const c = await LineClient.tcp(port(l));
     await c.lineCount(1);
     c.socket.write("DAD\n");
     assert.deepEqual(await c.lineCount(2), ["HI", "CLIMB"]);
@@ -154,10 +117,10 @@ describe("text endpoints: TCP", () => {
 
   it("refuses connections over maxConnections with SERVICE_UNAVAILABLE", async () => {
     const l = await listen("tcp://127.0.0.1:0", new TextService(), { maxConnections: 1 });
-    const a = await Client.tcp(port(l));
-    await until("the first to be counted", () => l.connections === 1);
-    const b = await Client.tcp(port(l));
-    await until("the second to be closed", () => b.closed);
+    const a = await LineClient.tcp(port(l));
+    await until(() => l.connections === 1, 3000, "the first to be counted");
+    const b = await LineClient.tcp(port(l));
+    await until(() => b.closed, 3000, "the second to be closed");
     assert.equal(b.lines[0], 'SERVICE_UNAVAILABLE message="too many text connections (1)"');
     a.socket.write("ALIVE\n");
     await a.lineCount(1);
@@ -166,11 +129,11 @@ describe("text endpoints: TCP", () => {
 
   it("close() ends open connections and stops listening", async () => {
     const l = await listenText("tcp://127.0.0.1:0", { service: new TextService() });
-    const c = await Client.tcp(port(l));
-    await until("the connection to be counted", () => l.connections === 1);
+    const c = await LineClient.tcp(port(l));
+    await until(() => l.connections === 1, 3000, "the connection to be counted");
     await l.close();
-    await until("the client to be closed", () => c.closed);
-    await assert.rejects(Client.tcp(port(l)), /ECONNREFUSED/);
+    await until(() => c.closed, 3000, "the client to be closed");
+    await assert.rejects(LineClient.tcp(port(l)), /ECONNREFUSED/);
   });
 
   it("reports an address in use clearly", async () => {
@@ -204,7 +167,7 @@ describe("text endpoints: TLS and Unix sockets", () => {
       servername: "localhost",
     });
     await new Promise((r) => s.once("secureConnect", r));
-    const c = new Client(s as unknown as Socket);
+    const c = new LineClient(s as unknown as Socket);
     s.write("ALIVE serial=5\n");
     assert.equal(parseMessage((await c.lineCount(1))[0]!).get("serial"), "5");
     s.destroy();
@@ -225,7 +188,7 @@ describe("text endpoints: TLS and Unix sockets", () => {
     const l = await listenText(`unix:${path}`, { service: new TextService() });
     const s = connect(path);
     await new Promise((r) => s.once("connect", r));
-    const c = new Client(s);
+    const c = new LineClient(s);
     s.write("ALIVE serial=8\n");
     assert.equal(parseMessage((await c.lineCount(1))[0]!).get("serial"), "8");
     s.destroy();
@@ -265,7 +228,7 @@ describe("text endpoints: UDP", () => {
     );
     await send(port(l), "LOG_ROTATE\n");
     await send(port(l), "LOG_ROTATE");
-    await until("two rotations", () => rotations === 2);
+    await until(() => rotations === 2, 3000, "two rotations");
   });
 
   it("with a secret code: drops datagrams without it or with a wrong one, and strips it before dispatch", async () => {
@@ -276,7 +239,7 @@ describe("text endpoints: UDP", () => {
     await send(port(l), "PING_ME n=1");
     await send(port(l), "PING_ME n=2;secret_code=wrong");
     await send(port(l), "PING_ME n=3;secret_code=s3cret");
-    await until("the right one", () => seen.length >= 1);
+    await until(() => seen.length >= 1, 3000, "the right one");
     await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(
       seen.map((m) => m.toString()),
@@ -293,7 +256,7 @@ describe("text endpoints: UDP", () => {
     await send(port(l), big);
     await send(port(l), "ping_me n=2");
     await send(port(l), "PING_ME n=3");
-    await until("the good one", () => seen.length >= 1);
+    await until(() => seen.length >= 1, 3000, "the good one");
     await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(seen, ["3"]);
     assert.equal(service.received, 1);

@@ -1,5 +1,6 @@
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
+import { formatHostPort, isLoopbackAddress, splitHostPort } from "../internal/host-port.js";
 
 /** Where a text endpoint listens or a text client connects. */
 export type TextAddress =
@@ -28,20 +29,19 @@ export function parseTextAddress(url: string): TextAddress {
   if (m === null) throw bad(url, "use tcp://host:port, tls://host:port, udp://host:port or unix:/path");
   const kind = m[1] as "tcp" | "tls" | "udp";
   const rest = m[2]!.replace(/\/$/, "");
-  const hp = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]/]+)):(\d{1,5})$/.exec(rest);
-  if (hp === null) throw bad(url, `expected host:port after ${kind}:// (IPv6 as [::1]:port)`);
-  const port = Number(hp[3]);
-  if (port > 65535) throw bad(url, `port ${port} is beyond 65535`);
-  return { kind, host: hp[1] ?? hp[2]!, port };
+  const hp = splitHostPort(rest);
+  if (hp === undefined) throw bad(url, `expected host:port after ${kind}:// (IPv6 as [::1]:port)`);
+  if (hp.port > 65535) throw bad(url, `port ${hp.port} is beyond 65535`);
+  return { kind, ...hp };
 }
 
 /** Writes an address back as a URL. */
 export function formatTextAddress(a: TextAddress): string {
   if (a.kind === "unix") return `unix:${a.path}`;
-  return `${a.kind}://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+  return `${a.kind}://${formatHostPort(a.host, a.port)}`;
 }
 
 /** Whether a host is a loopback address (or `localhost`). */
 export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return host === "localhost" || isLoopbackAddress(host);
 }

@@ -2,7 +2,6 @@ import {
   type AddressInfo,
   createServer as createNetServer,
   isIP,
-  isIPv4,
   connect as netConnect,
   type Server,
   type Socket,
@@ -11,6 +10,7 @@ import { createServer as createTlsServer, connect as tlsConnect } from "node:tls
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
+import { formatHostPort, isLoopbackAddress } from "../internal/host-port.js";
 import { encodeFrame } from "../wire/codec.js";
 import { CloseCode, FrameType } from "../wire/frame.js";
 import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder } from "../wire/length-prefix.js";
@@ -25,17 +25,7 @@ import type {
   TransportOptions,
 } from "./types.js";
 
-/** True for 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.x.x.x. */
-export function isLoopbackAddress(address: string): boolean {
-  if (address === "::1") return true;
-  const v4 = address.toLowerCase().startsWith("::ffff:") ? address.slice(7) : address;
-  return isIPv4(v4) && v4.startsWith("127.");
-}
-
-/** `host:port`, with IPv6 hosts in brackets (`[::1]:33076`). */
-export function formatHostPort(host: string, port: number | string): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
+export { formatHostPort, isLoopbackAddress };
 
 /**
  * A frame stream over a TCP or TLS socket; each frame carries a u32 big-endian length prefix.

@@ -21,6 +21,8 @@ export interface Proc {
   child: ChildProcess;
   out: string;
   err: string;
+  /** Standard output and standard error together, in the order they arrived. */
+  all: string;
   exited: Promise<number | null>;
   /** Resolves when standard output contains `text`. */
   waitFor(text: string | RegExp, ms?: number): Promise<void>;
@@ -28,11 +30,17 @@ export interface Proc {
 
 /** Starts `muster …` as a long-running process. */
 export function startCli(args: string[]): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  return startScript(CLI, args);
+}
+
+/** Starts a Node.js script (an example program, say) as a long-running process. */
+export function startScript(file: string, args: string[]): Proc {
+  const child = spawn(process.execPath, [file, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const p: Proc = {
     child,
     out: "",
     err: "",
+    all: "",
     exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))),
     async waitFor(text, ms = 10_000) {
       const start = Date.now();
@@ -46,9 +54,11 @@ export function startCli(args: string[]): Proc {
   };
   child.stdout!.on("data", (d: Buffer) => {
     p.out += d.toString();
+    p.all += d.toString();
   });
   child.stderr!.on("data", (d: Buffer) => {
     p.err += d.toString();
+    p.all += d.toString();
   });
   return p;
 }

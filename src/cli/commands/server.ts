@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { DEFAULTS } from "../../internal/defaults.js";
+import { formatHostPort } from "../../internal/host-port.js";
 import { createServer } from "../../server/create-server.js";
 import {
   cliTextHooks,
@@ -120,7 +121,7 @@ export function registerServer(program: Command): void {
             "also serve the admin API (/healthz, /readyz, /version, /metrics, /help) on this plain-HTTP address; it is always on the ws:// listeners",
             (text: string) => {
               const { host, port } = parseHostPort(text, true);
-              return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+              return formatHostPort(host, port);
             },
           )
           .option("--metrics-public", "serve /metrics to any address, not only loopback ones", false)
