@@ -17,7 +17,9 @@ export const ErrorCode = {
   UNIMPLEMENTED: "UNIMPLEMENTED",
   /** The request was malformed (bad target, bad argument, bad option). */
   INVALID_ARGUMENT: "INVALID_ARGUMENT",
-  /** The peer refused the request: not allowed from this address or role. */
+  /** No valid credential: a token missing, malformed, badly signed, expired or revoked. */
+  UNAUTHENTICATED: "UNAUTHENTICATED",
+  /** The peer refused the request: the caller's role or grants do not allow it. */
   PERMISSION_DENIED: "PERMISSION_DENIED",
   /** A bound was reached (replay window full, too many calls, queue full). */
   RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
