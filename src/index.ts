@@ -7,6 +7,24 @@ export {
   createAgent,
   type MusterAgent,
 } from "./agent/create-agent.js";
+export {
+  type AuthKey,
+  defaultKeyPath,
+  generateKeyFile,
+  type KeyAlgorithm,
+  loadKeyFile,
+  loadOrCreateKeyFile,
+  parseKey,
+} from "./auth/keys.js";
+export { appendRevocation, RevocationList } from "./auth/revocations.js";
+export {
+  decodeTokenUnverified,
+  type IssueOptions,
+  issueToken,
+  type TokenClaims,
+  type TokenRole,
+  verifyToken,
+} from "./auth/tokens.js";
 export { ErrorCode } from "./errors/codes.js";
 export { type ErrorBody, MusterError } from "./errors/muster-error.js";
 // --- Extension points: transports and the clock ------------------------------------------
@@ -38,7 +56,11 @@ export type {
   OutcomeSummary,
   PeerInfo,
 } from "./rpc/types.js";
-export { createServer, type MusterServer } from "./server/create-server.js";
+export type { AdminIdentity, Readiness } from "./server/admin-host.js";
+export type { Identity, IdentityRole, ServerAuthOptions } from "./server/auth-gate.js";
+export { createServer, type DrainResult, type MusterServer } from "./server/create-server.js";
+export type { EnrolmentRequest } from "./server/enrolment.js";
+export type { FlagInfo, FlagSource, RuntimeFlags } from "./server/flags.js";
 export type { ServerOptions } from "./server/options.js";
 export { createMemoryPair, MemoryNetwork, type MemoryTransportEnd } from "./transport/memory.js";
 export type {

@@ -33,6 +33,7 @@ describe("the admin API", () => {
     server = createServer({
       listen: ["ws://127.0.0.1:0", "tcp://127.0.0.1:0"],
       admin: { listen: "127.0.0.1:0" },
+      standalone: true,
     });
     assert.equal(server.readiness, "starting");
     await server.start();
@@ -120,7 +121,7 @@ describe("the admin API", () => {
       return;
     }
     for (const metricsPublic of [false, true]) {
-      const s = createServer({ listen: [`ws://${ip}:0`], admin: { metricsPublic } });
+      const s = createServer({ listen: [`ws://${ip}:0`], admin: { metricsPublic }, standalone: true });
       await s.start();
       try {
         const r = await fetch(`${s.listeners[0]!.url.replace("ws://", "http://")}/metrics`);
@@ -135,7 +136,7 @@ describe("the admin API", () => {
   });
 
   it("readiness turns draining when the server closes", async () => {
-    const s = createServer({ listen: ["ws://127.0.0.1:0"] });
+    const s = createServer({ listen: ["ws://127.0.0.1:0"], standalone: true });
     await s.start();
     const closing = s.close();
     assert.equal(s.readiness, "draining");
@@ -145,7 +146,7 @@ describe("the admin API", () => {
 
 describe("the admin API through the CLI", () => {
   it("muster server --admin prints its URL and serves it; a bad --admin exits 2", async () => {
-    const p = startCli(["server", "--listen", "tcp://127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+    const p = startCli(["server", "--standalone", "--listen", "tcp://127.0.0.1:0", "--admin", "127.0.0.1:0"]);
     try {
       await p.waitFor(/admin on http:\/\/127\.0\.0\.1:\d+/);
       const url = /admin on (\S+)/.exec(p.out)![1]!;

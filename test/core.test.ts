@@ -267,7 +267,7 @@ describe("server ⇄ agent core", () => {
     agent.onEvent((e) => e.type === "retry" && retries.push(e));
     agent.start();
     await until(() => retries.length >= 5, 3000, "retries");
-    const server = createServer({ listen: ["memory://later"], memory: net });
+    const server = createServer({ listen: ["memory://later"], memory: net, standalone: true });
     await server.start();
     try {
       await agent.connected();

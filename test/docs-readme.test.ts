@@ -42,7 +42,7 @@ it("docs/streams.md's examples run as written: serve on an agent, read from the 
   const port = await freePort();
   const code = [
     'import { createAgent, createServer } from "muster";',
-    `const server = createServer({ listen: ["tcp://127.0.0.1:${port}"] });`,
+    `const server = createServer({ listen: ["tcp://127.0.0.1:${port}"], standalone: true });`,
     "await server.start();",
     `const agent = createAgent({ name: "web-1", servers: ["tcp://127.0.0.1:${port}"] });`,
     blocks[0]!,

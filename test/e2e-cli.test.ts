@@ -15,6 +15,7 @@ describe("the muster CLI, end to end", () => {
     const ws = `ws://127.0.0.1:${wsPort}`;
     const server = startCli([
       "server",
+      "--standalone",
       "--listen",
       ws,
       "--listen",

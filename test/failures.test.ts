@@ -27,7 +27,7 @@ describe("failure scenarios", () => {
   it("server killed with SIGKILL: a pending call fails at once with a clear code, the agent comes back to the restarted server", async () => {
     const port = await freePort();
     const url = `tcp://127.0.0.1:${port}`;
-    const serverArgs = ["server", "--listen", url, "--log-json"];
+    const serverArgs = ["server", "--standalone", "--listen", url, "--log-json"];
     let server = start(serverArgs);
     await server.waitFor(`listening on ${url}`);
     const agent = start(["agent", "--server", url, "--name", "a1", "--handlers", HANDLERS, "--log-json"]);
@@ -75,6 +75,7 @@ describe("failure scenarios", () => {
       heartbeatIntervalMs: 500,
       suspectAfterMs: 2000,
       deadAfterMs: 10_000,
+      standalone: true,
     });
     await server.start();
     const url = server.listeners[0]!.url;
@@ -125,6 +126,7 @@ describe("failure scenarios", () => {
       heartbeatIntervalMs: 500,
       suspectAfterMs: 1000,
       deadAfterMs,
+      standalone: true,
     });
     await server.start();
     const proxy = await startChaosProxy({

@@ -46,7 +46,7 @@ describe("log files", () => {
     const file = join(dir, "server.log");
     const port = await freePort();
     const url = `tcp://127.0.0.1:${port}`;
-    const server = startCli(["server", "--listen", url, "--log-file", file]);
+    const server = startCli(["server", "--standalone", "--listen", url, "--log-file", file]);
     const procs = [server];
     try {
       await server.waitFor(`listening on ${url}`);
@@ -87,6 +87,7 @@ describe("log files", () => {
 
       const bad = await runCli([
         "server",
+        "--standalone",
         "--listen",
         url,
         "--log-file",

@@ -284,7 +284,7 @@ describe("streams through the CLI (muster stream, relayed by the server)", () =>
   it("prints items as they arrive, ends with the result, and reports every failure precisely", async () => {
     const port = await freePort();
     const url = `tcp://127.0.0.1:${port}`;
-    const server = startCli(["server", "--listen", url, "--log-json"]);
+    const server = startCli(["server", "--standalone", "--listen", url, "--log-json"]);
     const procs = [server];
     try {
       await server.waitFor(`listening on ${url}`);

@@ -48,6 +48,7 @@ describe("text messages through the real CLI, with nc and socat", () => {
     const agentLog = join(dir, "agent.log");
     const server = startCli([
       "server",
+      "--standalone",
       "--name",
       "hub",
       "--listen",
@@ -164,7 +165,7 @@ describe("text messages through the real CLI, with nc and socat", () => {
       return;
     }
     const [port, text] = [await freePort(), await freePort()];
-    const server = startCli(["server", "--listen", `tcp://127.0.0.1:${port}`]);
+    const server = startCli(["server", "--standalone", "--listen", `tcp://127.0.0.1:${port}`]);
     const agent = startCli([
       "agent",
       "--server",

@@ -13,6 +13,7 @@ import { CloseCode, FrameType } from "../src/wire/frame.js";
 import { lengthPrefix } from "../src/wire/length-prefix.js";
 import {
   describeTransportConformance,
+  type PairOptions,
   Probe,
   type TransportPair,
   testFrame,
@@ -41,9 +42,14 @@ async function listen(
   return { listener, accepted, next };
 }
 
-async function pair(kind: "tcp" | "tls", options: TransportOptions = {}): Promise<TransportPair> {
-  const { listener, next } = await listen(kind, options);
-  const client = await dialTcp(new URL(listener.url), { ...options, tls: { ca: material.ca } });
+async function pair(kind: "tcp" | "tls", options: PairOptions = {}): Promise<TransportPair> {
+  const { serverTraffic, clientTraffic, ...common } = options;
+  const { listener, next } = await listen(kind, { ...common, traffic: serverTraffic });
+  const client = await dialTcp(new URL(listener.url), {
+    ...common,
+    traffic: clientTraffic,
+    tls: { ca: material.ca },
+  });
   const server = await next();
   return {
     client,

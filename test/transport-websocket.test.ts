@@ -11,6 +11,7 @@ import { dialWebSocket, listenWebSocket, type WebSocketListener } from "../src/t
 import { CloseCode } from "../src/wire/frame.js";
 import {
   describeTransportConformance,
+  type PairOptions,
   Probe,
   type TransportPair,
   testFrame,
@@ -38,9 +39,14 @@ async function listen(
   return { listener, accepted, next };
 }
 
-async function pair(kind: "ws" | "wss", options: TransportOptions = {}): Promise<TransportPair> {
-  const { listener, next } = await listen(kind, options);
-  const client = await dialWebSocket(new URL(listener.url), { ...options, tls: { ca: material.ca } });
+async function pair(kind: "ws" | "wss", options: PairOptions = {}): Promise<TransportPair> {
+  const { serverTraffic, clientTraffic, ...common } = options;
+  const { listener, next } = await listen(kind, { ...common, traffic: serverTraffic });
+  const client = await dialWebSocket(new URL(listener.url), {
+    ...common,
+    traffic: clientTraffic,
+    tls: { ca: material.ca },
+  });
   const server = await next();
   return {
     client,

@@ -58,7 +58,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.stderr.write(`--tick must be a number of milliseconds, got ${values.tick}\n`);
     process.exit(2);
   }
-  const server = createServer({ listen: [values.listen!] });
+  const server = createServer({ listen: [values.listen!], standalone: true });
   server.handleStream("numbers", (req: NumbersRequest, ctx: StreamContext) => numbers(req, ctx, tickMs));
   await server.start();
   process.stdout.write(`numbers server listening on ${server.listeners[0]!.url}\n`);

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { decodeTokenUnverified } from "../auth/tokens.js";
 import { greet, RefusedError } from "../client/greet.js";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
@@ -16,7 +18,7 @@ import { type TextHooks, TextService } from "../text/service.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions, Transport } from "../transport/types.js";
 import { checkLabels, checkName, type DecodeLimits } from "../wire/codec.js";
-import { type CloseBody, CloseCode, HEADER_BYTES } from "../wire/frame.js";
+import { type CloseBody, CloseCode, HEADER_BYTES, type HelloBody } from "../wire/frame.js";
 import { builtinHandlers } from "./builtins.js";
 import { textCallHandler } from "./text.js";
 
@@ -31,6 +33,14 @@ export interface AgentOptions {
   memory?: MemoryNetwork;
   logger?: Logger;
   clock?: Clock;
+  /**
+   * The credential presented on every HELLO, resumes included: a token from
+   * `muster token create --role agent --name NAME`, or an enrolment token (`--role enrol`) for a
+   * server started with `--approve`, which then issues the agent a token of its own (event
+   * `credential`). A function is called before every attempt, so a token can be rotated live.
+   * Not needed with a client certificate (`tls.cert`) or a standalone server.
+   */
+  token?: string | (() => string | undefined | Promise<string | undefined>);
   /**
    * Answer `sys.ping`, `sys.info` and `muster.text` (text messages the server forwards to
    * `agent.text`). @default true
@@ -84,6 +94,10 @@ export type AgentEvent =
   | { type: "recover" }
   | { type: "retry"; url: string; attempt: number; delayMs: number; error: string }
   | { type: "replaced"; reason: string }
+  /** Enrolment: the server holds this agent as pending until an operator accepts it. */
+  | { type: "pending"; message: string; retryAfterMs: number }
+  /** Enrolment accepted: the server issued this token, presented from now on. Keep it. */
+  | { type: "credential"; token: string }
   | { type: "closed"; reason: string };
 
 export interface MusterAgent {
@@ -131,7 +145,17 @@ const SESSION_ENDING = new Set<string>([
   CloseCode.REPLACED,
   CloseCode.REJECTED,
   CloseCode.SHUTDOWN,
+  CloseCode.UNAUTHENTICATED,
 ]);
+
+/** True for an enrolment token (read without verifying: the server verifies). */
+function isEnrolToken(token: string): boolean {
+  try {
+    return decodeTokenUnverified(token).role === "enrol";
+  } catch {
+    return false;
+  }
+}
 
 class Agent implements MusterAgent {
   readonly name: string;
@@ -159,7 +183,14 @@ class Agent implements MusterAgent {
   #detachedAt = 0;
   readonly #maxFrameBytes: number;
   readonly #decodeLimits: DecodeLimits;
-  readonly #sessionLimits: SessionLimits;
+  readonly #sessionLimits: { -readonly [K in keyof SessionLimits]: SessionLimits[K] };
+  /** A token the server issued at enrolment: presented instead of `options.token`. */
+  #issued: string | undefined;
+  /** Identifies this agent while an enrolment request waits (see HelloBody.enrolId). */
+  readonly #enrolId = randomBytes(18).toString("base64url");
+  /** The server said it shuts down: the next attempt goes to the next URL. */
+  #advance = false;
+  #pendingSince = 0;
   #waiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
 
   constructor(options: AgentOptions) {
@@ -179,7 +210,7 @@ class Agent implements MusterAgent {
     this.#decodeLimits = {
       maxJsonDepth: optionLimit(options.maxJsonDepth, DEFAULTS.maxJsonDepth, "maxJsonDepth", 1),
     };
-    this.#sessionLimits = resolveSessionLimits({
+    this.#sessionLimits = { ...resolveSessionLimits({
       replayMaxFrames: optionLimit(options.replayMaxFrames, DEFAULTS.replayMaxFrames, "replayMaxFrames", 1),
       replayMaxBytes: optionLimit(options.replayMaxBytes, DEFAULTS.replayMaxBytes, "replayMaxBytes", 1),
       heartbeatIntervalMs: optionLimit(
@@ -191,7 +222,7 @@ class Agent implements MusterAgent {
       suspectAfterMs: optionLimit(options.suspectAfterMs, DEFAULTS.suspectAfterMs, "suspectAfterMs", 1),
       deadAfterMs: optionLimit(options.deadAfterMs, DEFAULTS.deadAfterMs, "deadAfterMs", 1),
       maxJsonDepth: this.#decodeLimits.maxJsonDepth,
-    });
+    }) };
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silentLogger;
     this.#backoff = new Backoff(options.reconnect);
@@ -204,6 +235,7 @@ class Agent implements MusterAgent {
         this.#handlers.set(k, v);
       this.#handlers.set("muster.text", textCallHandler(this.text) as Handler);
     }
+    this.#handlers.set("muster.config", (req) => this.#applyConfig(req, "the server"));
     this.#newSession();
   }
 
@@ -269,8 +301,8 @@ class Agent implements MusterAgent {
   start(): void {
     if (this.#state !== "idle") return;
     this.#setState("connecting");
-    const every = Math.max(10, Math.min(1000, Math.floor(this.#sessionLimits.heartbeatIntervalMs / 4)));
     const tick = (): void => {
+      const every = Math.max(10, Math.min(1000, Math.floor(this.#sessionLimits.heartbeatIntervalMs / 4)));
       const now = this.#clock.now();
       this.#session.tick(now);
       this.#rpc.expireIncoming(now);
@@ -354,6 +386,10 @@ class Agent implements MusterAgent {
 
   #onServerClose(close: CloseBody): void {
     this.#retryAfterMs = close.retryAfterMs ?? 0;
+    if (close.code === CloseCode.SHUTDOWN) this.#advance = true;
+    if (close.code === CloseCode.UNAUTHENTICATED) {
+      this.#log.error({ reason: close.message }, "the server no longer accepts this agent's credential");
+    }
     if (close.code === CloseCode.REPLACED) {
       this.#log.error(
         { reason: close.message },
@@ -390,12 +426,19 @@ class Agent implements MusterAgent {
           this.#backoff.reset();
         }
         error = "link lost";
+        if (this.#advance) {
+          this.#advance = false;
+          i++;
+        }
       } catch (err) {
         const e = MusterError.from(err, ErrorCode.UNAVAILABLE);
-        if (err instanceof RefusedError) this.#retryAfterMs = err.close.retryAfterMs ?? 0;
         error = e.rawMessage;
-        i++;
-        this.#log.debug({ url, err: e.rawMessage }, "connect failed");
+        if (err instanceof RefusedError) {
+          this.#retryAfterMs = err.close.retryAfterMs ?? 0;
+          this.#onRefused(url, err);
+        } else this.#log.debug({ url, err: e.rawMessage }, "connect failed");
+        // A pending enrolment asks the same server again; anything else tries the next one.
+        if (!(err instanceof RefusedError && err.close.code === CloseCode.PENDING)) i++;
       }
       if (this.#isClosed()) break;
       const delayMs = Math.max(this.#backoff.next(), this.#retryAfterMs);
@@ -409,6 +452,47 @@ class Agent implements MusterAgent {
       });
       await this.#sleep(delayMs);
     }
+  }
+
+  /** A server refused the handshake: say why, loudly when it is about the credential. */
+  #onRefused(url: string, err: RefusedError): void {
+    const close = err.close;
+    if (close.code === CloseCode.PENDING) {
+      // Polling at the server's pace, not the growing backoff: the wait is for a person.
+      this.#backoff.reset();
+      if (this.#pendingSince === 0) {
+        this.#pendingSince = this.#clock.now();
+        this.#log.warn({ url, reason: close.message }, "enrolment pending: waiting for an operator to accept this agent");
+      }
+      this.#emit({ type: "pending", message: close.message, retryAfterMs: close.retryAfterMs ?? 0 });
+    } else if (close.code === CloseCode.UNAUTHENTICATED || close.code === CloseCode.REJECTED) {
+      this.#log.error({ url, code: close.code, reason: close.message }, "the server refused this agent: retrying");
+    } else {
+      this.#log.debug({ url, code: close.code, reason: close.message }, "connect refused");
+    }
+  }
+
+  /** The credential for the next HELLO: the token issued at enrolment, else `options.token`. */
+  async #credential(): Promise<string | undefined> {
+    if (this.#issued !== undefined) return this.#issued;
+    const t = this.#o.token;
+    return typeof t === "function" ? await t() : t;
+  }
+
+  /** Settings the server pushes (`muster.config`), or announces in WELCOME. */
+  #applyConfig(req: unknown, from: string): { heartbeatIntervalMs: number } {
+    const hb = (req as { heartbeatIntervalMs?: unknown } | undefined)?.heartbeatIntervalMs;
+    if (typeof hb !== "number" || !Number.isInteger(hb) || hb < 100 || hb > 300_000) {
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "muster.config: heartbeatIntervalMs must be 100–300000 ms");
+    }
+    const l = this.#sessionLimits;
+    if (l.heartbeatIntervalMs !== hb) {
+      l.heartbeatIntervalMs = hb;
+      l.suspectAfterMs = Math.max(this.#o.suspectAfterMs ?? DEFAULTS.suspectAfterMs, Math.round(hb * 2.4));
+      l.deadAfterMs = Math.max(this.#o.deadAfterMs ?? DEFAULTS.deadAfterMs, hb * 6);
+      this.#log.info({ heartbeatIntervalMs: hb, from }, "heartbeat interval changed");
+    }
+    return { heartbeatIntervalMs: l.heartbeatIntervalMs };
   }
 
   #sleep(ms: number): Promise<void> {
@@ -428,15 +512,21 @@ class Agent implements MusterAgent {
   async #connectOnce(url: string): Promise<void> {
     this.#dialAbort = new AbortController();
     const resuming = this.#token !== undefined;
+    const auth = await this.#credential();
+    const hello: HelloBody = {
+      role: "agent",
+      name: this.name,
+      labels: this.#labels,
+      version: this.#o.version ?? VERSION,
+      ...(resuming ? { token: this.#token } : {}),
+    };
+    if (auth !== undefined) {
+      hello.auth = auth;
+      if (isEnrolToken(auth)) hello.enrolId = this.#enrolId;
+    }
     const link = await greet(
       url,
-      {
-        role: "agent",
-        name: this.name,
-        labels: this.#labels,
-        version: this.#o.version ?? VERSION,
-        ...(resuming ? { token: this.#token } : {}),
-      },
+      hello,
       resuming ? this.#session.lastReceived : 0,
       {
         clock: this.#clock,
@@ -475,6 +565,15 @@ class Agent implements MusterAgent {
       );
       throw new MusterError(ErrorCode.PROTOCOL_ERROR, "server ack outside the replay window");
     }
+    if (w.auth !== undefined) {
+      this.#issued = w.auth;
+      this.#log.info("enrolled: the server issued this agent a token");
+      this.#emit({ type: "credential", token: w.auth });
+    }
+    this.#pendingSince = 0;
+    // The server's heartbeat unless this agent was given its own.
+    if (this.#o.heartbeatIntervalMs === undefined && w.heartbeatIntervalMs >= 100 && w.heartbeatIntervalMs <= 300_000)
+      this.#applyConfig({ heartbeatIntervalMs: w.heartbeatIntervalMs }, "WELCOME");
     this.#token = w.token;
     this.#sessionId = w.sessionId;
     this.#transport = link.transport;

@@ -10,7 +10,11 @@ function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
 
     async startServer({ host, port }): Promise<BenchServer> {
       // Every client of the benchmark dials from loopback: no per-address limit (the peers have none).
-      const server = createServer({ listen: [`${scheme}://${host}:${port}`], maxConnectionsPerIp: 0 });
+      const server = createServer({
+        listen: [`${scheme}://${host}:${port}`],
+        maxConnectionsPerIp: 0,
+        standalone: true,
+      });
       server.handle("bench.echo", (p: BenchPayload) => p);
       // A stream under credit-based flow control: the agent's reading pace sets ours.
       server.handleStream("bench.stream", async function* (req: { count: number; size: number }) {

@@ -27,6 +27,7 @@ export function stormServerCommands(): Commands {
       server = createServer({
         listen: [`${a.scheme as string}://${a.host as string}:${a.port as number}`],
         maxConnectionsPerIp: 0,
+        standalone: true,
       });
       server.handle("bench.echo", (p: BenchPayload, ctx) => {
         const seen = handled.get(ctx.peer.name);

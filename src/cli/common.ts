@@ -114,13 +114,28 @@ export function loggerFrom(flags: LogFlags, name: string): Logger {
 export function withDialTls(cmd: Command): Command {
   return cmd
     .option("--tls-ca <file>", "PEM file of a CA to trust for wss:// and tls:// servers")
-    .option("--tls-insecure", "do not verify the server's certificate (testing only)", false);
+    .option("--tls-insecure", "do not verify the server's certificate (testing only)", false)
+    .option(
+      "--tls-cert <file>",
+      "PEM client certificate for wss:// and tls:// (mutual TLS: its CN and OU are the identity, instead of a token)",
+    )
+    .option("--tls-key <file>", "PEM private key of --tls-cert");
 }
 
-export function dialTlsFrom(flags: { tlsCa?: string; tlsInsecure?: boolean }): TlsClientOptions | undefined {
-  if (!flags.tlsCa && !flags.tlsInsecure) return undefined;
+export function dialTlsFrom(flags: {
+  tlsCa?: string;
+  tlsInsecure?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+}): TlsClientOptions | undefined {
+  if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) fail("--tls-cert and --tls-key go together", EXIT.USAGE);
+  if (!flags.tlsCa && !flags.tlsInsecure && !flags.tlsCert) return undefined;
   const o: TlsClientOptions = { insecure: flags.tlsInsecure === true };
   if (flags.tlsCa) o.ca = readFileOrFail(flags.tlsCa, "--tls-ca");
+  if (flags.tlsCert && flags.tlsKey) {
+    o.cert = readFileOrFail(flags.tlsCert, "--tls-cert");
+    o.key = readFileOrFail(flags.tlsKey, "--tls-key");
+  }
   return o;
 }
 

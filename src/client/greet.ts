@@ -45,7 +45,11 @@ export class RefusedError extends MusterError {
   readonly close: CloseBody;
   constructor(close: CloseBody) {
     super(
-      close.code === "rejected" ? ErrorCode.PERMISSION_DENIED : ErrorCode.UNAVAILABLE,
+      close.code === "rejected"
+        ? ErrorCode.PERMISSION_DENIED
+        : close.code === "unauthenticated"
+          ? ErrorCode.UNAUTHENTICATED
+          : ErrorCode.UNAVAILABLE,
       `server refused the connection (${close.code}): ${close.message}`,
     );
     this.close = close;

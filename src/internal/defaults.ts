@@ -82,4 +82,35 @@ export const DEFAULTS = {
    */
   slowConsumerBytes: 8 * 1024 * 1024,
   slowConsumerMs: 10_000,
+  /** Lifetime of tokens made by `muster token create` for agents and enrolment. */
+  agentTokenTtlMs: 30 * 86_400_000,
+  /** Lifetime of tokens made by `muster token create` for operators and admins. */
+  operatorTokenTtlMs: 12 * 3_600_000,
+  /** Lifetime of the admin token a CLI command mints from a local signing key. */
+  localAdminTokenTtlMs: 10 * 60_000,
+  /** Clock difference tolerated when a token's `exp` and `nbf` are checked. */
+  tokenClockToleranceMs: 30_000,
+  /** Successful token verifications a server remembers (by the token's SHA-256). */
+  tokenCacheMaxEntries: 10_000,
+  /** How often a revocations file is checked for changes. */
+  revocationsPollMs: 1000,
+  /**
+   * Failed authentications allowed per IP address: a bucket of `authFailureBurst` failures,
+   * refilled at `authFailuresPerMinute`; at most `authFailureMaxAddresses` addresses are tracked.
+   */
+  authFailuresPerMinute: 10,
+  authFailureBurst: 20,
+  authFailureMaxAddresses: 10_000,
+  /** Enrolment: requests waiting for an operator at once; more are refused with CLOSE busy. */
+  enrolmentMaxPending: 1024,
+  /** Enrolment: a request not retried, or a decision not collected, is forgotten after this. */
+  enrolmentRetentionMs: 10 * 60_000,
+  /** Enrolment: how long a pending agent is told to wait before it asks again. */
+  enrolmentRetryAfterMs: 3_000,
+  /** Lifetime of the token a server issues to an agent it enrolled. */
+  enrolledTokenTtlMs: 365 * 24 * 3_600_000,
+  /** Graceful shutdown: calls and streams in flight get this long to finish. */
+  drainTimeoutMs: 10_000,
+  /** Graceful shutdown: the retry hint given to connections refused while draining. */
+  drainRetryAfterMs: 1_000,
 } as const;

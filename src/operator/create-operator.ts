@@ -12,6 +12,7 @@ import { RpcEndpoint } from "../rpc/endpoint.js";
 import { summarize } from "../rpc/fan-out.js";
 import type { MusterStream, StreamOptions } from "../rpc/stream.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
+import type { EnrolmentRequest } from "../server/enrolment.js";
 import type { RelayCallItem, RelayStreamRequest } from "../server/operator-methods.js";
 import { Session } from "../session/session.js";
 import type { MemoryNetwork } from "../transport/memory.js";
@@ -23,6 +24,11 @@ export interface OperatorOptions {
   server: string;
   /** Shown in the server's logs. @default `operator-<pid>` */
   name?: string;
+  /**
+   * The credential: an operator or admin token (`muster token create --role operator`). Not
+   * needed with a client certificate (`tls.cert`, OU operator or admin) or a standalone server.
+   */
+  token?: string;
   tls?: TlsClientOptions;
   memory?: MemoryNetwork;
   logger?: Logger;
@@ -51,6 +57,8 @@ export interface MusterOperator {
    * control end to end. Errors arrive through the iteration.
    */
   stream<T = unknown>(agent: string, name: string, args?: unknown, options?: StreamOptions): MusterStream<T>;
+  /** Accepts or rejects an agent's waiting enrolment request (admin role). */
+  enrol(action: "accept" | "reject", name: string): Promise<EnrolmentRequest>;
   close(): Promise<void>;
 }
 
@@ -87,7 +95,13 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
   });
   const link = await greet(
     options.server,
-    { role: "operator", name: options.name ?? `operator-${process.pid}`, labels: {}, version: VERSION },
+    {
+      role: "operator",
+      name: options.name ?? `operator-${process.pid}`,
+      labels: {},
+      version: VERSION,
+      ...(options.token !== undefined ? { auth: options.token } : {}),
+    },
     0,
     {
       clock,
@@ -165,6 +179,7 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
       if (streamOptions.windowBytes !== undefined) request.windowBytes = streamOptions.windowBytes;
       return rpc.openStream<T>("muster.stream", request, streamOptions);
     },
+    enrol: (action, name) => rpc.call("muster.enrol", { action, name }) as Promise<EnrolmentRequest>,
     async close() {
       if (ticker) clock.clearTimeout(ticker);
       rpc.fail(new MusterError(ErrorCode.CLOSED, "operator closed"));

@@ -4,9 +4,10 @@ import { AsyncQueue } from "../internal/async-queue.js";
  * State of an agent as the server sees it:
  * `connected` (link up), `suspect` (link up, peer silent: maybe busy), `resuming` (link lost,
  * within the resume window), `offline` (session ended; listed for a while so that fan-outs
- * report it as not connected).
+ * report it as not connected), `pending` (an enrolment request waiting for an operator: listed,
+ * never called).
  */
-export type AgentState = "connected" | "suspect" | "resuming" | "offline";
+export type AgentState = "connected" | "suspect" | "resuming" | "offline" | "pending";
 
 /** One agent in the server's live list. Times are epoch milliseconds. */
 export interface AgentInfo {

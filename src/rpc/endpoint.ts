@@ -120,6 +120,11 @@ export interface EndpointOptions {
   decodeLimits?: DecodeLimits;
   /** Streams this side serves. Shared, so handlers added later are seen. */
   streamHandlers?: ReadonlyMap<string, StreamHandler>;
+  /**
+   * Checked for every call and stream from the peer before its handler is looked up: an error
+   * (PERMISSION_DENIED for a role or grant, UNAVAILABLE while draining) is its answer.
+   */
+  authorize?: (method: string, stream: boolean) => MusterError | undefined;
 }
 
 /**
@@ -142,6 +147,7 @@ export class RpcEndpoint implements StreamHost {
   readonly #describeSelf: string;
   readonly #decodeLimits: DecodeLimits | undefined;
   readonly #streamHandlers: ReadonlyMap<string, StreamHandler> | undefined;
+  readonly #authorize: EndpointOptions["authorize"];
   #sink: FrameSink;
   #failed: MusterError | undefined;
 
@@ -157,6 +163,7 @@ export class RpcEndpoint implements StreamHost {
     this.#describeSelf = options.describeSelf;
     this.#decodeLimits = options.decodeLimits;
     this.#streamHandlers = options.streamHandlers;
+    this.#authorize = options.authorize;
   }
 
   /** Calls waiting for an outcome. */
@@ -534,6 +541,11 @@ export class RpcEndpoint implements StreamHost {
   #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
     const i = this.#admit(id, method, this.#clock.now() + timeoutMs, timeoutMs, "calls");
     if (i === undefined) return;
+    const refused = this.#authorize?.(method, false);
+    if (refused !== undefined) {
+      this.#replyError(i, refused);
+      return;
+    }
     const handler = this.#handlers.get(method);
     if (!handler) {
       this.#replyError(
@@ -553,6 +565,11 @@ export class RpcEndpoint implements StreamHost {
     const i = this.#admit(id, name, deadline, timeoutMs, "calls and streams");
     if (i === undefined) return;
     i.creditLimit = window;
+    const refused = this.#authorize?.(name, true);
+    if (refused !== undefined) {
+      this.#replyError(i, refused);
+      return;
+    }
     const handler = this.#streamHandlers?.get(name);
     if (!handler) {
       const isMethod = this.#handlers.has(name);

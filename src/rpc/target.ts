@@ -69,7 +69,8 @@ function checkTerm(t: LabelTerm, raw: string): LabelTerm {
   return t;
 }
 
-function globToRegExp(glob: string): RegExp {
+/** `*` any run of characters, `?` one character; everything else literal. */
+export function globToRegExp(glob: string): RegExp {
   const body = glob
     .replace(/[.+^${}()|[\]\\]/g, "\\$&")
     .replace(/\*/g, ".*")

@@ -8,6 +8,8 @@ export interface PeerInfo {
   labels: Readonly<Record<string, string>>;
   sessionId: string;
   remoteAddress: string;
+  /** Who the peer authenticated as (server side): its role and subject. */
+  identity?: Readonly<{ role: string; subject: string }>;
 }
 
 /**

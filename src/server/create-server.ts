@@ -17,7 +17,7 @@ import { type AgentInfo, Presence, type PresenceEvent } from "../presence/presen
 import { type FanOut, FanOutCall } from "../rpc/fan-out.js";
 import { failedStream, type MusterStream, type StreamHandler, type StreamOptions } from "../rpc/stream.js";
 import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
-import type { CallOptions, Handler, OutcomeStatus } from "../rpc/types.js";
+import type { CallOptions, Handler, OutcomeStatus, PeerInfo } from "../rpc/types.js";
 import { resolveSessionLimits, type SessionLimits, type SessionState } from "../session/session.js";
 import { listenTextAll, type TextListener } from "../text/endpoint.js";
 import { TextService } from "../text/service.js";
@@ -29,12 +29,19 @@ import {
   type CloseBody,
   CloseCode,
   type Frame,
+  type FrameOf,
   FrameType,
   HEADER_BYTES,
   type HelloBody,
 } from "../wire/frame.js";
-import { createAdminHandler, type Readiness } from "./admin.js";
+import { createAdminHandler } from "./admin.js";
+import type { AdminHost, AdminIdentity, Readiness } from "./admin-host.js";
 import { Admission, ipOf } from "./admission.js";
+import { AuthGate, type GateVerdict, type Identity, roleCovers } from "./auth-gate.js";
+import type { EnrolmentRequest } from "./enrolment.js";
+import { defineServerFlags } from "./server-flags.js";
+import { RuntimeFlags } from "./flags.js";
+import { TrafficStats } from "../transport/traffic.js";
 import { ServerMetrics } from "./metrics.js";
 import { operatorHandlers, operatorStreams } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
@@ -101,8 +108,31 @@ export interface MusterServer {
   readonly adminUrl: string | undefined;
   /** The bound text endpoints (after `start`). */
   readonly textListeners: readonly TextListener[];
+  /**
+   * Graceful shutdown: `/readyz` turns `draining`, new sessions are refused with a retry hint
+   * (resumes of existing ones are still taken), new calls are refused, calls and streams in
+   * flight get `timeoutMs` (default `drainTimeoutMs`) to finish; then the server closes, telling
+   * every agent to reconnect elsewhere. Resolves when closed; calling it again returns the same.
+   */
+  drain(options?: { timeoutMs?: number }): Promise<DrainResult>;
+  /** Resolves when the server has closed (by `close`, `drain` or `/api/shutdown`). */
+  readonly closed: Promise<void>;
+  /** Runtime settings, readable and changeable live (also at /api/flags). */
+  readonly flags: RuntimeFlags;
+  /** Enrolment requests waiting for a decision (servers with `auth.approve`). */
+  pendingEnrolments(): EnrolmentRequest[];
+  /** Accepts or rejects a waiting enrolment request; `by` is logged. */
+  decideEnrolment(action: "accept" | "reject", name: string, by?: string): EnrolmentRequest;
   /** Stops listening, ends every session (pending calls fail with CLOSED), closes links. */
   close(): Promise<void>;
+}
+
+/** How a drain ended. */
+export interface DrainResult {
+  /** Calls and streams still running when the drain timeout passed (0: all finished). */
+  abandoned: number;
+  /** How long the drain took, in ms. */
+  tookMs: number;
 }
 
 /**
@@ -112,6 +142,9 @@ export interface MusterServer {
 class Link {
   peer: Peer | undefined;
   timer: ReturnType<Clock["setTimeout"]> | undefined;
+  /** The HELLO's credential is being checked: nothing else may arrive before the WELCOME. */
+  verifying = false;
+  gone = false;
   constructor(
     readonly transport: Transport,
     readonly server: Server,
@@ -122,9 +155,11 @@ class Link {
   }
   onFrame(bytes: Uint8Array): void {
     if (this.peer) this.peer.session.receive(this.transport, bytes);
+    else if (this.verifying) this.server.linkEarlyFrame(this);
     else this.server.linkHello(this, bytes);
   }
   onClose(info: TransportCloseInfo): void {
+    this.gone = true;
     this.server.linkGone(this);
     this.peer?.session.linkClosed(this.transport, info);
   }
@@ -141,11 +176,21 @@ export function createServer(options: ServerOptions = {}): MusterServer {
 class Server implements MusterServer, PeerHost {
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly sessionLimits: SessionLimits;
+  /** Shared by every session, and changed in place by runtime flags (sessions read it live). */
+  readonly sessionLimits: { -readonly [K in keyof SessionLimits]: SessionLimits[K] };
   /** Decoding limits shared by every peer. */
   readonly decodeLimits: Readonly<Required<DecodeLimits>>;
   readonly maxFrameBytes: number;
-  readonly callTimeoutMs: number;
+  callTimeoutMs: number;
+  resumeWindowMs: number;
+  drainTimeoutMs: number;
+  readonly standalone: boolean;
+  readonly metricsPublic: boolean;
+  readonly flags: RuntimeFlags;
+  readonly #gate: AuthGate;
+  readonly #traffic = new TrafficStats();
+  #draining: Promise<DrainResult> | undefined;
+  readonly #closedDone: { promise: Promise<void>; resolve(): void };
   readonly maxIncomingCalls: number;
   readonly #o: ServerOptions;
   readonly #name: string;
@@ -188,14 +233,23 @@ class Server implements MusterServer, PeerHost {
       maxJsonDepth: optionLimit(options.maxJsonDepth, DEFAULTS.maxJsonDepth, "maxJsonDepth", 1),
       maxHelloBytes: optionLimit(options.maxHelloBytes, DEFAULTS.maxHelloBytes, "maxHelloBytes", 1),
     });
-    this.sessionLimits = resolveSessionLimits({
+    this.standalone = options.standalone === true;
+    this.metricsPublic = options.admin?.metricsPublic === true;
+    this.resumeWindowMs = optionLimit(options.resumeWindowMs, DEFAULTS.resumeWindowMs, "resumeWindowMs", 1);
+    this.drainTimeoutMs = optionLimit(options.drainTimeoutMs, DEFAULTS.drainTimeoutMs, "drainTimeoutMs");
+    let resolveClosed!: () => void;
+    const closedPromise = new Promise<void>((r) => {
+      resolveClosed = r;
+    });
+    this.#closedDone = { promise: closedPromise, resolve: resolveClosed };
+    this.sessionLimits = { ...resolveSessionLimits({
       maxJsonDepth: this.decodeLimits.maxJsonDepth,
       replayMaxFrames: options.replayMaxFrames,
       replayMaxBytes: options.replayMaxBytes,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       suspectAfterMs: options.suspectAfterMs,
       deadAfterMs: options.deadAfterMs,
-    });
+    }) };
     this.#operatorHandlers = operatorHandlers(this);
     this.#operatorStreams = operatorStreams(this);
     this.#admission = new Admission(
@@ -223,7 +277,7 @@ class Server implements MusterServer, PeerHost {
     this.#slowMs = optionLimit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
     this.metrics = new ServerMetrics({
       admission: this.#admission,
-      agents: () => this.#presence.list(),
+      agents: () => this.agents(),
       replay: () => {
         let frames = 0;
         let bytes = 0;
@@ -235,7 +289,13 @@ class Server implements MusterServer, PeerHost {
         return { frames, bytes };
       },
       onEvent: (fn) => this.#presence.on(fn),
+      traffic: () => this.#traffic.entries(),
     });
+    this.#gate = new AuthGate(options.auth, this.standalone, {
+      logger: this.logger.child({ component: "auth" }),
+      onFailure: (reason) => this.metrics.recordAuthFailure(reason),
+    });
+    this.flags = defineServerFlags(new RuntimeFlags(this.logger), this, options);
     this.text = new TextService({
       logger: this.logger.child({ component: "text" }),
       hooks: options.text?.hooks ?? {},
@@ -275,11 +335,13 @@ class Server implements MusterServer, PeerHost {
 
   async start(): Promise<void> {
     if (this.#closed) throw new MusterError(ErrorCode.CLOSED, "server is closed");
+    // A standalone server has no authentication: by default it listens on loopback only.
+    const host = this.standalone ? "127.0.0.1" : "0.0.0.0";
     const urls =
       this.#o.listen ??
       (this.#o.tls
-        ? [`wss://0.0.0.0:${DEFAULTS.wsPort}`, `tls://0.0.0.0:${DEFAULTS.tcpPort}`]
-        : [`ws://0.0.0.0:${DEFAULTS.wsPort}`, `tcp://0.0.0.0:${DEFAULTS.tcpPort}`]);
+        ? [`wss://${host}:${DEFAULTS.wsPort}`, `tls://${host}:${DEFAULTS.tcpPort}`]
+        : [`ws://${host}:${DEFAULTS.wsPort}`, `tcp://${host}:${DEFAULTS.tcpPort}`]);
     this.#listeners = await listenAll(urls, {
       tls: this.#o.tls,
       memory: this.#o.memory,
@@ -288,6 +350,7 @@ class Server implements MusterServer, PeerHost {
       firstFrameMaxBytes: Math.min(this.maxFrameBytes, HEADER_BYTES + this.decodeLimits.maxHelloBytes),
       accept: (t) => this.accept(t),
       onHttpRequest: this.#adminHandler(),
+      traffic: this.#traffic,
     });
     for (const l of this.#listeners) this.logger.info({ url: l.url }, "listening");
     const text = this.#o.text;
@@ -316,16 +379,23 @@ class Server implements MusterServer, PeerHost {
         throw err;
       }
     }
+    this.#o.auth?.revocations?.watch((added) => this.#onRevoked(added));
+    if (this.standalone) {
+      this.logger.warn(
+        "STANDALONE MODE: no authentication; only loopback addresses may connect. Do not use it on a shared machine.",
+      );
+    } else {
+      this.logger.info(
+        { key: this.#gate.keyFingerprint, approve: this.#o.auth?.approve === true },
+        "authentication on: every peer presents a token",
+      );
+    }
     this.#scheduleSweep();
-    if (!this.#closed) this.#readiness = "ready";
+    if (!this.#closed && this.#draining === undefined) this.#readiness = "ready";
   }
 
   #adminHandler(): (req: IncomingMessage, res: ServerResponse) => void {
-    return createAdminHandler({
-      metrics: this.metrics,
-      readiness: () => this.#readiness,
-      metricsPublic: this.#o.admin?.metricsPublic === true,
-    });
+    return createAdminHandler(this.#adminHost());
   }
 
   async #listenAdmin(hostPort: string): Promise<string> {
@@ -400,11 +470,127 @@ class Server implements MusterServer, PeerHost {
   }
 
   agents(): AgentInfo[] {
-    return this.#presence.list();
+    const list = this.#presence.list();
+    const book = this.#gate.enrolment;
+    if (book === undefined || book.size === 0) return list;
+    return [...list, ...book.pending().map(pendingInfo)];
   }
 
   agent(name: string): AgentInfo | undefined {
-    return this.#presence.get(name);
+    const known = this.#presence.get(name);
+    if (known !== undefined) return known;
+    const waiting = this.#gate.enrolment?.pending().find((r) => r.name === name);
+    return waiting === undefined ? undefined : pendingInfo(waiting);
+  }
+
+  pendingEnrolments(): EnrolmentRequest[] {
+    return this.#gate.enrolment?.pending() ?? [];
+  }
+
+  decideEnrolment(action: "accept" | "reject", name: string, by = "the application"): EnrolmentRequest {
+    return this.#gate.decide(action, name, by, Date.now());
+  }
+
+  /** Tells every connected agent a new setting (agents that predate `muster.config` ignore it). */
+  pushConfig(config: { heartbeatIntervalMs: number }): void {
+    for (const peer of this.#byName.values()) {
+      if (peer.ended) continue;
+      peer.rpc.call("muster.config", config, { timeoutMs: this.callTimeoutMs }).catch((err: unknown) => {
+        this.logger.debug({ name: peer.name, err: (err as Error).message }, "agent did not take the new settings");
+      });
+    }
+  }
+
+  // --- the admin API's view (AdminHost) -------------------------------------------------------
+
+  /** The admin API's view of this server. */
+  #adminHost(): AdminHost {
+    return {
+      logger: this.logger,
+      metrics: this.metrics,
+      standalone: this.standalone,
+      metricsPublic: this.metricsPublic,
+      flags: this.flags,
+      readiness: () => this.#readiness,
+      authenticate: (req: IncomingMessage) => this.#gate.checkHttp(req),
+      agents: () => this.agents(),
+      agentDetails: (name: string) => this.agentDetails(name),
+      caches: () => this.caches(),
+      clearCache: (name: string | undefined, who: AdminIdentity) => this.clearCache(name, who),
+      shutdown: (who: AdminIdentity) => this.shutdown(who),
+    };
+  }
+
+  agentDetails(name: string): Record<string, unknown> | undefined {
+    const peer = this.#byName.get(name);
+    const info = this.agent(name);
+    if (info === undefined) return undefined;
+    if (peer === undefined || peer.ended) return { ...info };
+    const s = peer.session;
+    const id = peer.identity;
+    return {
+      ...info,
+      identity: {
+        role: id.role,
+        subject: id.subject,
+        via: id.via,
+        ...(id.tokenId !== undefined ? { tokenId: id.tokenId } : {}),
+        ...(id.expiresAt !== undefined ? { expiresAt: new Date(id.expiresAt).toISOString() } : {}),
+        ...(id.methods !== undefined ? { methods: id.methods } : {}),
+      },
+      session: {
+        state: s.state,
+        lastSent: s.lastSent,
+        lastReceived: s.lastReceived,
+        replay: s.replayStats,
+        resumeWindowMs: this.resumeWindowMs,
+        ...(peer.detachedAt > 0 ? { detachedForMs: Math.round(this.clock.now() - peer.detachedAt) } : {}),
+      },
+      calls: { toAgent: peer.rpc.pendingOutgoing, fromAgent: peer.rpc.runningIncoming },
+    };
+  }
+
+  caches(): Array<{ name: string; entries: number; description: string }> {
+    return [
+      {
+        name: "offline-agents",
+        entries: this.#presence.list().filter((a) => a.state === "offline").length,
+        description: "agents that left recently, listed as offline and reported not connected by fan-outs",
+      },
+      {
+        name: "verified-tokens",
+        entries: this.#gate.verifiedTokens,
+        description: "tokens whose signature was verified, kept until they expire so that resumes are cheap",
+      },
+    ];
+  }
+
+  clearCache(name: string | undefined, who: AdminIdentity): Array<{ name: string; cleared: number }> {
+    const known = this.caches().map((c) => c.name);
+    if (name !== undefined && !known.includes(name)) {
+      throw new MusterError(ErrorCode.NOT_FOUND, `no cache named ${name}; caches: ${known.join(", ")}`);
+    }
+    const out: Array<{ name: string; cleared: number }> = [];
+    if (name === undefined || name === "offline-agents") {
+      const before = this.#presence.list().length;
+      this.#presence.prune(Number.POSITIVE_INFINITY);
+      out.push({ name: "offline-agents", cleared: before - this.#presence.list().length });
+    }
+    if (name === undefined || name === "verified-tokens") {
+      out.push({ name: "verified-tokens", cleared: this.#gate.clearVerifiedTokens() });
+    }
+    this.logger.info({ by: who.subject, caches: out }, "caches cleared");
+    return out;
+  }
+
+  shutdown(who: AdminIdentity): { drainTimeoutMs: number } {
+    this.logger.info({ by: who.subject }, "shutdown requested through the admin API");
+    void this.drain();
+    return { drainTimeoutMs: this.drainTimeoutMs };
+  }
+
+  get closed(): Promise<void> {
+    return this.#closedDone.promise;
   }
 
   events(): AsyncIterableIterator<PresenceEvent> {
@@ -459,7 +645,8 @@ class Server implements MusterServer, PeerHost {
     const started = performance.now();
     const record = (status: OutcomeStatus) =>
       this.metrics.recordCall(method, status, performance.now() - started);
-    return (peer.rpc.call(method, request, options) as Promise<T>).then(
+    const o = options.timeoutMs === undefined ? { ...options, timeoutMs: this.callTimeoutMs } : options;
+    return (peer.rpc.call(method, request, o) as Promise<T>).then(
       (value) => {
         record("ok");
         return value;
@@ -504,8 +691,24 @@ class Server implements MusterServer, PeerHost {
   /** The first frame on a link (methods rather than closures per link: see Link). */
   linkHello(link: Link, bytes: Uint8Array): void {
     link.stopTimer(this.clock);
-    this.#pending.delete(link.transport);
-    link.peer = this.#handshake(link.transport, bytes);
+    const frame = this.#decodeHello(link.transport, bytes);
+    if (frame === undefined) {
+      this.#pending.delete(link.transport);
+      return;
+    }
+    link.verifying = true;
+    void this.#gate.checkHello(frame.hello, link.transport, this.clock.now()).then((verdict) => {
+      link.verifying = false;
+      this.#pending.delete(link.transport);
+      if (link.gone || this.#closed) return;
+      link.peer = this.#admitHello(link.transport, frame.hello, frame.ack, verdict);
+    });
+  }
+
+  /** A frame arrived while the HELLO's credential was being checked: the dialer did not wait. */
+  linkEarlyFrame(link: Link): void {
+    this.logger.warn({ remote: link.transport.remoteAddress }, "frame before the WELCOME: closing");
+    this.#reject(link.transport, CloseCode.PROTOCOL_ERROR, "a frame arrived before the WELCOME: wait for it");
   }
 
   linkGone(link: Link): void {
@@ -521,7 +724,7 @@ class Server implements MusterServer, PeerHost {
     transport.close(code, message);
   }
 
-  #handshake(transport: Transport, bytes: Uint8Array): Peer | undefined {
+  #decodeHello(transport: Transport, bytes: Uint8Array): FrameOf<typeof FrameType.HELLO> | undefined {
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, this.decodeLimits);
@@ -542,20 +745,23 @@ class Server implements MusterServer, PeerHost {
       this.#reject(transport, CloseCode.PROTOCOL_ERROR, "the first frame must be HELLO");
       return undefined;
     }
-    const hello = frame.hello;
-    if (hello.role === "operator" && !transport.isLoopback && !this.#o.allowRemoteOperators) {
-      this.logger.warn(
-        { remote: transport.remoteAddress },
-        "operator connection from a non-loopback address refused",
+    return frame;
+  }
+
+  /** A HELLO whose credential was checked: a refusal, a resume, or a new session. */
+  #admitHello(transport: Transport, hello: HelloBody, peerAck: number, verdict: GateVerdict): Peer | undefined {
+    if (!verdict.ok) {
+      const quiet = verdict.reason === "pending" || verdict.reason === "rate_limited";
+      // Never the credential itself: who, from where, and why.
+      this.logger[quiet ? "debug" : "warn"](
+        { remote: transport.remoteAddress, name: hello.name, role: hello.role, reason: verdict.reason, why: verdict.message },
+        "connection refused by authentication",
       );
-      this.#reject(
-        transport,
-        CloseCode.REJECTED,
-        "operator connections are accepted only from loopback while no authentication is configured",
-      );
+      this.metrics.recordHandshake("refused");
+      this.#reject(transport, verdict.close, verdict.message, verdict.retryAfterMs);
       return undefined;
     }
-    const peerAck = frame.ack;
+    const identity = verdict.identity;
     let expired = false;
     if (hello.token !== undefined) {
       const old = this.#byToken.get(hello.token);
@@ -566,8 +772,12 @@ class Server implements MusterServer, PeerHost {
         !old.ended &&
         old.name === hello.name &&
         old.role === hello.role &&
+        old.identity.role === identity.role &&
+        old.identity.subject === identity.subject &&
         old.session.canResumeFrom(peerAck)
       ) {
+        old.identity = identity;
+        this.metrics.recordHandshake("resumed");
         return this.#resume(old, transport, peerAck);
       }
       expired = true;
@@ -576,10 +786,28 @@ class Server implements MusterServer, PeerHost {
         "resume refused: session unknown or expired",
       );
     }
-    return this.#newSession(hello, transport, expired);
+    if (this.#draining !== undefined) {
+      this.metrics.recordHandshake("refused");
+      this.#reject(
+        transport,
+        CloseCode.SHUTDOWN,
+        "the server is draining: connect to another server",
+        DEFAULTS.drainRetryAfterMs,
+      );
+      return undefined;
+    }
+    this.metrics.recordHandshake(expired ? "expired" : "new");
+    return this.#newSession(hello, transport, expired, identity, verdict.issued);
   }
 
-  #welcome(peer: Peer, transport: Transport, resumed: boolean, expired: boolean, replaying: number): void {
+  #welcome(
+    peer: Peer,
+    transport: Transport,
+    resumed: boolean,
+    expired: boolean,
+    replaying: number,
+    issued?: string,
+  ): void {
     const frame: Frame = {
       type: FrameType.WELCOME,
       seq: 0,
@@ -591,8 +819,9 @@ class Server implements MusterServer, PeerHost {
         expired,
         replaying,
         heartbeatIntervalMs: this.sessionLimits.heartbeatIntervalMs,
-        resumeWindowMs: this.#o.resumeWindowMs ?? DEFAULTS.resumeWindowMs,
+        resumeWindowMs: this.resumeWindowMs,
         server: { name: this.#name, version: VERSION },
+        ...(issued !== undefined ? { auth: issued } : {}),
       },
     };
     if (this.logger.isLevelEnabled("trace")) {
@@ -618,8 +847,14 @@ class Server implements MusterServer, PeerHost {
     return peer;
   }
 
-  #newSession(hello: HelloBody, transport: Transport, expired: boolean): Peer {
-    const peer = new Peer(this, hello, transport);
+  #newSession(
+    hello: HelloBody,
+    transport: Transport,
+    expired: boolean,
+    identity: Identity,
+    issued: string | undefined,
+  ): Peer {
+    const peer = new Peer(this, hello, transport, identity);
     this.#peers.add(peer);
     this.#byToken.set(peer.token, peer);
     let previous: Peer | undefined;
@@ -641,7 +876,7 @@ class Server implements MusterServer, PeerHost {
       }
       this.#presence.setLive(hello.name, peer);
     }
-    this.#welcome(peer, transport, false, expired, 0);
+    this.#welcome(peer, transport, false, expired, 0, issued);
     peer.session.attach(transport, 0);
     this.logger.info(
       {
@@ -650,6 +885,7 @@ class Server implements MusterServer, PeerHost {
         remote: transport.remoteAddress,
         transport: transport.kind,
         session: peer.id,
+        as: `${identity.role}:${identity.subject} (${identity.via})`,
       },
       hello.role === "agent" ? "agent joined" : "operator connected",
     );
@@ -737,7 +973,14 @@ class Server implements MusterServer, PeerHost {
 
   #tick(): void {
     const now = this.clock.now();
+    const wall = Date.now();
+    this.#gate.enrolment?.prune(wall);
     for (const peer of this.#peers) {
+      const exp = peer.identity.expiresAt;
+      if (exp !== undefined && exp <= wall) {
+        this.#endForCredential(peer, `its credential expired at ${new Date(exp).toISOString()}`);
+        continue;
+      }
       if (peer.session.state === "resuming") {
         this.#expireIfPast(peer, now);
       } else {
@@ -749,11 +992,69 @@ class Server implements MusterServer, PeerHost {
     this.#presence.prune(Date.now() - (this.#o.offlineRetentionMs ?? DEFAULTS.offlineRetentionMs));
   }
 
+  /** Ends a session whose credential no longer holds (expired or revoked). */
+  #endForCredential(peer: Peer, why: string): void {
+    this.logger.warn(
+      { name: peer.name, role: peer.role, as: peer.identity.subject, token: peer.identity.tokenId, why },
+      "session ended: credential no longer valid",
+    );
+    this.#endPeer(peer, ErrorCode.UNAUTHENTICATED, why, CloseCode.UNAUTHENTICATED);
+  }
+
+  /** Token ids newly revoked: sessions using them end now. */
+  #onRevoked(ids: string[]): void {
+    const revoked = new Set(ids);
+    for (const peer of [...this.#peers]) {
+      const id = peer.identity.tokenId;
+      if (id !== undefined && revoked.has(id)) this.#endForCredential(peer, `its token ${id} was revoked`);
+    }
+  }
+
+  // --- authorization -------------------------------------------------------------------------
+
+  authorize(peer: Peer, method: string, stream: boolean): MusterError | undefined {
+    if (this.#draining !== undefined) {
+      return new MusterError(
+        ErrorCode.UNAVAILABLE,
+        `the server is draining: ${method} refused, call another server`,
+      );
+    }
+    const id = peer.identity;
+    let why: string | undefined;
+    if (peer.role === "operator") {
+      const needed = OPERATOR_ROLES[method] ?? "operator";
+      if (!roleCovers(id.role, needed)) why = `${method} needs the ${needed} role; ${id.subject} has ${id.role}`;
+    } else if (!this.#gate.allows(id, method)) {
+      why =
+        id.methods === undefined
+          ? `agent ${peer.name} may not call ${stream ? "stream " : ""}"${method}": the server grants agents ${this.#o.auth?.agentMethods?.join(",") || "no methods"}`
+          : `agent ${peer.name} may not call ${stream ? "stream " : ""}"${method}": its token grants ${id.methods.join(",")}`;
+    }
+    if (why === undefined) return undefined;
+    this.logger.warn(
+      { who: id.subject, role: id.role, remote: peer.address, method, why },
+      "call refused: permission denied",
+    );
+    this.metrics.recordDenied(id.role);
+    return new MusterError(ErrorCode.PERMISSION_DENIED, why);
+  }
+
+  /** For operator relays (`muster.call`, `muster.stream`): may this operator call `method` on agents? */
+  authorizeRelay(peer: PeerInfo, method: string): void {
+    const id = peer.identity as Identity | undefined;
+    if (id === undefined || this.#gate.allows(id, method)) return;
+    const why = `${id.subject} may not call "${method}" on agents: its token grants ${id.methods?.join(",")}`;
+    this.logger.warn({ who: id.subject, role: id.role, method, why }, "relay refused: permission denied");
+    this.metrics.recordDenied(id.role);
+    throw new MusterError(ErrorCode.PERMISSION_DENIED, why);
+  }
+
   /** Ends a detached peer's session once its resume window has passed. */
   #expireIfPast(peer: Peer, now: number): void {
-    const window = this.#o.resumeWindowMs ?? DEFAULTS.resumeWindowMs;
+    const window = this.resumeWindowMs;
     if (peer.session.state !== "resuming" || now - peer.detachedAt < window) return;
     this.logger.info({ name: peer.name, role: peer.role }, "resume window passed: session expired");
+    this.metrics.recordSessionExpired();
     this.#endPeer(peer, ErrorCode.SESSION_EXPIRED, `did not come back within ${window} ms`, CloseCode.NORMAL);
   }
 
@@ -790,24 +1091,82 @@ class Server implements MusterServer, PeerHost {
     this.onPeerLinkDown(peer, info);
   }
 
+  drain(options: { timeoutMs?: number } = {}): Promise<DrainResult> {
+    if (this.#draining !== undefined) return this.#draining;
+    const timeoutMs = optionLimit(options.timeoutMs, this.drainTimeoutMs, "timeoutMs");
+    this.#draining = this.#drain(timeoutMs);
+    return this.#draining;
+  }
+
+  async #drain(timeoutMs: number): Promise<DrainResult> {
+    const started = performance.now();
+    this.#readiness = "draining";
+    const inFlight = (): number => {
+      let n = 0;
+      for (const p of this.#peers) n += p.rpc.pendingOutgoing + p.rpc.runningIncoming;
+      return n;
+    };
+    this.logger.info({ inFlight: inFlight(), timeoutMs }, "draining: no new sessions or calls, waiting for calls in flight");
+    let left = inFlight();
+    while (left > 0 && performance.now() - started < timeoutMs && !this.#closed) {
+      await new Promise((r) => setTimeout(r, 20));
+      left = inFlight();
+    }
+    if (left > 0) this.logger.warn({ abandoned: left, timeoutMs }, "drain timeout: ending calls still in flight");
+    await this.close();
+    const result = { abandoned: left, tookMs: Math.round(performance.now() - started) };
+    this.logger.info(result, "drained");
+    return result;
+  }
+
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed) return this.#closedDone.promise;
     this.#closed = true;
     this.#readiness = "draining";
     this.#admin?.close();
     this.#admin?.closeAllConnections();
     if (this.#sweep) this.clock.clearTimeout(this.#sweep);
+    this.#o.auth?.revocations?.close();
     await Promise.all([...this.#listeners, ...this.#textListeners].map((l) => l.close()));
     for (const peer of [...this.#peers]) {
-      this.#endPeer(peer, ErrorCode.CLOSED, "server is shutting down", CloseCode.SHUTDOWN);
+      this.#endPeer(
+        peer,
+        ErrorCode.CLOSED,
+        "server is shutting down: reconnect to another server",
+        CloseCode.SHUTDOWN,
+      );
     }
     for (const t of this.#pending) t.close(CloseCode.SHUTDOWN, "server is shutting down");
     this.#pending.clear();
     this.#presence.end();
     this.metrics.close();
     this.logger.info("server closed");
+    this.#closedDone.resolve();
   }
 }
+
+/** An enrolment request as a row of the agent list. */
+function pendingInfo(r: EnrolmentRequest): AgentInfo {
+  return {
+    name: r.name,
+    labels: r.labels,
+    version: r.version,
+    state: "pending",
+    address: r.address,
+    transport: "",
+    sessionId: "",
+    connectedSince: r.firstSeen,
+    lastSeen: r.lastSeen,
+    disconnectReason: `waiting for an operator: muster agents accept ${r.name} (fingerprint ${r.fingerprint})`,
+    pendingCalls: 0,
+    rttMs: -1,
+  };
+}
+
+/** The role each operator method needs (others: `operator`). */
+const OPERATOR_ROLES: Record<string, "operator" | "admin"> = {
+  "muster.enrol": "admin",
+};
 
 /** CLOSE codes that end the link only: the session stays resumable (docs/protocol.md §7). */
 const LINK_SCOPED = new Set<string>([

@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { AgentInfo, PresenceEvent } from "../presence/presence.js";
 import type { CallOutcome } from "../rpc/types.js";
+import type { TrafficCounters } from "../transport/traffic.js";
 
 /** What the metrics read from the server when scraped. */
 export interface MetricsSource {
@@ -12,10 +13,61 @@ export interface MetricsSource {
   /** Bytes and frames held for replay, summed over every session. */
   replay(): { frames: number; bytes: number };
   onEvent(fn: (e: PresenceEvent) => void): () => void;
+  /**
+   * Frames and bytes through the listeners, by transport kind (`TrafficStats.entries()` of the
+   * stats given to listenAll). Without it the four traffic counters are not exposed.
+   */
+  traffic?(): Array<[string, TrafficCounters]>;
+  /**
+   * The server's readiness, as /readyz reports it ("starting", "ready", "draining"): exposed as
+   * the gauge `muster_ready`, 1 when "ready". Without it `muster_ready` is not exposed.
+   */
+  readiness?(): string;
 }
 
 /** Distinct method names kept as label values; beyond, calls count under `method="other"`. */
 const MAX_METHODS = 200;
+/** Distinct reasons (auth failures) and roles (denials) kept as label values; beyond, "other". */
+const MAX_REASONS = 32;
+
+/** Handshake outcomes: a new session, a resumed one, a resume too late, a refusal. */
+export type HandshakeResult = "new" | "resumed" | "expired" | "refused";
+const HANDSHAKE_RESULTS: readonly HandshakeResult[] = ["new", "resumed", "expired", "refused"];
+
+/** Label values kept as they come until `max` distinct ones are seen; later ones read "other". */
+class BoundedLabel {
+  readonly #seen = new Set<string>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  value(v: string): string {
+    if (this.#seen.has(v)) return v;
+    if (this.#seen.size >= this.#max) return "other";
+    this.#seen.add(v);
+    return v;
+  }
+}
+
+type TrafficField = keyof TrafficCounters;
+
+/** The four traffic counters: name, help, and the field of TrafficCounters each one reads. */
+const TRAFFIC: ReadonlyArray<[string, string, TrafficField]> = [
+  ["muster_frames_received_total", "Frames received on accepted links, by transport kind.", "framesIn"],
+  ["muster_frames_sent_total", "Frames sent on accepted links, by transport kind.", "framesOut"],
+  [
+    "muster_bytes_received_total",
+    "Bytes of the frames received on accepted links (no length prefix or WebSocket framing), by transport kind.",
+    "bytesIn",
+  ],
+  [
+    "muster_bytes_sent_total",
+    "Bytes of the frames sent on accepted links (no length prefix or WebSocket framing), by transport kind.",
+    "bytesOut",
+  ],
+];
 
 /**
  * The server's Prometheus metrics, on a registry of its own (two servers in one process do
@@ -27,7 +79,13 @@ export class ServerMetrics {
   readonly registry = new Registry();
   readonly #calls: Counter<"method" | "outcome">;
   readonly #callSeconds: Histogram<"method">;
-  readonly #methods = new Set<string>();
+  readonly #methods = new BoundedLabel(MAX_METHODS);
+  readonly #handshakes: Counter<"result">;
+  readonly #authFailures: Counter<"reason">;
+  readonly #authReasons = new BoundedLabel(MAX_REASONS);
+  readonly #denied: Counter<"role">;
+  readonly #deniedRoles = new BoundedLabel(MAX_REASONS);
+  readonly #expired: Counter;
   readonly #stop: () => void;
 
   constructor(source: MetricsSource) {
@@ -87,6 +145,56 @@ export class ServerMetrics {
     for (const event of ["join", "disconnect", "resume", "suspect", "recover", "replace", "leave"])
       events.inc({ event }, 0);
     this.#stop = source.onEvent((e) => events.inc({ event: e.type }));
+    const traffic = source.traffic?.bind(source);
+    if (traffic) {
+      for (const [name, help, field] of TRAFFIC) {
+        new Counter({
+          name,
+          help,
+          labelNames: ["transport"],
+          registers,
+          collect() {
+            this.reset();
+            for (const [transport, counters] of traffic()) this.inc({ transport }, counters[field]);
+          },
+        });
+      }
+    }
+    const readiness = source.readiness?.bind(source);
+    if (readiness) {
+      new Gauge({
+        name: "muster_ready",
+        help: "1 when the server is ready (as /readyz answers 200), 0 while starting or draining.",
+        registers,
+        collect() {
+          this.set(readiness() === "ready" ? 1 : 0);
+        },
+      });
+    }
+    this.#handshakes = new Counter({
+      name: "muster_handshakes_total",
+      help: "Handshakes by result: new session, resumed session, resume after expiry, refused.",
+      labelNames: ["result"],
+      registers,
+    });
+    for (const result of HANDSHAKE_RESULTS) this.#handshakes.inc({ result }, 0);
+    this.#authFailures = new Counter({
+      name: "muster_auth_failures_total",
+      help: `Authentications that failed, by reason (after ${MAX_REASONS} distinct reasons, "other").`,
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#denied = new Counter({
+      name: "muster_permission_denied_total",
+      help: `Calls and requests refused to a role or grant, by role (after ${MAX_REASONS} distinct roles, "other").`,
+      labelNames: ["role"],
+      registers,
+    });
+    this.#expired = new Counter({
+      name: "muster_sessions_expired_total",
+      help: "Sessions ended because they were not resumed within the resume window.",
+      registers,
+    });
     this.#calls = new Counter({
       name: "muster_calls_total",
       help: "Calls from the server to agents (fan-outs count one per agent), by method and outcome.",
@@ -103,10 +211,27 @@ export class ServerMetrics {
   }
 
   #method(method: string): string {
-    if (this.#methods.has(method)) return method;
-    if (this.#methods.size >= MAX_METHODS) return "other";
-    this.#methods.add(method);
-    return method;
+    return this.#methods.value(method);
+  }
+
+  /** Counts one handshake's result. */
+  recordHandshake(result: HandshakeResult): void {
+    this.#handshakes.inc({ result });
+  }
+
+  /** Counts one failed authentication; `reason` is a short snake_case word (e.g. "expired_token"). */
+  recordAuthFailure(reason: string): void {
+    this.#authFailures.inc({ reason: this.#authReasons.value(reason) });
+  }
+
+  /** Counts one call or request refused for lack of a role or grant, under the caller's role. */
+  recordDenied(role: string): void {
+    this.#denied.inc({ role: this.#deniedRoles.value(role) });
+  }
+
+  /** Counts one session that expired unresumed. */
+  recordSessionExpired(): void {
+    this.#expired.inc();
   }
 
   /** Counts one call's outcome (`ok`, `error`, `timeout`, `not_connected`) and its duration. */

@@ -4,7 +4,8 @@ import type { AgentInfo } from "../presence/presence.js";
 import type { FanOut } from "../rpc/fan-out.js";
 import type { MusterStream, StreamContext, StreamHandler, StreamOptions } from "../rpc/stream.js";
 import { parseTarget } from "../rpc/target.js";
-import type { CallContext, CallOptions, Handler, OutcomeSummary } from "../rpc/types.js";
+import type { CallContext, CallOptions, Handler, OutcomeSummary, PeerInfo } from "../rpc/types.js";
+import type { EnrolmentRequest } from "./enrolment.js";
 
 /** What the operator methods need from the server. */
 export interface OperatorHost {
@@ -12,6 +13,15 @@ export interface OperatorHost {
   openStream(agent: string, name: string, request?: unknown, options?: StreamOptions): MusterStream;
   agents(): AgentInfo[];
   agent(name: string): AgentInfo | undefined;
+  /** Throws PERMISSION_DENIED when this operator's grants do not cover `method` on agents. */
+  authorizeRelay(peer: PeerInfo, method: string): void;
+  decideEnrolment(action: "accept" | "reject", name: string, by?: string): EnrolmentRequest;
+}
+
+/** Request of `muster.enrol` (admin role): accept or reject a waiting enrolment request. */
+export interface EnrolRequest {
+  action: "accept" | "reject";
+  name: string;
 }
 
 /** Request of `muster.call`. */
@@ -61,9 +71,17 @@ export function operatorHandlers(host: OperatorHost): Map<string, Handler> {
     if (!a) throw new MusterError(ErrorCode.NOT_FOUND, `no agent named ${name} is known`);
     return a;
   });
+  m.set("muster.enrol", (req, ctx: CallContext): EnrolmentRequest => {
+    const r = req as Partial<EnrolRequest> | undefined;
+    if (typeof r !== "object" || r === null || (r.action !== "accept" && r.action !== "reject"))
+      throw invalid('muster.enrol needs {action: "accept" | "reject", name}');
+    if (typeof r.name !== "string" || r.name.length === 0) throw invalid("muster.enrol: name must be a non-empty string");
+    return host.decideEnrolment(r.action, r.name, ctx.peer.identity?.subject ?? ctx.peer.name);
+  });
   m.set("muster.call", async (req, ctx: CallContext): Promise<OutcomeSummary> => {
     const r = checkRelay(req);
     parseTarget(r.target); // precise INVALID_ARGUMENT before anything starts
+    host.authorizeRelay(ctx.peer, r.method);
     // Leave the operator a moment to receive the last outcome before its own deadline.
     const timeoutMs = Math.max(1, Math.min(r.timeoutMs ?? ctx.remainingMs(), ctx.remainingMs() - 250));
     const fanOut = host.call(r.target, r.method, r.args, { timeoutMs, signal: ctx.signal });
@@ -111,6 +129,7 @@ export function operatorStreams(host: OperatorHost): Map<string, StreamHandler> 
   const m = new Map<string, StreamHandler>();
   m.set("muster.stream", async function* (req: unknown, ctx: StreamContext) {
     const r = checkRelayStream(req);
+    host.authorizeRelay(ctx.peer, r.name);
     const options: StreamOptions = { signal: ctx.signal };
     if (r.windowBytes !== undefined) options.windowBytes = r.windowBytes;
     if (Number.isFinite(ctx.deadline)) options.timeoutMs = Math.max(1, ctx.remainingMs());

@@ -3,6 +3,7 @@ import type { Logger } from "../internal/logger.js";
 import type { TextHooks } from "../text/service.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsServerOptions } from "../transport/types.js";
+import type { ServerAuthOptions } from "./auth-gate.js";
 
 /** Options of `createServer`. Every duration is in milliseconds; defaults in `DEFAULTS`. */
 export interface ServerOptions {
@@ -70,11 +71,18 @@ export interface ServerOptions {
   /** How long departed agents stay listed as `offline`. @default 300000 */
   offlineRetentionMs?: number;
   /**
-   * Accept operator connections (the CLI's `call`, `agents`) from non-loopback addresses.
-   * Without authentication this lets anyone who can reach the port call every agent.
+   * Authentication, required unless `standalone`: every HELLO (resumes included) and every
+   * admin request presents a token signed with `auth.key`, or a trusted client certificate.
+   */
+  auth?: ServerAuthOptions;
+  /**
+   * No authentication at all: only loopback addresses may connect (agents, operators, admin
+   * requests), and the server says so loudly in its log and in `/readyz`. Excludes `auth`.
    * @default false
    */
-  allowRemoteOperators?: boolean;
+  standalone?: boolean;
+  /** Graceful shutdown (`drain()`, `/api/shutdown`): calls and streams in flight get this long. @default 10000 */
+  drainTimeoutMs?: number;
   /** The admin HTTP API (see `docs/operations.md`). */
   admin?: ServerAdminOptions;
   /** Text endpoints of the server (see `docs/text.md`). */

@@ -17,6 +17,7 @@ import {
 import type { Transport, TransportCloseInfo } from "../transport/types.js";
 import type { DecodeLimits } from "../wire/codec.js";
 import type { CloseBody, CloseCode, HelloBody } from "../wire/frame.js";
+import type { Identity } from "./auth-gate.js";
 
 type LogArgs = [object | string, string?];
 type AnyLog = (...args: LogArgs) => void;
@@ -67,6 +68,8 @@ export interface PeerHost {
   onPeerState(peer: Peer, state: SessionState, previous: SessionState): void;
   onPeerLinkDown(peer: Peer, info: TransportCloseInfo): void;
   onPeerClose(peer: Peer, close: CloseBody): void;
+  /** Whether the peer may call or open `method` now; an error is the call's answer. */
+  authorize(peer: Peer, method: string, stream: boolean): MusterError | undefined;
 }
 
 /**
@@ -84,6 +87,8 @@ export class Peer implements PresenceSource, SessionHooks {
   readonly session: Session;
   readonly rpc: RpcEndpoint;
   readonly connectedSince = Date.now();
+  /** Who the peer authenticated as; renewed by every resume's credential. */
+  identity: Identity;
   address: string;
   transportKind: string;
   /** Clock time the link was lost, while resuming. */
@@ -96,8 +101,9 @@ export class Peer implements PresenceSource, SessionHooks {
   readonly #host: PeerHost;
   #logger: Logger | undefined;
 
-  constructor(host: PeerHost, hello: HelloBody, transport: Transport) {
+  constructor(host: PeerHost, hello: HelloBody, transport: Transport, identity: Identity) {
     this.#clock = host.clock;
+    this.identity = identity;
     this.#host = host;
     this.role = hello.role;
     this.name = hello.name;
@@ -106,6 +112,7 @@ export class Peer implements PresenceSource, SessionHooks {
     this.address = transport.remoteAddress;
     this.transportKind = transport.kind;
     const log = new PeerLog(this, host.logger);
+    const self = this;
     this.session = new Session({ clock: host.clock, logger: log, limits: host.sessionLimits }, this);
     this.rpc = new RpcEndpoint(this.session, {
       clock: host.clock,
@@ -118,7 +125,12 @@ export class Peer implements PresenceSource, SessionHooks {
         labels: this.labels,
         sessionId: this.id,
         remoteAddress: this.address,
+        // Read through, so that handlers see the credential of the latest resume.
+        get identity(): Identity {
+          return self.identity;
+        },
       },
+      authorize: (method, stream) => host.authorize(this, method, stream),
       defaultTimeoutMs: host.callTimeoutMs,
       maxIncomingCalls: host.maxIncomingCalls,
       describeSelf: "the server",

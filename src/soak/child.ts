@@ -113,6 +113,7 @@ function serverRole(): void {
         suspectAfterMs: Number(a.heartbeatMs) * 3,
         deadAfterMs: Number(a.deadAfterMs),
         logger: soakLogger("server"),
+        standalone: true,
       });
       server.handle("soak.up", (req: { n: number; pad: string }, ctx) => {
         checkSeq(up, upLast, ctx.peer.name, req.n);

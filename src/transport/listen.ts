@@ -4,6 +4,7 @@ import { MusterError } from "../errors/muster-error.js";
 import { parseListenUrl } from "./dial.js";
 import type { MemoryNetwork } from "./memory.js";
 import { listenTcp } from "./tcp.js";
+import type { TrafficStats } from "./traffic.js";
 import type { AcceptFn, Listener, TlsServerOptions } from "./types.js";
 import { listenWebSocket } from "./websocket.js";
 
@@ -14,6 +15,8 @@ export interface ListenAllOptions {
   /** Limit of a connection's first frame (see TransportOptions). */
   firstFrameMaxBytes?: number;
   accept: AcceptFn;
+  /** Counts the frames and bytes of every accepted transport, by kind (see TrafficStats). */
+  traffic?: TrafficStats | undefined;
   /** Plain HTTP requests on ws/wss listeners (the admin API). */
   onHttpRequest?: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
 }
@@ -29,7 +32,9 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
       if (url.startsWith("memory://")) {
         if (!options.memory)
           throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${url} needs a MemoryNetwork`);
-        out.push(options.memory.listen(url.slice("memory://".length), options.accept));
+        out.push(
+          options.memory.listen(url.slice("memory://".length), options.accept, { traffic: options.traffic }),
+        );
         continue;
       }
       const { kind, host, port } = parseListenUrl(url);
@@ -45,6 +50,7 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
         port,
         maxFrameBytes: options.maxFrameBytes,
         firstFrameMaxBytes: options.firstFrameMaxBytes,
+        traffic: options.traffic,
         ...(secure ? { tls: options.tls } : {}),
       };
       if (kind === "ws" || kind === "wss")

@@ -2,6 +2,7 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
+import { type TrafficCounters, type TrafficStats, trafficCounters } from "./traffic.js";
 import type {
   AcceptFn,
   Listener,
@@ -32,9 +33,11 @@ class MemoryTransport implements Transport {
   #wantDrain = false;
   readonly #maxFrameBytes: number;
   readonly #highWater: number;
+  readonly #traffic: TrafficCounters;
 
-  constructor(remoteAddress: string, options: TransportOptions) {
+  constructor(remoteAddress: string, options: TransportOptions, traffic: TrafficCounters) {
     this.remoteAddress = remoteAddress;
+    this.#traffic = traffic;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes;
     this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
   }
@@ -57,6 +60,8 @@ class MemoryTransport implements Transport {
 
   send(frame: Uint8Array): boolean {
     if (!this.#open) return false;
+    this.#traffic.framesOut++;
+    this.#traffic.bytesOut += frame.length;
     this.peer.#enqueue(Uint8Array.prototype.slice.call(frame));
     const ok = this.bufferedBytes <= this.#highWater;
     if (!ok) this.#wantDrain = true;
@@ -122,6 +127,8 @@ class MemoryTransport implements Transport {
   }
 
   #deliver(f: Uint8Array): void {
+    this.#traffic.framesIn++;
+    this.#traffic.bytesIn += f.length;
     if (this.#handler) this.#handler.onFrame(f);
     else this.#early.push(f);
   }
@@ -154,16 +161,32 @@ export interface MemoryTransportEnd extends Transport {
   cut(message?: string): void;
 }
 
-/** Creates two connected in-process transports. */
+/**
+ * Creates two connected in-process transports. `options` apply to both ends; with `traffic`,
+ * both count into it (see MemoryNetwork for a listener's own counters).
+ */
 export function createMemoryPair(
   options: TransportOptions & { names?: [string, string] } = {},
 ): [MemoryTransportEnd, MemoryTransportEnd] {
+  return connectPair(options, options.traffic);
+}
+
+/** A pair whose second end, the accepting one, counts into `acceptTraffic`. */
+function connectPair(
+  options: TransportOptions & { names?: [string, string] },
+  acceptTraffic: TrafficStats | undefined,
+): [MemoryTransportEnd, MemoryTransportEnd] {
   const [an, bn] = options.names ?? ["memory:a", "memory:b"];
-  const a = new MemoryTransport(bn, options);
-  const b = new MemoryTransport(an, options);
+  const a = new MemoryTransport(bn, options, trafficCounters(options.traffic, "memory"));
+  const b = new MemoryTransport(an, options, trafficCounters(acceptTraffic, "memory"));
   a.peer = b;
   b.peer = a;
   return [a, b];
+}
+
+interface MemoryListener {
+  accept: AcceptFn;
+  traffic: TrafficStats | undefined;
 }
 
 /**
@@ -171,15 +194,20 @@ export function createMemoryPair(
  * each other by `memory://NAME` URLs. Pass the same network to both.
  */
 export class MemoryNetwork {
-  readonly #listeners = new Map<string, AcceptFn>();
+  readonly #listeners = new Map<string, MemoryListener>();
   readonly #live = new Set<MemoryTransportEnd>();
   #next = 0;
 
-  listen(name: string, accept: AcceptFn): Listener {
+  /**
+   * Accepts the dials to `memory://NAME`. The limits of a pair (`maxFrameBytes`, …) are the
+   * dialer's; the accepted ends count their traffic into `options.traffic`.
+   */
+  listen(name: string, accept: AcceptFn, options: { traffic?: TrafficStats | undefined } = {}): Listener {
     if (this.#listeners.has(name)) {
       throw new MusterError(ErrorCode.INVALID_ARGUMENT, `memory listener ${name} already exists`);
     }
-    this.#listeners.set(name, accept);
+    options.traffic?.for("memory");
+    this.#listeners.set(name, { accept, traffic: options.traffic });
     return {
       kind: "memory",
       url: `memory://${name}`,
@@ -192,18 +220,18 @@ export class MemoryNetwork {
 
   /** Connects to a listener; rejects with UNAVAILABLE when nothing listens under `name`. */
   async dial(name: string, options: TransportOptions = {}): Promise<MemoryTransportEnd> {
-    const accept = this.#listeners.get(name);
-    if (!accept) throw new MusterError(ErrorCode.UNAVAILABLE, `nothing listens at memory://${name}`);
+    const listener = this.#listeners.get(name);
+    if (!listener) throw new MusterError(ErrorCode.UNAVAILABLE, `nothing listens at memory://${name}`);
     const id = ++this.#next;
-    const [client, server] = createMemoryPair({
-      ...options,
-      names: [`memory:client-${id}`, `memory:${name}`],
-    });
+    const [client, server] = connectPair(
+      { ...options, names: [`memory:client-${id}`, `memory:${name}`] },
+      listener.traffic,
+    );
     this.#live.add(client);
     const forget = (): void => {
       this.#live.delete(client);
     };
-    queueMicrotask(() => accept(server));
+    queueMicrotask(() => listener.accept(server));
     // Track the pair until it closes, so that cutAll() can reach it.
     const origClose = client.close.bind(client);
     client.close = (code, message) => {

@@ -6,7 +6,7 @@ import {
   type Server,
   type Socket,
 } from "node:net";
-import { createServer as createTlsServer, connect as tlsConnect } from "node:tls";
+import { createServer as createTlsServer, type TlsOptions, connect as tlsConnect } from "node:tls";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
@@ -15,10 +15,13 @@ import { encodeFrame } from "../wire/codec.js";
 import { CloseCode, FrameType } from "../wire/frame.js";
 import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder } from "../wire/length-prefix.js";
 import { LinkState } from "./link-state.js";
+import { readPeerCertificate } from "./peer-certificate.js";
+import { type TrafficCounters, trafficCounters } from "./traffic.js";
 import type {
   AcceptFn,
   DialOptions,
   Listener,
+  PeerCertificate,
   TlsServerOptions,
   Transport,
   TransportHandler,
@@ -39,7 +42,9 @@ class TcpTransport implements Transport {
   readonly kind: "tcp" | "tls";
   readonly remoteAddress: string;
   readonly isLoopback: boolean;
+  readonly peerCertificate: PeerCertificate | undefined;
   readonly #socket: Socket;
+  readonly #traffic: TrafficCounters;
   readonly #decoder: LengthPrefixDecoder;
   readonly #highWater: number;
   #wantDrain = false;
@@ -48,9 +53,17 @@ class TcpTransport implements Transport {
   #pendingBytes = 0;
   readonly #link = new LinkState(this);
 
-  constructor(kind: "tcp" | "tls", socket: Socket, options: TransportOptions) {
+  constructor(
+    kind: "tcp" | "tls",
+    socket: Socket,
+    options: TransportOptions,
+    traffic: TrafficCounters,
+    peerCertificate?: PeerCertificate,
+  ) {
     this.kind = kind;
     this.#socket = socket;
+    this.#traffic = traffic;
+    this.peerCertificate = peerCertificate;
     this.#decoder = new LengthPrefixDecoder(
       options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
       options.firstFrameMaxBytes,
@@ -122,6 +135,8 @@ class TcpTransport implements Transport {
     this.#pending = [];
     this.#pendingBytes = 0;
     if (!this.#link.open) return;
+    this.#traffic.framesOut += frames.length;
+    this.#traffic.bytesOut += total - LENGTH_PREFIX_BYTES * frames.length;
     const out = Buffer.allocUnsafe(total);
     let offset = 0;
     for (const f of frames) {
@@ -182,6 +197,8 @@ class TcpTransport implements Transport {
 
   #deliver(frame: Uint8Array): void {
     if (!this.#link.open) return; // the handler closed the transport mid-chunk
+    this.#traffic.framesIn++;
+    this.#traffic.bytesIn += frame.length;
     this.#link.deliver(frame);
   }
 }
@@ -209,8 +226,19 @@ export function bindServer(server: Server, kind: string, host: string, port: num
 }
 
 /**
+ * Node's TLS server options for `tls`: with a `ca`, a client certificate is asked for but not
+ * required, and one that fails verification does not fail the handshake (see TlsServerOptions).
+ */
+export function tlsServerOptions(tls: TlsServerOptions): TlsOptions {
+  const out: TlsOptions = { cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: false };
+  if (tls.ca !== undefined) Object.assign(out, { ca: tls.ca, requestCert: true, rejectUnauthorized: false });
+  return out;
+}
+
+/**
  * Listens for TCP (or, with `tls`, TLS) connections on `host` (default 127.0.0.1); resolves
- * once the port is bound.
+ * once the port is bound. With `tls.ca`, accepted transports carry the client's certificate
+ * (`peerCertificate`).
  */
 export async function listenTcp(
   options: { host?: string; port: number; tls?: TlsServerOptions } & TransportOptions,
@@ -218,9 +246,11 @@ export async function listenTcp(
 ): Promise<Listener> {
   const kind = options.tls ? "tls" : "tcp";
   const host = options.host ?? "127.0.0.1";
-  const onSocket = (socket: Socket): void => accept(new TcpTransport(kind, socket, options));
+  const traffic = trafficCounters(options.traffic, kind);
+  const onSocket = (socket: Socket): void =>
+    accept(new TcpTransport(kind, socket, options, traffic, readPeerCertificate(socket)));
   const server: Server = options.tls
-    ? createTlsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }, onSocket)
+    ? createTlsServer(tlsServerOptions(options.tls), onSocket)
     : createNetServer(onSocket);
   const port = await bindServer(server, kind, host, options.port);
   let closed = false;
@@ -261,6 +291,8 @@ export async function dialTcp(url: URL, options: DialOptions): Promise<Transport
             host,
             port,
             ca: tls.ca,
+            cert: tls.cert,
+            key: tls.key,
             rejectUnauthorized: !tls.insecure,
             // SNI carries names only; Node verifies an IP host against the IP SANs by itself.
             servername: tls.servername ?? (isIP(host) ? undefined : host),
@@ -273,7 +305,7 @@ export async function dialTcp(url: URL, options: DialOptions): Promise<Transport
     };
     const onConnect = (): void => {
       done();
-      resolve(new TcpTransport(kind, socket, options));
+      resolve(new TcpTransport(kind, socket, options, trafficCounters(options.traffic, kind)));
     };
     const onError = (err: Error): void => {
       done();

@@ -1,4 +1,7 @@
 import type { CloseCode } from "../wire/frame.js";
+import type { TrafficStats } from "./traffic.js";
+
+export { TrafficCounters, TrafficStats } from "./traffic.js";
 
 /**
  * Why a transport closed. Reported exactly once through `TransportHandler.onClose`.
@@ -26,7 +29,7 @@ export interface TransportHandler {
  * and a close reason. A transport knows nothing of sessions, sequence numbers or calls.
  *
  * Implementations: `memory` (in-process pair), `websocket` (ws/wss), `tcp` (tcp/tls with a
- * 4-byte length prefix).
+ * 4-byte length prefix). Each counts its frames and bytes into `TransportOptions.traffic`.
  */
 export interface Transport {
   /** "memory", "ws", "wss", "tcp" or "tls". */
@@ -39,6 +42,13 @@ export interface Transport {
   readonly bufferedBytes: number;
   /** False once closed (or closing): sends are then dropped. */
   readonly open: boolean;
+  /**
+   * The client certificate the peer presented, on the accepting side of a tls:// or wss://
+   * link whose listener asks for one (`TlsServerOptions.ca`). Undefined on other transports,
+   * on the dialing side, and when the peer sent none. The TLS layer does not refuse a
+   * certificate that fails verification: read `authorized` before trusting the names.
+   */
+  readonly peerCertificate?: PeerCertificate | undefined;
   /** Registers the handler. Frames that arrived before are delivered to it, in order. */
   setHandler(handler: TransportHandler): void;
   /**
@@ -53,6 +63,22 @@ export interface Transport {
   sendMany(frames: readonly Uint8Array[]): boolean;
   /** Closes the transport; `onClose` then reports `code` (default "normal"). */
   close(code?: CloseCode, message?: string): void;
+}
+
+/** A peer's client certificate, as read from the TLS connection once its handshake is done. */
+export interface PeerCertificate {
+  /** Whether it chains to the listener's `ca` and is valid now (`socket.authorized`). */
+  authorized: boolean;
+  /** Why not, when not authorized: OpenSSL's code, e.g. "DEPTH_ZERO_SELF_SIGNED_CERT". */
+  authorizationError?: string;
+  /** The subject's common name (CN), when it has one. */
+  commonName?: string;
+  /** The subject's organizational units (OU), in order; empty when it has none. */
+  organizationalUnits: string[];
+  /** SHA-256 fingerprint of the DER certificate, colon-separated upper-case hex. */
+  fingerprint256: string;
+  /** End of validity as the certificate says it, e.g. "Jun  1 12:00:00 2030 GMT". */
+  validTo: string;
 }
 
 /** Options common to every transport. */
@@ -72,19 +98,35 @@ export interface TransportOptions {
    * @default 1048576 (1 MiB)
    */
   highWaterMarkBytes?: number;
+  /**
+   * Counts the frames and bytes of the transport (of every transport a listener accepts) into
+   * `traffic.for(kind)`. Not counted when absent.
+   */
+  traffic?: TrafficStats | undefined;
 }
 
 /** TLS material for listeners: PEM strings or buffers. */
 export interface TlsServerOptions {
   cert: string | Buffer;
   key: string | Buffer;
-  ca?: string | Buffer;
+  /**
+   * CA certificates (PEM) that client certificates are verified against. When set, tls:// and
+   * wss:// listeners ask every client for a certificate but accept the connection whether or
+   * not it sends one, or one that fails verification: the transport's `peerCertificate` says
+   * what came, and the server refuses at its handshake, where it can say why. When absent,
+   * no certificate is asked for.
+   */
+  ca?: string | Buffer | Array<string | Buffer>;
 }
 
 /** TLS options for dialers. */
 export interface TlsClientOptions {
   /** Extra trusted CA certificates (PEM), e.g. for a self-signed server. */
   ca?: string | Buffer;
+  /** A client certificate (PEM) to present to a server that asks for one; needs `key`. */
+  cert?: string | Buffer;
+  /** The private key (PEM) of `cert`. */
+  key?: string | Buffer;
   /** Skip certificate verification. For tests only. @default false */
   insecure?: boolean;
   /** Server name for SNI and verification; defaults to the URL's host. */

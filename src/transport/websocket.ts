@@ -12,11 +12,14 @@ import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
 import { LinkState } from "./link-state.js";
-import { bindServer, formatHostPort, isLoopbackAddress } from "./tcp.js";
+import { readPeerCertificate } from "./peer-certificate.js";
+import { bindServer, formatHostPort, isLoopbackAddress, tlsServerOptions } from "./tcp.js";
+import { type TrafficCounters, trafficCounters } from "./traffic.js";
 import type {
   AcceptFn,
   DialOptions,
   Listener,
+  PeerCertificate,
   TlsServerOptions,
   Transport,
   TransportCloseInfo,
@@ -24,7 +27,6 @@ import type {
   TransportOptions,
 } from "./types.js";
 
-/** How long the closing handshake may take before the connection is terminated. */
 /** A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5). */
 const MAX_REASON_BYTES = 123;
 const closeCodes = new Set<string>(Object.values(CloseCode));
@@ -76,7 +78,9 @@ class WsTransport implements Transport {
   readonly kind: "ws" | "wss";
   readonly remoteAddress: string;
   readonly isLoopback: boolean;
+  readonly peerCertificate: PeerCertificate | undefined;
   readonly #ws: WebSocket;
+  readonly #traffic: TrafficCounters;
   /** The socket ws writes to, from the handshake's public API: for cork, 'drain' and the address. */
   readonly #socket: Socket | undefined;
   readonly #maxFrameBytes: number;
@@ -86,9 +90,18 @@ class WsTransport implements Transport {
   #corkedFrames = 0;
   readonly #link = new LinkState(this);
 
-  constructor(kind: "ws" | "wss", ws: WebSocket, socket: Socket | undefined, options: TransportOptions) {
+  constructor(
+    kind: "ws" | "wss",
+    ws: WebSocket,
+    socket: Socket | undefined,
+    options: TransportOptions,
+    traffic: TrafficCounters,
+    peerCertificate?: PeerCertificate,
+  ) {
     this.kind = kind;
     this.#ws = ws;
+    this.#traffic = traffic;
+    this.peerCertificate = peerCertificate;
     this.#socket = socket;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes;
     this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
@@ -132,13 +145,20 @@ class WsTransport implements Transport {
     if (!this.open) return false;
     this.#cork();
     this.#ws.send(frame, { binary: true }, this.#onWritten);
+    this.#traffic.framesOut++;
+    this.#traffic.bytesOut += frame.length;
     return this.#checkHighWater();
   }
 
   sendMany(frames: readonly Uint8Array[]): boolean {
     if (!this.open) return false;
     this.#cork();
-    for (const f of frames) this.#ws.send(f, { binary: true }, this.#onWritten);
+    const traffic = this.#traffic;
+    for (const f of frames) {
+      this.#ws.send(f, { binary: true }, this.#onWritten);
+      traffic.bytesOut += f.length;
+    }
+    traffic.framesOut += frames.length;
     return this.#checkHighWater();
   }
 
@@ -198,6 +218,8 @@ class WsTransport implements Transport {
       : Array.isArray(data)
         ? Buffer.concat(data)
         : Buffer.from(data);
+    this.#traffic.framesIn++;
+    this.#traffic.bytesIn += frame.length;
     this.#link.deliver(frame);
   }
 
@@ -228,7 +250,8 @@ function notFound(_req: IncomingMessage, res: ServerResponse): void {
 /**
  * Listens for WebSocket upgrades on any path of an HTTP (or, with `tls`, HTTPS) server on
  * `host` (default 127.0.0.1); other requests go to `onHttpRequest` (default: 404 JSON).
- * Resolves once the port is bound.
+ * Resolves once the port is bound. With `tls.ca`, accepted transports carry the client's
+ * certificate (`peerCertificate`).
  */
 export async function listenWebSocket(
   options: {
@@ -243,8 +266,9 @@ export async function listenWebSocket(
   const host = options.host ?? "127.0.0.1";
   const onRequest = options.onHttpRequest ?? notFound;
   const server: HttpServer | HttpsServer = options.tls
-    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }, onRequest)
+    ? createHttpsServer(tlsServerOptions(options.tls), onRequest)
     : createHttpServer(onRequest);
+  const traffic = trafficCounters(options.traffic, kind);
   const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false,
@@ -257,7 +281,9 @@ export async function listenWebSocket(
       socket.destroy();
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => accept(new WsTransport(kind, ws, req.socket, options)));
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      accept(new WsTransport(kind, ws, req.socket, options, traffic, readPeerCertificate(req.socket))),
+    );
   });
   const port = await bindServer(server, kind, host, options.port);
   return {
@@ -292,6 +318,8 @@ export async function dialWebSocket(url: URL, options: DialOptions): Promise<Tra
     rejectUnauthorized: !tls.insecure,
   };
   if (tls.ca !== undefined) clientOptions.ca = tls.ca;
+  if (tls.cert !== undefined) clientOptions.cert = tls.cert;
+  if (tls.key !== undefined) clientOptions.key = tls.key;
   if (tls.servername !== undefined) clientOptions.servername = tls.servername;
   const ws = new WebSocket(url, clientOptions);
   return new Promise<Transport>((resolve, reject) => {
@@ -307,7 +335,7 @@ export async function dialWebSocket(url: URL, options: DialOptions): Promise<Tra
     };
     const onOpen = (): void => {
       done();
-      resolve(new WsTransport(kind, ws, socket, options));
+      resolve(new WsTransport(kind, ws, socket, options, trafficCounters(options.traffic, kind)));
     };
     const onError = (err: Error): void => {
       done();

@@ -24,6 +24,7 @@ import { oneLine, quote } from "./text.js";
 // (or any text) decodes to exactly what was encoded.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const closeCodes = new Set<string>(Object.values(CloseCode));
+const ENROL_ID = new RegExp(`^[A-Za-z0-9_-]{16,${NAME_LIMITS.enrolIdMaxChars}}$`);
 
 function protocolError(message: string): MusterError {
   return new MusterError(ErrorCode.PROTOCOL_ERROR, message);
@@ -386,6 +387,20 @@ function decodeHello(o: Record<string, unknown>): HelloBody {
     }
     hello.token = token;
   }
+  if (o.auth !== undefined) {
+    const auth = needString(o, "auth", "HELLO");
+    if (auth.length === 0 || auth.length > NAME_LIMITS.authMaxChars) {
+      throw protocolError(`HELLO.auth must be 1–${NAME_LIMITS.authMaxChars} characters`);
+    }
+    hello.auth = auth;
+  }
+  if (o.enrolId !== undefined) {
+    const id = needString(o, "enrolId", "HELLO");
+    if (!ENROL_ID.test(id)) {
+      throw protocolError(`HELLO.enrolId must be 16–${NAME_LIMITS.enrolIdMaxChars} base64url characters`);
+    }
+    hello.enrolId = id;
+  }
   return hello;
 }
 
@@ -393,7 +408,7 @@ function decodeWelcome(o: Record<string, unknown>): WelcomeBody {
   const server = o.server;
   if (typeof server !== "object" || server === null) throw protocolError("WELCOME.server must be an object");
   const s = server as Record<string, unknown>;
-  return {
+  const welcome: WelcomeBody = {
     sessionId: needString(o, "sessionId", "WELCOME"),
     token: needString(o, "token", "WELCOME"),
     resumed: needBool(o, "resumed", "WELCOME"),
@@ -406,6 +421,14 @@ function decodeWelcome(o: Record<string, unknown>): WelcomeBody {
       version: needString(s, "version", "WELCOME.server"),
     },
   };
+  if (o.auth !== undefined) {
+    const auth = needString(o, "auth", "WELCOME");
+    if (auth.length === 0 || auth.length > NAME_LIMITS.authMaxChars) {
+      throw protocolError(`WELCOME.auth must be 1–${NAME_LIMITS.authMaxChars} characters`);
+    }
+    welcome.auth = auth;
+  }
+  return welcome;
 }
 
 function decodeClose(o: Record<string, unknown>): CloseBody {

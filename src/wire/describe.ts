@@ -21,11 +21,19 @@ export function describeFrame(frame: Frame, max = 200): string {
   const head = `${names[frame.type] ?? "?"} seq=${frame.seq} ack=${frame.ack}`;
   switch (frame.type) {
     case FrameType.HELLO: {
-      const { token, ...rest } = frame.hello;
-      return `${head} ${oneLine(JSON.stringify({ ...rest, token: token === undefined ? undefined : "<redacted>" }))}`;
+      const { token, auth, ...rest } = frame.hello;
+      const shown = {
+        ...rest,
+        token: token === undefined ? undefined : "<redacted>",
+        auth: auth === undefined ? undefined : "<redacted>",
+      };
+      return `${head} ${oneLine(JSON.stringify(shown))}`;
     }
-    case FrameType.WELCOME:
-      return `${head} ${oneLine(JSON.stringify({ ...frame.welcome, token: "<redacted>" }))}`;
+    case FrameType.WELCOME: {
+      const { auth, ...rest } = frame.welcome;
+      const shown = { ...rest, token: "<redacted>", auth: auth === undefined ? undefined : "<redacted>" };
+      return `${head} ${oneLine(JSON.stringify(shown))}`;
+    }
     case FrameType.CLOSE:
       return `${head} ${oneLine(JSON.stringify(frame.close))}`;
     case FrameType.PING:

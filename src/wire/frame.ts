@@ -58,6 +58,17 @@ export interface HelloBody {
   version: string;
   /** Private resume token from an earlier WELCOME; absent for a new session. */
   token?: string;
+  /**
+   * The credential: a signed token (agent, operator, admin or enrolment) issued by
+   * `muster token create`, presented on every HELLO, resumes included. Absent when the link's
+   * client certificate is the identity, or on a standalone server.
+   */
+  auth?: string;
+  /**
+   * Enrolment only: a random id the agent keeps while it waits to be accepted, so that an
+   * operator's accept admits this agent and not another one with the same enrolment token.
+   */
+  enrolId?: string;
 }
 
 /** The server's answer to HELLO. */
@@ -75,6 +86,8 @@ export interface WelcomeBody {
   heartbeatIntervalMs: number;
   resumeWindowMs: number;
   server: { name: string; version: string };
+  /** A token the server issued to an agent it just enrolled: present it from now on. */
+  auth?: string;
 }
 
 /** Why a link or session is closed. Carried in CLOSE frames and in events. */
@@ -90,6 +103,10 @@ export const CloseCode = {
   SLOW_CONSUMER: "slow_consumer",
   /** The server is at a connection limit or admitting handshakes at its set rate: retry after the hint. */
   BUSY: "busy",
+  /** No valid credential (missing, malformed, badly signed, expired or revoked token). */
+  UNAUTHENTICATED: "unauthenticated",
+  /** Enrolment: the agent waits for an operator to accept it; retry after the hint. */
+  PENDING: "pending",
   TRANSPORT_ERROR: "transport_error",
   REMOTE_CLOSED: "remote_closed",
 } as const;
@@ -164,6 +181,10 @@ export const NAME_LIMITS = {
   versionMaxChars: 64,
   /** HELLO `token` (1 to this many characters). */
   tokenMaxChars: 128,
+  /** HELLO `auth` and WELCOME `auth` (1 to this many characters). */
+  authMaxChars: 4096,
+  /** HELLO `enrolId`: 16 to this many base64url characters. */
+  enrolIdMaxChars: 64,
   methodMaxBytes: 255,
 } as const;
 

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { TrafficStats } from "../../src/transport/traffic.js";
 import type {
   Transport,
   TransportCloseInfo,
@@ -19,7 +20,15 @@ export interface TransportPair {
   cleanup(): Promise<void>;
 }
 
-export type TransportPairFactory = (options?: TransportOptions) => Promise<TransportPair>;
+/** Options for a pair: `options` apply to both ends; each end counts into its own stats. */
+export interface PairOptions extends TransportOptions {
+  /** Counters of the accepting end (given to the listener). */
+  serverTraffic?: TrafficStats;
+  /** Counters of the dialing end. */
+  clientTraffic?: TrafficStats;
+}
+
+export type TransportPairFactory = (options?: PairOptions) => Promise<TransportPair>;
 
 /** The self-signed test CA and the localhost certificate of test/fixtures/tls. */
 export function testTls(): { ca: Buffer; cert: Buffer; key: Buffer } {
@@ -287,6 +296,56 @@ export function describeTransportConformance(name: string, factory: TransportPai
         assert.ok(bufferedAtDrain <= highWaterMarkBytes, `bufferedBytes at drain: ${bufferedAtDrain}`);
         await until(`${sent} frames at the peer`, () => atServer.received === sent);
         assert.equal(client.send(testFrame(1024)), true, "below the mark again");
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it("counts exactly the frames and bytes sent and received, on each end, under its kind", T, async () => {
+      const serverTraffic = new TrafficStats();
+      const clientTraffic = new TrafficStats();
+      const { client, server, cleanup } = await factory({ serverTraffic, clientTraffic });
+      try {
+        assert.equal(client.kind, server.kind);
+        const sizes = [MIN_FRAME, 100, 4096, 70_000, MIN_FRAME + 1];
+        const up = sizes.map((n, i) => testFrame(n, i));
+        const down = [...sizes, 1024 * 1024].map((n, i) => testFrame(n, i));
+        const sum = (frames: Buffer[]): number => frames.reduce((n, f) => n + f.length, 0);
+        const atServer = new Probe(server);
+        const atClient = new Probe(client);
+        client.send(up[0]!);
+        client.sendMany(up.slice(1));
+        for (const f of down) server.send(f);
+        await until(
+          "every frame",
+          () => atServer.received === up.length && atClient.received === down.length,
+        );
+        const one = (stats: TrafficStats) => {
+          const entries = stats.entries();
+          assert.deepEqual(
+            entries.map(([kind]) => kind),
+            [server.kind],
+          );
+          return { ...entries[0]![1] };
+        };
+        assert.deepEqual(one(serverTraffic), {
+          framesIn: up.length,
+          bytesIn: sum(up),
+          framesOut: down.length,
+          bytesOut: sum(down),
+        });
+        assert.deepEqual(one(clientTraffic), {
+          framesIn: down.length,
+          bytesIn: sum(down),
+          framesOut: up.length,
+          bytesOut: sum(up),
+        });
+        // Sends after close are dropped, and not counted.
+        client.close();
+        client.send(testFrame(100));
+        await until("the close", () => atServer.closes.length === 1);
+        assert.equal(one(clientTraffic).framesOut, up.length);
+        assert.equal(one(serverTraffic).framesIn, up.length);
       } finally {
         await cleanup();
       }

@@ -1,5 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * MUSTER_HOME of every CLI process a test starts (unless the test gives its own): one fresh
+ * folder per test process, so that keys and revocation lists never touch the user's home.
+ */
+export const TEST_MUSTER_HOME = mkdtempSync(join(tmpdir(), "muster-home-"));
 
 /** The built CLI entry point. */
 export const CLI = new URL("../../src/cli/main.js", import.meta.url).pathname;
@@ -29,13 +38,16 @@ export interface Proc {
 }
 
 /** Starts `muster …` as a long-running process. */
-export function startCli(args: string[]): Proc {
-  return startScript(CLI, args);
+export function startCli(args: string[], env: Record<string, string | undefined> = {}): Proc {
+  return startScript(CLI, args, env);
 }
 
 /** Starts a Node.js script (an example program, say) as a long-running process. */
-export function startScript(file: string, args: string[]): Proc {
-  const child = spawn(process.execPath, [file, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+export function startScript(file: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
+  const child = spawn(process.execPath, [file, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { MUSTER_HOME: TEST_MUSTER_HOME, ...process.env, ...env },
+  });
   const p: Proc = {
     child,
     out: "",
@@ -67,8 +79,9 @@ export function startScript(file: string, args: string[]): Proc {
 export async function runCli(
   args: string[],
   timeoutMs = 20_000,
+  env: Record<string, string | undefined> = {},
 ): Promise<{ code: number | null; out: string; err: string }> {
-  const p = startCli(args);
+  const p = startCli(args, env);
   const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
   const code = await p.exited;
   clearTimeout(timer);

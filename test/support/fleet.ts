@@ -17,7 +17,12 @@ export interface Fleet {
 /** A server and agents over an in-process network; `close()` tears everything down. */
 export async function fleet(serverOptions: Partial<ServerOptions> = {}): Promise<Fleet> {
   const net = new MemoryNetwork();
-  const server = createServer({ listen: ["memory://server"], memory: net, ...serverOptions });
+  const server = createServer({
+    listen: ["memory://server"],
+    memory: net,
+    ...(serverOptions.auth === undefined ? { standalone: true } : {}),
+    ...serverOptions,
+  });
   await server.start();
   const agents: MusterAgent[] = [];
   return {

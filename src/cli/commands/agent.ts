@@ -1,7 +1,9 @@
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { createAgent } from "../../agent/create-agent.js";
+import { decodeTokenUnverified } from "../../auth/tokens.js";
 import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
 import type { StreamHandler } from "../../rpc/stream.js";
@@ -36,7 +38,9 @@ interface AgentFlags extends LogFlags, TextFlags {
   tlsCa?: string;
   tlsInsecure: boolean;
   reconnectMax: number;
-  heartbeat: number;
+  heartbeat?: number;
+  token?: string;
+  tokenFile?: string;
   maxFrame: number;
   maxJsonDepth: number;
 }
@@ -109,9 +113,18 @@ export function registerAgent(program: Command): void {
             )
             .option(
               "--heartbeat <duration>",
-              "PING interval on an idle link (the server is suspect after 2.4×, dead after 6×, at least the defaults)",
+              "PING interval on an idle link (the server is suspect after 2.4×, dead after 6×, at least the defaults); default: the server's",
               parseDuration,
-              DEFAULTS.heartbeatIntervalMs,
+            )
+            .addOption(
+              new Option(
+                "--token <token>",
+                "credential: an agent token (muster token create --role agent --name NAME), or an enrol token for a server with --approve",
+              ).env("MUSTER_TOKEN"),
+            )
+            .option(
+              "--token-file <file>",
+              "read the token from this file before every attempt; a token issued at enrolment is written back to it",
             ),
         ),
       ),
@@ -123,6 +136,29 @@ export function registerAgent(program: Command): void {
     if (bad) fail(`--name: ${bad}`, EXIT.USAGE);
     const logger = loggerFrom(flags, "muster-agent");
     const tls = dialTlsFrom(flags);
+    if (flags.token !== undefined && flags.tokenFile !== undefined)
+      fail("--token (or $MUSTER_TOKEN) and --token-file both give a token: give one", EXIT.USAGE);
+    const readToken = (): string | undefined => {
+      if (flags.tokenFile === undefined) return flags.token?.trim() || undefined;
+      try {
+        return readFileSync(flags.tokenFile, "utf8").trim() || undefined;
+      } catch (err) {
+        logger.error({ file: flags.tokenFile, err: (err as NodeJS.ErrnoException).code }, "cannot read --token-file");
+        return undefined;
+      }
+    };
+    const first = readToken();
+    if (flags.tokenFile !== undefined && first === undefined)
+      fail(`--token-file: ${flags.tokenFile} cannot be read or is empty`, EXIT.USAGE);
+    // Without --label, an agent presents the labels its token binds.
+    let labels = flags.label;
+    if (Object.keys(labels).length === 0 && first !== undefined) {
+      try {
+        labels = decodeTokenUnverified(first).labels;
+      } catch (err) {
+        fail(`the token is not a muster token: ${(err as MusterError).rawMessage ?? (err as Error).message}`, EXIT.USAGE);
+      }
+    }
     const textUrls = textUrlsFrom(flags);
     if (textUrls.some((u) => u.startsWith("tls:")))
       fail("--text tls://… is for servers; use tcp:// or unix: on an agent", EXIT.USAGE);
@@ -138,14 +174,19 @@ export function registerAgent(program: Command): void {
     try {
       agent = createAgent({
         name,
-        labels: flags.label,
+        labels,
         servers: flags.server ?? [DEFAULT_SERVER_URL],
         logger,
         ...(tls ? { tls } : {}),
+        ...(first !== undefined ? { token: flags.tokenFile !== undefined ? readToken : first } : {}),
         reconnect: { maxMs: flags.reconnectMax },
-        heartbeatIntervalMs: flags.heartbeat,
-        suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
-        deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
+        ...(flags.heartbeat !== undefined
+          ? {
+              heartbeatIntervalMs: flags.heartbeat,
+              suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
+              deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
+            }
+          : {}),
         maxFrameBytes: flags.maxFrame,
         maxJsonDepth: flags.maxJsonDepth,
         textHooks: cliTextHooks(flags, stop),
@@ -172,6 +213,19 @@ export function registerAgent(program: Command): void {
     agent.onEvent((e) => {
       if (e.type === "retry") logger.info({ url: e.url, delayMs: e.delayMs, error: e.error }, "retrying");
       if (e.type === "replaced") process.exitCode = EXIT.FAILED;
+      if (e.type === "pending") process.stdout.write(`pending: ${e.message}\n`);
+      if (e.type === "credential") {
+        if (flags.tokenFile === undefined) {
+          logger.warn("enrolled, but without --token-file the issued token is kept in memory only");
+        } else {
+          // Atomically, and readable by this user only: it is a credential.
+          const tmp = `${flags.tokenFile}.${process.pid}.tmp`;
+          writeFileSync(tmp, `${e.token}\n`, { mode: 0o600 });
+          renameSync(tmp, flags.tokenFile);
+          logger.info({ file: flags.tokenFile }, "enrolled: token saved");
+        }
+        process.stdout.write("enrolled\n");
+      }
       if (e.type === "closed") process.exit(process.exitCode ?? EXIT.OK);
     });
     agent.start();

@@ -4,38 +4,46 @@ import { connectOperator, type MusterOperator } from "../../operator/create-oper
 import type { StreamOptions } from "../../rpc/stream.js";
 import { parseTarget } from "../../rpc/target.js";
 import { DEFAULT_SERVER_URL, dialTlsFrom, EXIT, fail, loggerFrom, withDialTls } from "../common.js";
+import { type CredentialFlags, credentialFrom, withCredentialOptions } from "../credentials.js";
 import { agentsTable, outcomeLine, summaryLine } from "../format.js";
 import { parseBytes, parseDuration, parseJsonArg } from "../parse.js";
 
-interface OperatorFlags {
+interface OperatorFlags extends CredentialFlags {
   server: string;
   json: boolean;
   tlsCa?: string;
   tlsInsecure: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 async function connect(flags: OperatorFlags): Promise<MusterOperator> {
   const tls = dialTlsFrom(flags);
+  const token = await credentialFrom(flags);
   try {
     return await connectOperator({
       server: flags.server,
       connectTimeoutMs: 5000,
       logger: loggerFrom({ logLevel: "warn", trace: false, logJson: false }, "muster"),
       ...(tls ? { tls } : {}),
+      ...(token !== undefined ? { token } : {}),
     });
   } catch (err) {
-    fail(
-      `cannot reach the server at ${flags.server}: ${(err as MusterError).rawMessage ?? String(err)}`,
-      EXIT.UNREACHABLE,
-    );
+    const e = err as MusterError;
+    if (e.code === "UNAUTHENTICATED" || e.code === "PERMISSION_DENIED") {
+      fail(`the server at ${flags.server} refused this operator: ${e.rawMessage}`, EXIT.FAILED);
+    }
+    fail(`cannot reach the server at ${flags.server}: ${e.rawMessage ?? String(err)}`, EXIT.UNREACHABLE);
   }
 }
 
 function withServer(cmd: Command): Command {
-  return withDialTls(
-    cmd
-      .option("--server <url>", "server URL (or $MUSTER_SERVER)", DEFAULT_SERVER_URL)
-      .option("--json", "machine-readable output: JSON", false),
+  return withCredentialOptions(
+    withDialTls(
+      cmd
+        .option("--server <url>", "server URL (or $MUSTER_SERVER)", DEFAULT_SERVER_URL)
+        .option("--json", "machine-readable output: JSON", false),
+    ),
   );
 }
 
@@ -43,15 +51,34 @@ export function registerOperatorCommands(program: Command): void {
   withServer(
     program
       .command("agents")
-      .description("list the agents the server knows: live ones, then recently offline"),
-  ).action(async (flags: OperatorFlags) => {
+      .description(
+        "list the agents the server knows (live, pending enrolment, then recently offline), or accept or reject an agent's enrolment request (admin role)",
+      )
+      .argument("[action]", "list (default), accept or reject")
+      .argument("[name]", "with accept or reject: the agent"),
+  ).action(async (action: string | undefined, name: string | undefined, flags: OperatorFlags) => {
+    const verb = action ?? "list";
+    if (verb !== "list" && verb !== "accept" && verb !== "reject")
+      fail(`unknown action ${JSON.stringify(verb)}: give list, accept NAME or reject NAME`, EXIT.USAGE);
+    if (verb === "list" && name !== undefined) fail("list takes no name", EXIT.USAGE);
+    if (verb !== "list" && name === undefined) fail(`${verb} needs the agent's name`, EXIT.USAGE);
     const op = await connect(flags);
     try {
-      const agents = await op.agents();
-      if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
-      else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
+      if (verb === "list") {
+        const agents = await op.agents();
+        if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
+        else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
+      } else {
+        const r = await op.enrol(verb, name as string);
+        if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+        else
+          process.stdout.write(
+            `${verb === "accept" ? "accepted" : "rejected"} ${r.name} (fingerprint ${r.fingerprint}, from ${r.address})\n`,
+          );
+      }
     } catch (err) {
-      fail((err as Error).message);
+      const e = MusterError.from(err);
+      fail(e.message, e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED);
     } finally {
       await op.close();
     }

@@ -1,5 +1,10 @@
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
+import { type AuthKey, defaultKeyPath, loadKeyFile, loadOrCreateKeyFile } from "../../auth/keys.js";
+import { defaultRevocationsPath, RevocationList } from "../../auth/revocations.js";
+import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
+import type { ServerAuthOptions } from "../../server/auth-gate.js";
 import { formatHostPort } from "../../internal/host-port.js";
 import { createServer } from "../../server/create-server.js";
 import {
@@ -27,7 +32,13 @@ interface ServerFlags extends LogFlags, TextFlags {
   resumeWindow: number;
   heartbeat: number;
   callTimeout: number;
-  allowRemoteOperators: boolean;
+  standalone: boolean;
+  authKey?: string;
+  approve: boolean;
+  revocations?: string;
+  agentMethods?: string;
+  tlsClientCa?: string;
+  drainTimeout: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
   handshakeRate: number;
@@ -124,10 +135,37 @@ export function registerServer(program: Command): void {
               return formatHostPort(host, port);
             },
           )
-          .option("--metrics-public", "serve /metrics to any address, not only loopback ones", false)
+          .option("--metrics-public", "serve /metrics without a token", false)
           .option(
-            "--allow-remote-operators",
-            "accept operator connections from non-loopback addresses (no authentication yet: anyone reaching the port can call every agent)",
+            "--auth-key <file>",
+            "key that tokens are verified with: Ed25519 private or public key, or HMAC secret (default: $MUSTER_AUTH_KEY, else $MUSTER_HOME/auth.key, else ~/.muster/auth.key, created when missing)",
+          )
+          .option(
+            "--revocations <file>",
+            "revoked token ids, watched: a revocation ends live sessions within a second (default: $MUSTER_HOME/revoked.txt)",
+          )
+          .option(
+            "--approve",
+            "enrolment: agents with an enrol token wait as pending until `muster agents accept NAME`",
+            false,
+          )
+          .option(
+            "--agent-methods <globs>",
+            "server methods agents may call when their token grants none, comma-separated globs (default: none)",
+          )
+          .option(
+            "--tls-client-ca <file>",
+            "PEM CA for client certificates: a certificate it signed is an identity (CN the name, OU the role)",
+          )
+          .option(
+            "--drain-timeout <duration>",
+            "on SIGTERM, SIGINT or /api/shutdown: how long calls in flight may finish (a second signal exits at once)",
+            parseDuration,
+            DEFAULTS.drainTimeoutMs,
+          )
+          .option(
+            "--standalone",
+            "no authentication: loopback connections only, with a warning in the log and /readyz",
             false,
           ),
       ),
@@ -136,22 +174,38 @@ export function registerServer(program: Command): void {
     const logger = loggerFrom(flags, "muster-server");
     if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
       fail("--tls-cert and --tls-key go together", EXIT.USAGE);
+    if (flags.tlsClientCa && !flags.tlsCert) fail("--tls-client-ca needs --tls-cert and --tls-key", EXIT.USAGE);
     const tls =
       flags.tlsCert && flags.tlsKey
         ? {
             cert: readFileOrFail(flags.tlsCert, "--tls-cert"),
             key: readFileOrFail(flags.tlsKey, "--tls-key"),
+            ...(flags.tlsClientCa ? { ca: readFileOrFail(flags.tlsClientCa, "--tls-client-ca") } : {}),
           }
         : undefined;
+    const auth = flags.standalone ? undefined : authFrom(flags);
+    if (flags.standalone) {
+      for (const [set, name] of [
+        [flags.authKey, "--auth-key"],
+        [flags.approve || undefined, "--approve"],
+        [flags.tlsClientCa, "--tls-client-ca"],
+        [flags.agentMethods, "--agent-methods"],
+        [flags.revocations, "--revocations"],
+      ] as const)
+        if (set !== undefined) fail(`--standalone has no authentication: ${name} does not go with it`, EXIT.USAGE);
+    }
     const textUrls = textUrlsFrom(flags);
     if (textUrls.some((u) => u.startsWith("tls:")) && !tls)
       fail("--text tls://… needs --tls-cert and --tls-key", EXIT.USAGE);
     let stopping = false;
     const stop = (why: string): void => {
-      if (stopping) return;
+      if (stopping) {
+        logger.warn({ reason: why }, "second stop request: exiting now");
+        process.exit(EXIT.FAILED);
+      }
       stopping = true;
-      logger.info({ reason: why }, "stopping");
-      void server.close().then(() => process.exit(EXIT.OK));
+      logger.info({ reason: why, drainTimeoutMs: server.flags.get("drain-timeout")?.value }, "stopping: draining");
+      void server.drain();
     };
     let server: ReturnType<typeof createServer>;
     try {
@@ -165,7 +219,8 @@ export function registerServer(program: Command): void {
         suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
         deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
         callTimeoutMs: flags.callTimeout,
-        allowRemoteOperators: flags.allowRemoteOperators,
+        drainTimeoutMs: flags.drainTimeout,
+        ...(auth !== undefined ? { auth } : { standalone: true }),
         maxConnections: flags.maxConnections,
         maxConnectionsPerIp: flags.maxConnectionsPerIp,
         handshakesPerSecond: flags.handshakeRate,
@@ -193,7 +248,51 @@ export function registerServer(program: Command): void {
     for (const l of server.listeners) process.stdout.write(`listening on ${l.url}\n`);
     for (const l of server.textListeners) process.stdout.write(`text on ${l.url}\n`);
     if (server.adminUrl) process.stdout.write(`admin on ${server.adminUrl}\n`);
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
+    if (flags.standalone)
+      process.stdout.write("WARNING: standalone mode: no authentication, loopback connections only\n");
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    // However the server ends (a signal, STOP, /api/shutdown), the process ends with it.
+    void server.closed.then(() => process.exit(EXIT.OK));
   });
+}
+
+/** The authentication of `muster server` from its flags (exits 2 with a clear message). */
+function authFrom(flags: ServerFlags): ServerAuthOptions {
+  let key: AuthKey;
+  try {
+    if (flags.authKey !== undefined) {
+      if (!existsSync(flags.authKey))
+        fail(
+          `--auth-key: ${flags.authKey} does not exist; make one with: muster token keygen --key ${flags.authKey}`,
+          EXIT.USAGE,
+        );
+      key = loadKeyFile(flags.authKey);
+    } else {
+      const path = defaultKeyPath();
+      const made = loadOrCreateKeyFile(path);
+      key = made.key;
+      if (made.created) process.stdout.write(`created signing key ${path} (fingerprint ${key.fingerprint})\n`);
+    }
+  } catch (err) {
+    fail(`--auth-key: ${(err as MusterError).rawMessage ?? (err as Error).message}`, EXIT.USAGE);
+  }
+  const revocations = new RevocationList({ path: flags.revocations ?? defaultRevocationsPath() });
+  try {
+    revocations.load();
+  } catch (err) {
+    fail(`--revocations: ${(err as MusterError).rawMessage ?? (err as Error).message}`, EXIT.USAGE);
+  }
+  const auth: ServerAuthOptions = { key, revocations, approve: flags.approve };
+  if (flags.tlsClientCa) auth.certificates = true;
+  if (flags.agentMethods !== undefined) {
+    const globs = flags.agentMethods
+      .split(",")
+      .map((g) => g.trim())
+      .filter((g) => g !== "");
+    if (globs.length === 0) fail("--agent-methods: give comma-separated method globs", EXIT.USAGE);
+    auth.agentMethods = globs;
+  }
+  process.stdout.write(`auth key ${key.source} (${key.algorithm}, fingerprint ${key.fingerprint})\n`);
+  return auth;
 }

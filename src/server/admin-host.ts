@@ -1,0 +1,57 @@
+import type { IncomingMessage } from "node:http";
+import type { Logger } from "../internal/logger.js";
+import type { AgentInfo } from "../presence/presence.js";
+import type { RuntimeFlags } from "./flags.js";
+import type { ServerMetrics } from "./metrics.js";
+
+/** Where the server is in its life: `/readyz` answers 200 only when `ready`. */
+export type Readiness = "starting" | "ready" | "draining";
+
+/** The roles of the admin API: an operator reads, an admin also changes things. */
+export type AdminRole = "operator" | "admin";
+
+/** Who sent an admin request. */
+export interface AdminIdentity {
+  /** The token's subject (`standalone` on a standalone server). */
+  subject: string;
+  role: AdminRole;
+}
+
+/** What the admin API needs from its server. */
+export interface AdminHost {
+  readonly logger: Logger;
+  readonly metrics: ServerMetrics;
+  readiness(): Readiness;
+  /** Standalone mode (no authentication, loopback only): `/readyz` says so in its body. */
+  readonly standalone: boolean;
+  /** Serve `/metrics` without a token. */
+  readonly metricsPublic: boolean;
+  /**
+   * Who sent this request, from its `Authorization: Bearer <token>` header (on a standalone
+   * server, anyone on loopback is `{ subject: "standalone", role: "admin" }`).
+   *
+   * Rejects with a MusterError: UNAUTHENTICATED (no header; a bad, expired or revoked token;
+   * rate-limited) or PERMISSION_DENIED (a valid token of a role that is not operator or admin,
+   * or a non-loopback address on a standalone server). The message is safe to return to the
+   * client.
+   */
+  authenticate(req: IncomingMessage): Promise<AdminIdentity>;
+  /** Every known agent: live, pending enrolment (state `pending`), then recently offline. */
+  agents(): AgentInfo[];
+  /** One agent's details (AgentInfo plus session state, pending calls, …) as a JSON-able object, or undefined. */
+  agentDetails(name: string): Record<string, unknown> | undefined;
+  /** The runtime flags; `set` logs every change with who made it. */
+  readonly flags: RuntimeFlags;
+  /** The server's caches. */
+  caches(): Array<{ name: string; entries: number; description: string }>;
+  /**
+   * Clears one cache (or all when `name` is undefined) and logs it at info with who asked; a
+   * NOT_FOUND MusterError for an unknown name.
+   */
+  clearCache(name: string | undefined, who: AdminIdentity): Array<{ name: string; cleared: number }>;
+  /**
+   * Starts a graceful drain (idempotent) and logs it at info with who asked; returns at once.
+   * The admin API answers 202 right after: the drain must let that answer out.
+   */
+  shutdown(who: AdminIdentity): { drainTimeoutMs: number };
+}

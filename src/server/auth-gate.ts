@@ -1,0 +1,481 @@
+import type { IncomingMessage } from "node:http";
+import type { AuthKey } from "../auth/keys.js";
+import type { RevocationList } from "../auth/revocations.js";
+import { AuthFailureLimiter } from "../auth/failures.js";
+import { issueToken, type TokenClaims } from "../auth/tokens.js";
+import { TokenVerifier } from "../auth/verifier.js";
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { isLoopbackAddress } from "../internal/host-port.js";
+import type { Logger } from "../internal/logger.js";
+import { globToRegExp } from "../rpc/target.js";
+import type { PeerCertificate, Transport } from "../transport/types.js";
+import { CloseCode, type HelloBody } from "../wire/frame.js";
+import type { AdminIdentity } from "./admin-host.js";
+import { ipOf } from "./admission.js";
+import { Enrolment, type EnrolmentRequest } from "./enrolment.js";
+
+/** Roles of an authenticated peer: `admin` can do everything an `operator` can, and more. */
+export type IdentityRole = "agent" | "operator" | "admin";
+
+/** Who a peer is, once its credential was checked. */
+export interface Identity {
+  role: IdentityRole;
+  /** The agent's name, or who an operator is (a token's subject, a certificate's CN). */
+  subject: string;
+  /** How it was established. */
+  via: "token" | "certificate" | "standalone" | "enrolment";
+  /** The token's id, for revocation. */
+  tokenId?: string;
+  /** When the credential expires (epoch ms): the session ends then. */
+  expiresAt?: number;
+  /**
+   * Grants as globs: the server methods an agent may call, or the agent methods an operator may
+   * call through the server. Undefined: every method.
+   */
+  methods?: readonly string[];
+}
+
+/** How the server authenticates its peers (`ServerOptions.auth`). */
+export interface ServerAuthOptions {
+  /**
+   * The key tokens are verified with: an Ed25519 public or private key, or an HMAC secret
+   * (see `loadKeyFile`). Enrolment (`approve`) needs a key that can sign.
+   */
+  key: AuthKey;
+  /** Revoked token ids; a revocation ends live sessions that use the token. */
+  revocations?: RevocationList;
+  /**
+   * Accept a client certificate that chains to the listener's `tls.ca` as an identity: its CN is
+   * the name, its OU the role (`agent` unless an OU says `operator` or `admin`). Certificates
+   * bind the name and role, not labels. @default false
+   */
+  certificates?: boolean;
+  /**
+   * Enrolment: an agent presenting an `enrol` token waits as `pending` until an admin accepts it
+   * (`muster agents accept NAME`); it then receives a token of its own. @default false
+   */
+  approve?: boolean;
+  /** Server methods (globs) an agent may call when its token grants none. @default [] */
+  agentMethods?: readonly string[];
+  /** Lifetime of tokens issued at enrolment. @default 365 days */
+  enrolledTokenTtlMs?: number;
+  /** Failed authentications allowed per address and minute, with a burst above it. @default 10, 20 */
+  failuresPerMinute?: number;
+  failureBurst?: number;
+}
+
+/** The outcome of checking a HELLO's credential. */
+export type GateVerdict =
+  | { ok: true; identity: Identity; issued?: string }
+  | {
+      ok: false;
+      close: CloseCode;
+      message: string;
+      /** A metrics label: missing, malformed, bad_signature, expired, revoked, name, labels, role, … */
+      reason: string;
+      retryAfterMs?: number;
+      /** Counted towards the address's failure budget. */
+      failure: boolean;
+    };
+
+function refuse(
+  close: CloseCode,
+  message: string,
+  reason: string,
+  extra: { retryAfterMs?: number; failure?: boolean } = {},
+): GateVerdict {
+  const v: GateVerdict = { ok: false, close, message, reason, failure: extra.failure ?? true };
+  if (extra.retryAfterMs !== undefined) v.retryAfterMs = extra.retryAfterMs;
+  return v;
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+}
+
+function showLabels(l: Record<string, string>): string {
+  const s = Object.entries(l)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+  return s === "" ? "none" : s;
+}
+
+const ROLE_RANK: Record<IdentityRole, number> = { agent: 0, operator: 1, admin: 2 };
+
+/** True when `role` includes everything `needed` may do. */
+export function roleCovers(role: IdentityRole, needed: IdentityRole): boolean {
+  if (needed === "agent") return role === "agent";
+  return ROLE_RANK[role] >= ROLE_RANK[needed];
+}
+
+/** What the gate reports to its server. */
+export interface GateHooks {
+  logger: Logger;
+  onFailure(reason: string): void;
+}
+
+/**
+ * The server's authentication: checks the credential of every HELLO (resumes included) and of
+ * every admin HTTP request, rate-limits failures per address, keeps the enrolment book, and
+ * answers whether an identity may call a method. With `standalone`, nobody presents anything
+ * and only loopback addresses are let in.
+ */
+export class AuthGate {
+  readonly standalone: boolean;
+  readonly #o: ServerAuthOptions | undefined;
+  readonly #verifier: TokenVerifier | undefined;
+  readonly #limiter: AuthFailureLimiter;
+  readonly #hooks: GateHooks;
+  readonly #agentMethods: readonly RegExp[];
+  readonly #grantCache = new WeakMap<readonly string[], RegExp[]>();
+  readonly enrolment: Enrolment | undefined;
+
+  constructor(auth: ServerAuthOptions | undefined, standalone: boolean, hooks: GateHooks) {
+    if (standalone && auth !== undefined) {
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "standalone and auth exclude each other: give one");
+    }
+    if (!standalone && auth === undefined) {
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        "a server needs auth: { key } (tokens from `muster token create`) or standalone: true (no authentication, loopback only)",
+      );
+    }
+    if (auth?.approve === true && !auth.key.canSign) {
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        "enrolment (approve) needs a key that can sign: an Ed25519 private key or an HMAC secret, not a public key",
+      );
+    }
+    this.standalone = standalone;
+    this.#o = auth;
+    this.#hooks = hooks;
+    this.#verifier = auth ? new TokenVerifier(auth.key) : undefined;
+    const limits: { perMinute?: number; burst?: number } = {};
+    if (auth?.failuresPerMinute !== undefined) limits.perMinute = auth.failuresPerMinute;
+    if (auth?.failureBurst !== undefined) limits.burst = auth.failureBurst;
+    this.#limiter = new AuthFailureLimiter(limits);
+    this.#agentMethods = (auth?.agentMethods ?? []).map(globToRegExp);
+    this.enrolment = auth?.approve === true ? new Enrolment() : undefined;
+  }
+
+  /** The key's fingerprint (for the start-up log), or undefined when standalone. */
+  get keyFingerprint(): string | undefined {
+    return this.#o?.key.fingerprint;
+  }
+
+  /** Verified tokens cached, to make reconnect storms cheap. */
+  get verifiedTokens(): number {
+    return this.#verifier?.size ?? 0;
+  }
+
+  clearVerifiedTokens(): number {
+    return this.#verifier?.clear() ?? 0;
+  }
+
+  /** Checks the credential of a HELLO. Never throws. */
+  async checkHello(hello: HelloBody, transport: Transport, now: number): Promise<GateVerdict> {
+    if (this.standalone) {
+      if (!transport.isLoopback) {
+        return refuse(
+          CloseCode.REJECTED,
+          "this server runs --standalone (no authentication) and accepts loopback connections only",
+          "standalone_remote",
+        );
+      }
+      const role: IdentityRole = hello.role === "operator" ? "admin" : "agent";
+      return { ok: true, identity: { role, subject: hello.name, via: "standalone" } };
+    }
+    const ip = ipOf(transport.remoteAddress);
+    const wait = this.#limiter.check(ip, now);
+    if (wait > 0) {
+      return refuse(
+        CloseCode.BUSY,
+        `too many failed authentications from ${ip}: retry in ${Math.ceil(wait / 1000)} s`,
+        "rate_limited",
+        { retryAfterMs: wait, failure: false },
+      );
+    }
+    const verdict = await this.#checkCredential(hello, transport, now);
+    if (!verdict.ok && verdict.failure) {
+      this.#limiter.fail(ip, now);
+      this.#hooks.onFailure(verdict.reason);
+    }
+    return verdict;
+  }
+
+  async #checkCredential(hello: HelloBody, transport: Transport, now: number): Promise<GateVerdict> {
+    const o = this.#o!;
+    if (hello.auth === undefined) {
+      const cert = transport.peerCertificate;
+      if (o.certificates === true && cert !== undefined) return this.#checkCertificate(hello, cert);
+      return refuse(
+        CloseCode.UNAUTHENTICATED,
+        `no credential: present a token (muster token create --name ${hello.name} --role ${
+          hello.role === "agent" ? "agent" : "operator"
+        })${o.certificates === true ? " or a client certificate" : ""}`,
+        "missing",
+      );
+    }
+    let claims: TokenClaims;
+    try {
+      claims = await this.#verifier!.verify(hello.auth, Date.now());
+    } catch (err) {
+      const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
+      const reason = (e.details as { reason?: unknown } | undefined)?.reason;
+      return refuse(CloseCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
+    }
+    if (o.revocations?.has(claims.id)) {
+      return refuse(CloseCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
+    }
+    if (claims.role === "enrol") return this.#enrol(hello, transport, claims, now);
+    const wanted = hello.role === "agent" ? "agent" : "operator or admin";
+    if ((hello.role === "agent") !== (claims.role === "agent")) {
+      return refuse(
+        CloseCode.REJECTED,
+        `a ${claims.role} token cannot open a${hello.role === "agent" ? "n agent" : "n operator"} session: it needs an ${wanted} token`,
+        "role",
+      );
+    }
+    if (claims.role === "agent") {
+      const bad = this.#checkAgentBinding(hello, claims.subject, claims.labels);
+      if (bad) return bad;
+    }
+    const identity: Identity = { role: claims.role, subject: claims.subject, via: "token", tokenId: claims.id };
+    if (claims.expiresAt !== undefined) identity.expiresAt = claims.expiresAt;
+    if (claims.methods !== undefined) identity.methods = claims.methods;
+    return { ok: true, identity };
+  }
+
+  #checkAgentBinding(
+    hello: HelloBody,
+    name: string,
+    labels: Record<string, string> | undefined,
+  ): GateVerdict | undefined {
+    if (hello.name !== name) {
+      return refuse(
+        CloseCode.REJECTED,
+        `the token is for agent ${name}, not ${hello.name}`,
+        "name",
+      );
+    }
+    if (labels !== undefined && !sameLabels(hello.labels, labels)) {
+      return refuse(
+        CloseCode.REJECTED,
+        `agent ${hello.name} presents labels ${showLabels(hello.labels)}, but its token binds ${showLabels(labels)}`,
+        "labels",
+      );
+    }
+    return undefined;
+  }
+
+  #checkCertificate(hello: HelloBody, cert: PeerCertificate): GateVerdict {
+    if (!cert.authorized) {
+      return refuse(
+        CloseCode.UNAUTHENTICATED,
+        `client certificate not trusted: ${cert.authorizationError ?? "not signed by the server's CA"}`,
+        "certificate",
+      );
+    }
+    const cn = cert.commonName;
+    if (cn === undefined || cn === "") {
+      return refuse(CloseCode.UNAUTHENTICATED, "client certificate has no common name (CN)", "certificate");
+    }
+    const ou = cert.organizationalUnits.find((u) => u === "agent" || u === "operator" || u === "admin");
+    const role: IdentityRole = (ou as IdentityRole | undefined) ?? "agent";
+    if ((hello.role === "agent") !== (role === "agent")) {
+      return refuse(
+        CloseCode.REJECTED,
+        `a certificate for role ${role} cannot open a${hello.role === "agent" ? "n agent" : "n operator"} session`,
+        "role",
+      );
+    }
+    if (role === "agent") {
+      const bad = this.#checkAgentBinding(hello, cn, undefined);
+      if (bad) return bad;
+    }
+    return {
+      ok: true,
+      identity: { role, subject: cn, via: "certificate", expiresAt: Date.parse(cert.validTo) },
+    };
+  }
+
+  async #enrol(hello: HelloBody, transport: Transport, claims: TokenClaims, now: number): Promise<GateVerdict> {
+    const book = this.enrolment;
+    if (book === undefined) {
+      return refuse(
+        CloseCode.REJECTED,
+        "this server does not take enrolment requests (start it with --approve), or present an agent token",
+        "enrol_disabled",
+      );
+    }
+    if (hello.role !== "agent") {
+      return refuse(CloseCode.REJECTED, "an enrolment token opens agent sessions only", "role");
+    }
+    if (!globToRegExp(claims.subject).test(hello.name)) {
+      return refuse(
+        CloseCode.REJECTED,
+        `this enrolment token is for agents named ${claims.subject}, not ${hello.name}`,
+        "name",
+      );
+    }
+    const bad = this.#checkAgentBinding(hello, hello.name, claims.labels);
+    if (bad) return bad;
+    if (hello.enrolId === undefined) {
+      return refuse(CloseCode.PROTOCOL_ERROR, "an enrolment HELLO must carry enrolId", "malformed");
+    }
+    const v = book.attempt(
+      { name: hello.name, labels: hello.labels, version: hello.version, enrolId: hello.enrolId },
+      transport.remoteAddress,
+      claims.id,
+      now,
+    );
+    const log = this.#hooks.logger;
+    switch (v.state) {
+      case "full":
+        return refuse(
+          CloseCode.BUSY,
+          "too many enrolment requests are waiting: retry later",
+          "enrol_full",
+          { retryAfterMs: DEFAULTS.enrolmentRetentionMs / 10, failure: false },
+        );
+      case "rejected":
+        return refuse(CloseCode.REJECTED, `enrolment of ${hello.name} was rejected by ${v.by}`, "enrol_rejected", {
+          failure: false,
+        });
+      case "pending":
+        if (v.request.firstSeen === now || v.replaced) {
+          log[v.replaced ? "warn" : "info"](
+            { name: v.request.name, remote: v.request.address, fingerprint: v.request.fingerprint, replaced: v.replaced },
+            v.replaced
+              ? "a new enrolment request replaces the waiting one (another agent, or the same agent restarted)"
+              : "enrolment request waiting: muster agents accept NAME",
+          );
+        }
+        return refuse(
+          CloseCode.PENDING,
+          `waiting for an operator to accept ${hello.name} (fingerprint ${v.request.fingerprint}): muster agents accept ${hello.name}`,
+          "pending",
+          { retryAfterMs: DEFAULTS.enrolmentRetryAfterMs, failure: false },
+        );
+      case "accepted": {
+        const o = this.#o!;
+        const ttlMs = o.enrolledTokenTtlMs ?? DEFAULTS.enrolledTokenTtlMs;
+        const issue: Parameters<typeof issueToken>[1] = {
+          role: "agent",
+          subject: hello.name,
+          labels: hello.labels,
+          ttlMs,
+        };
+        if (claims.methods !== undefined) issue.methods = claims.methods;
+        const token = await issueToken(o.key, issue);
+        log.info({ name: hello.name, by: v.by, fingerprint: v.request.fingerprint }, "agent enrolled: token issued");
+        const identity: Identity = {
+          role: "agent",
+          subject: hello.name,
+          via: "enrolment",
+          expiresAt: Date.now() + ttlMs,
+        };
+        if (claims.methods !== undefined) identity.methods = claims.methods;
+        return { ok: true, identity, issued: token };
+      }
+    }
+  }
+
+  /** Accepts or rejects a waiting enrolment request. */
+  decide(action: "accept" | "reject", name: string, by: string, now: number): EnrolmentRequest {
+    const book = this.enrolment;
+    if (book === undefined) {
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "this server does not take enrolment requests (--approve)");
+    }
+    const r = action === "accept" ? book.accept(name, by, now) : book.reject(name, by, now);
+    this.#hooks.logger.info(
+      { name, by, fingerprint: r.fingerprint },
+      action === "accept" ? "enrolment accepted" : "enrolment rejected",
+    );
+    return r;
+  }
+
+  /**
+   * True when `identity` may call `method` on the server (agents: their grants, or the
+   * server's `agentMethods`) or, for operators, relay a call of `method` to agents.
+   */
+  allows(identity: Identity, method: string): boolean {
+    if (identity.via === "standalone") return true;
+    const grants = identity.methods;
+    let res: readonly RegExp[];
+    if (grants === undefined) {
+      if (identity.role !== "agent") return true;
+      res = this.#agentMethods;
+    } else {
+      let cached = this.#grantCache.get(grants);
+      if (cached === undefined) {
+        cached = grants.map(globToRegExp);
+        this.#grantCache.set(grants, cached);
+      }
+      res = cached;
+    }
+    return res.some((re) => re.test(method));
+  }
+
+  /** Whether a token id was revoked. */
+  isRevoked(id: string | undefined): boolean {
+    return id !== undefined && this.#o?.revocations?.has(id) === true;
+  }
+
+  /**
+   * Who sent an admin HTTP request (`Authorization: Bearer <token>`). Standalone: anyone on
+   * loopback is an admin. Rejects with UNAUTHENTICATED or PERMISSION_DENIED.
+   */
+  async checkHttp(req: IncomingMessage): Promise<AdminIdentity> {
+    const remote = req.socket.remoteAddress ?? "";
+    if (this.standalone) {
+      if (!isLoopbackAddress(remote)) {
+        throw new MusterError(
+          ErrorCode.PERMISSION_DENIED,
+          "this server runs --standalone (no authentication) and answers loopback addresses only",
+        );
+      }
+      return { subject: "standalone", role: "admin" };
+    }
+    const now = Date.now();
+    const wait = this.#limiter.check(remote, now);
+    if (wait > 0) {
+      this.#hooks.onFailure("rate_limited");
+      throw new MusterError(
+        ErrorCode.UNAUTHENTICATED,
+        `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
+        { details: { reason: "rate_limited", retryAfterMs: wait } },
+      );
+    }
+    const fail = (code: ErrorCode, message: string, reason: string): never => {
+      this.#limiter.fail(remote, now);
+      this.#hooks.onFailure(reason);
+      throw new MusterError(code, message, { details: { reason } });
+    };
+    const header = req.headers.authorization;
+    if (header === undefined) return fail(ErrorCode.UNAUTHENTICATED, "no credential: send Authorization: Bearer <token>", "missing");
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) return fail(ErrorCode.UNAUTHENTICATED, "Authorization must be: Bearer <token>", "malformed");
+    let claims: TokenClaims;
+    try {
+      claims = await this.#verifier!.verify(m[1]!, now);
+    } catch (err) {
+      const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
+      const reason = (e.details as { reason?: unknown } | undefined)?.reason;
+      return fail(ErrorCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
+    }
+    if (this.isRevoked(claims.id)) return fail(ErrorCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
+    if (claims.role !== "operator" && claims.role !== "admin") {
+      return fail(
+        ErrorCode.PERMISSION_DENIED,
+        `a ${claims.role} token does not open the admin API: it needs an operator or admin token`,
+        "role",
+      );
+    }
+    return { subject: claims.subject, role: claims.role };
+  }
+}

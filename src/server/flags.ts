@@ -1,0 +1,208 @@
+import { ErrorCode } from "../errors/codes.js";
+import { MusterError } from "../errors/muster-error.js";
+import type { Logger } from "../internal/logger.js";
+
+/** Where a flag's value came from: its default, a command-line option, or the admin API. */
+export type FlagSource = "default" | "option" | "api";
+
+/** One runtime setting: how to read, check and change it. */
+export interface FlagDefinition<T> {
+  /** Kebab-case, e.g. `log-level`, `heartbeat-interval`, `resume-window`, `call-timeout`, `trace`. */
+  name: string;
+  description: string;
+  /** The unit of the value shown, e.g. `ms`, or undefined. */
+  unit?: string;
+  /**
+   * Turns a JSON value from a request into a value, or throws a MusterError INVALID_ARGUMENT
+   * with a message naming the flag and saying what is accepted (see `durationFlag` & co).
+   */
+  parse(value: unknown): T;
+  /** The value in force now. */
+  get(): T;
+  /** Puts a parsed value in force. Should not throw: `set` has validated every entry by then. */
+  apply(value: T): void;
+  /** Where the initial value came from. */
+  source: FlagSource;
+}
+
+/** A flag as listed: its value in force and where it came from. */
+export interface FlagInfo {
+  name: string;
+  value: unknown;
+  source: FlagSource;
+  unit?: string;
+  description: string;
+}
+
+interface Entry {
+  def: FlagDefinition<unknown>;
+  source: FlagSource;
+}
+
+const NAME = /^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$/;
+
+/**
+ * The server's runtime settings, changed through the admin API (`PUT /api/flags`). A change is
+ * all or nothing: every entry is validated before any is applied.
+ */
+export class RuntimeFlags {
+  readonly #logger: Logger;
+  readonly #flags = new Map<string, Entry>();
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  /** Adds a flag; its name must be kebab-case and not defined yet. */
+  define<T>(def: FlagDefinition<T>): this {
+    if (!NAME.test(def.name))
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, `flag name "${def.name}" is not kebab-case`);
+    if (this.#flags.has(def.name))
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, `flag ${def.name} is defined twice`);
+    this.#flags.set(def.name, { def: def as FlagDefinition<unknown>, source: def.source });
+    return this;
+  }
+
+  /** Every flag, in the order defined. */
+  list(): FlagInfo[] {
+    return [...this.#flags.values()].map(info);
+  }
+
+  get(name: string): FlagInfo | undefined {
+    const e = this.#flags.get(name);
+    return e === undefined ? undefined : info(e);
+  }
+
+  /**
+   * Changes flags: validates every entry first (an unknown name, or a value its flag refuses,
+   * is an INVALID_ARGUMENT naming it), then applies them all, marks them `api`, and logs each
+   * change at info with `by: who`. Nothing is applied when any entry is invalid. Returns the
+   * new list.
+   */
+  set(patch: Record<string, unknown>, who: string): FlagInfo[] {
+    if (typeof patch !== "object" || patch === null || Array.isArray(patch))
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "flags must be an object of names to values");
+    const names = Object.keys(patch);
+    const unknown = names.filter((n) => !this.#flags.has(n));
+    if (unknown.length > 0)
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        `unknown flag${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")}; ` +
+          `the flags are ${[...this.#flags.keys()].join(", ")}`,
+      );
+    const parsed = names.map((name) => {
+      const entry = this.#flags.get(name)!;
+      try {
+        return { entry, value: entry.def.parse(patch[name]) };
+      } catch (err) {
+        if (err instanceof MusterError) throw err;
+        throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${name}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+    });
+    const applied: Array<{ entry: Entry; previous: unknown; source: FlagSource }> = [];
+    try {
+      for (const { entry, value } of parsed) {
+        const previous = entry.def.get();
+        entry.def.apply(value);
+        applied.push({ entry, previous, source: entry.source });
+        entry.source = "api";
+      }
+    } catch (err) {
+      // An apply that throws breaks its contract; put back what was changed before it.
+      for (const a of applied.reverse()) {
+        a.entry.def.apply(a.previous);
+        a.entry.source = a.source;
+      }
+      throw MusterError.from(err);
+    }
+    for (const { entry, previous } of applied)
+      this.#logger.info(
+        { flag: entry.def.name, from: previous, to: entry.def.get(), by: who },
+        "runtime flag changed",
+      );
+    return this.list();
+  }
+}
+
+function info(e: Entry): FlagInfo {
+  const out: FlagInfo = {
+    name: e.def.name,
+    value: e.def.get(),
+    source: e.source,
+    description: e.def.description,
+  };
+  if (e.def.unit !== undefined) out.unit = e.def.unit;
+  return out;
+}
+
+function invalid(message: string): MusterError {
+  return new MusterError(ErrorCode.INVALID_ARGUMENT, message);
+}
+
+/** A value as a request gave it, for messages: strings quoted, anything else as JSON. */
+function shown(value: unknown): string {
+  if (value === undefined) return "nothing";
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `250ms`, `5s`, `2m`, `1h`: the largest unit that shows `ms` exactly. */
+export function formatDurationMs(ms: number): string {
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const)
+    if (ms !== 0 && ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
+/**
+ * A parser of durations in milliseconds, from `min` to `max`: a number of milliseconds, or a
+ * string with a unit (`250ms`, `5s`, `1.5m`, `1h`). Fractions of a millisecond are rounded.
+ */
+export function durationFlag(name: string, min: number, max: number): (value: unknown) => number {
+  const range = `${formatDurationMs(min)} to ${formatDurationMs(max)}`;
+  return (value) => {
+    let ms: number | undefined;
+    if (typeof value === "number" && Number.isFinite(value)) ms = Math.round(value);
+    else if (typeof value === "string") {
+      const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
+      if (m) ms = Math.round(Number(m[1]) * UNITS[m[2]!]!);
+    }
+    if (ms === undefined)
+      throw invalid(
+        `${name}: ${shown(value)} is not a duration; give a number of milliseconds or a number and a unit, e.g. "250ms", "5s", "2m", "1h"`,
+      );
+    if (ms < min || ms > max) throw invalid(`${name}: ${shown(value)} is out of range; give ${range}`);
+    return ms;
+  };
+}
+
+const TRUE = new Set(["true", "on", "yes", "1"]);
+const FALSE = new Set(["false", "off", "no", "0"]);
+
+/** A parser of booleans: `true`/`false`, or the strings true, false, on, off, yes, no, 1, 0. */
+export function booleanFlag(name: string): (value: unknown) => boolean {
+  return (value) => {
+    if (typeof value === "boolean") return value;
+    if (typeof value === "string") {
+      const v = value.trim().toLowerCase();
+      if (TRUE.has(v)) return true;
+      if (FALSE.has(v)) return false;
+    }
+    throw invalid(`${name}: ${shown(value)} is not a boolean; give true or false`);
+  };
+}
+
+/** A parser of one string of `values`. */
+export function enumFlag<T extends string>(name: string, values: readonly T[]): (value: unknown) => T {
+  return (value) => {
+    if (typeof value === "string" && (values as readonly string[]).includes(value)) return value as T;
+    throw invalid(`${name}: ${shown(value)} is not one of ${values.join(", ")}`);
+  };
+}
