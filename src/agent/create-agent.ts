@@ -400,11 +400,17 @@ class Agent implements MusterAgent {
       void this.close();
       return;
     }
+    const t = this.#transport;
     if (SESSION_ENDING.has(close.code)) {
       this.#log.warn({ code: close.code, reason: close.message }, "server ended the session");
       this.#dropSession(ErrorCode.UNAVAILABLE, `server ended the session (${close.code}): ${close.message}`);
+      // The new session never had this link, so its close would reach nobody: the link is down now.
+      if (t) {
+        t.close(CloseCode.NORMAL, "server closed the session");
+        this.#onLinkDown(close.code, close.message);
+      }
+      return;
     }
-    const t = this.#transport;
     if (t) t.close(CloseCode.NORMAL, "server closed the session");
   }
 

@@ -31,7 +31,7 @@ const normalise = (ip: string): string => (ip.startsWith("::ffff:") && ip.includ
  * `now` arguments.
  */
 export class AuthFailureLimiter {
-  readonly #perMs: number;
+  readonly #perMinute: number;
   readonly #burst: number;
   readonly #maxAddresses: number;
   /** Map order is the order of the last failure: the first entry failed longest ago. */
@@ -48,7 +48,7 @@ export class AuthFailureLimiter {
     if (!(Number.isFinite(burst) && burst >= 1)) bad(`burst must be at least 1, not ${burst}`);
     if (!(Number.isSafeInteger(maxAddresses) && maxAddresses >= 1))
       bad(`maxAddresses must be a whole number ≥ 1, not ${maxAddresses}`);
-    this.#perMs = perMinute / 60_000;
+    this.#perMinute = perMinute;
     this.#burst = burst;
     this.#maxAddresses = maxAddresses;
   }
@@ -69,7 +69,7 @@ export class AuthFailureLimiter {
       this.#buckets.delete(key);
       return 0;
     }
-    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) / this.#perMs);
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * 60_000) / this.#perMinute);
   }
 
   /** Records one failure from ip at now. */
@@ -88,7 +88,7 @@ export class AuthFailureLimiter {
 
   #refill(b: Bucket, now: number): number {
     const elapsed = Math.max(0, now - b.at);
-    return Math.min(this.#burst, b.tokens + elapsed * this.#perMs);
+    return Math.min(this.#burst, b.tokens + (elapsed * this.#perMinute) / 60_000);
   }
 
   /** Forgets addresses at the front (failed longest ago) whose buckets are full again. */

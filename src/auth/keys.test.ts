@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { isMusterError } from "../../test/support/errors.js";
-import { MusterError } from "../errors/muster-error.js";
+import type { MusterError } from "../errors/muster-error.js";
 import {
   defaultKeyPath,
   generateKeyFile,
@@ -58,20 +58,42 @@ describe("parseKey", () => {
         },
       );
     };
-    const forms = /expected an Ed25519 PEM key \("-----BEGIN PRIVATE KEY-----" or "-----BEGIN PUBLIC KEY-----"\) or a line muster-hmac-v1:<base64url secret>$/;
+    const forms =
+      /expected an Ed25519 PEM key \("-----BEGIN PRIVATE KEY-----" or "-----BEGIN PUBLIC KEY-----"\) or a line muster-hmac-v1:<base64url secret>$/;
     refuse("  \n", /^key k is empty: expected/);
     refuse(secretish, /^key k is neither PEM nor an HMAC secret: /);
     refuse(secretish, forms);
-    refuse(`${HMAC_PREFIX}${secretish}!`, 'key k: the HMAC secret after "muster-hmac-v1:" must be base64url on one line');
-    refuse(`${HMAC_PREFIX}${Buffer.from(secretish).toString("base64url")}`, /^key k: the HMAC secret has 27 bytes, fewer than 32/);
+    refuse(
+      `${HMAC_PREFIX}${secretish}!`,
+      'key k: the HMAC secret after "muster-hmac-v1:" must be base64url on one line',
+    );
+    refuse(
+      `${HMAC_PREFIX}${Buffer.from(secretish).toString("base64url")}`,
+      /^key k: the HMAC secret has 27 bytes, fewer than 32/,
+    );
     refuse(`${HMAC_PREFIX}${randomBytes(32).toString("base64url")}\nmore`, /must be base64url on one line/);
-    refuse(`-----BEGIN PRIVATE KEY-----\n${secretish}\n-----END PRIVATE KEY-----`, /^key k: the PEM private key cannot be read/);
-    refuse(`-----BEGIN PUBLIC KEY-----\n${secretish}\n-----END PUBLIC KEY-----`, /^key k: the PEM public key cannot be read/);
+    refuse(
+      `-----BEGIN PRIVATE KEY-----\n${secretish}\n-----END PRIVATE KEY-----`,
+      /^key k: the PEM private key cannot be read/,
+    );
+    refuse(
+      `-----BEGIN PUBLIC KEY-----\n${secretish}\n-----END PUBLIC KEY-----`,
+      /^key k: the PEM public key cannot be read/,
+    );
     const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 });
-    refuse(rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString(), "key k is a rsa private key: muster keys are Ed25519");
-    refuse(rsa.publicKey.export({ type: "spki", format: "pem" }).toString(), "key k is a rsa public key: muster keys are Ed25519");
+    refuse(
+      rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      "key k is a rsa private key: muster keys are Ed25519",
+    );
+    refuse(
+      rsa.publicKey.export({ type: "spki", format: "pem" }).toString(),
+      "key k is a rsa public key: muster keys are Ed25519",
+    );
     const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    refuse(ec.privateKey.export({ type: "sec1", format: "pem" }).toString(), /^key k is a PEM "EC PRIVATE KEY": expected/);
+    refuse(
+      ec.privateKey.export({ type: "sec1", format: "pem" }).toString(),
+      /^key k is a PEM "EC PRIVATE KEY": expected/,
+    );
     refuse(
       generateKeyPairSync("ed25519")
         .privateKey.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "p" })
@@ -113,7 +135,10 @@ describe("key files", () => {
     assert.throws(
       () => generateKeyFile(path),
       (err: unknown) => {
-        isMusterError("INVALID_ARGUMENT", `key file ${path} already exists: not overwritten (force replaces it)`)(err);
+        isMusterError(
+          "INVALID_ARGUMENT",
+          `key file ${path} already exists: not overwritten (force replaces it)`,
+        )(err);
         assert.deepEqual((err as MusterError).details, { path, errno: "EEXIST" });
         return true;
       },
@@ -135,10 +160,16 @@ describe("key files", () => {
         return true;
       },
     );
-    assert.throws(() => loadKeyFile(dir), isMusterError("INVALID_ARGUMENT", `cannot read key file ${dir}: EISDIR`));
+    assert.throws(
+      () => loadKeyFile(dir),
+      isMusterError("INVALID_ARGUMENT", `cannot read key file ${dir}: EISDIR`),
+    );
     const garbage = join(dir, "garbage.key");
     writeFileSync(garbage, "hello");
-    assert.throws(() => loadKeyFile(garbage), isMusterError("INVALID_ARGUMENT", /^key .*garbage.key is neither PEM/));
+    assert.throws(
+      () => loadKeyFile(garbage),
+      isMusterError("INVALID_ARGUMENT", /^key .*garbage.key is neither PEM/),
+    );
   });
 
   it("loadOrCreateKeyFile creates once, then loads", () => {

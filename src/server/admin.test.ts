@@ -32,7 +32,8 @@ function call(base: string, path: string, r: Req = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...r.headers };
     if (r.token !== undefined) headers.authorization = `Bearer ${r.token}`;
-    if (typeof r.body === "string" && !("content-type" in headers)) headers["content-type"] = "application/json";
+    if (typeof r.body === "string" && !("content-type" in headers))
+      headers["content-type"] = "application/json";
     const req = httpRequest(`${base}${path}`, { method: r.method ?? "GET", headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
@@ -130,7 +131,12 @@ describe("the admin API over an AdminHost", () => {
       assert.equal(parse(none).error, "unauthenticated");
       const bad = await call(base, e.path, { method: e.method, token: "forged" });
       assert.equal(bad.status, 401);
-      assert.equal(parse(bad).message, e.path === "/metrics" ? `the token is not valid (or start the server with --metrics-public to serve /metrics to anyone)` : "the token is not valid");
+      assert.equal(
+        parse(bad).message,
+        e.path === "/metrics"
+          ? `the token is not valid (or start the server with --metrics-public to serve /metrics to anyone)`
+          : "the token is not valid",
+      );
       const agent = await call(base, e.path, { method: e.method, token: TOKENS.agent });
       assert.equal(agent.status, 403);
       assert.equal(parse(agent).error, "permission_denied");
@@ -156,7 +162,10 @@ describe("the admin API over an AdminHost", () => {
         message: `${e.method} ${ADMIN_ENDPOINTS.find((x) => x.path.replace(":name", "offline-agents") === e.path)!.path} needs the admin role; olga has the operator role`,
       });
     }
-    assert.equal(host.logs.filter((l) => l.level === "warn" && l.obj.who === "olga").length, 7);
+    assert.equal(
+      host.logs.filter((l) => l.level === "warn" && l.obj.who === "olga").length,
+      PROTECTED.filter((p) => p.role === "admin").length,
+    );
     assert.deepEqual(host.shutdowns, []);
     assert.deepEqual(host.cleared, []);
   });
@@ -174,7 +183,10 @@ describe("the admin API over an AdminHost", () => {
   it("an unknown path is 404 naming /help; a wrong method is 405 with allow", async () => {
     const r = await call(base, "/api/nope", { token: TOKENS.admin });
     assert.equal(r.status, 404);
-    assert.deepEqual(parse(r), { error: "not_found", message: "no endpoint /api/nope; GET /help lists them" });
+    assert.deepEqual(parse(r), {
+      error: "not_found",
+      message: "no endpoint /api/nope; GET /help lists them",
+    });
     const p = await call(base, "/healthz", { method: "POST" });
     assert.equal(p.status, 405);
     assert.equal(p.headers.allow, "GET, HEAD");
@@ -194,11 +206,19 @@ describe("the admin API over an AdminHost", () => {
       assert.deepEqual(names(first), ["db:1", "new-1"]);
       assert.equal(parse(first).total, 5);
       assert.equal(parse(first).next, "new-1");
-      assert.deepEqual(parse(first).counts, { connected: 2, suspect: 1, resuming: 0, pending: 1, offline: 1 });
+      assert.deepEqual(parse(first).counts, {
+        connected: 2,
+        suspect: 1,
+        resuming: 0,
+        pending: 1,
+        offline: 1,
+      });
       const second = await call(base, "/api/agents?limit=2&after=new-1", { token: TOKENS.operator });
       assert.deepEqual(names(second), ["web-1", "web-2"]);
       assert.equal(parse(second).next, "web-2");
-      const last = await call(base, `/api/agents?limit=2&after=${parse(second).next}`, { token: TOKENS.operator });
+      const last = await call(base, `/api/agents?limit=2&after=${parse(second).next}`, {
+        token: TOKENS.operator,
+      });
       assert.deepEqual(names(last), ["web-3"]);
       assert.equal("next" in parse(last), false);
       const all = await call(base, "/api/agents", { token: TOKENS.operator });
@@ -223,7 +243,7 @@ describe("the admin API over an AdminHost", () => {
         ["limit=", 'limit must be a whole number from 1 to 1000; got ""'],
         ["state=sleeping", 'state "sleeping" is not one of connected, suspect, resuming, pending, offline'],
         ["after=", "after must be an agent name (the next of the previous page)"],
-        ["sort=name", "GET /api/agents: unknown query parameter \"sort\"; it takes limit, after, state"],
+        ["sort=name", 'GET /api/agents: unknown query parameter "sort"; it takes limit, after, state'],
         ["limit=1&limit=2", "GET /api/agents: query parameter limit is given more than once"],
       ];
       for (const [query, message] of cases) {
@@ -295,14 +315,21 @@ describe("the admin API over an AdminHost", () => {
       assert.equal(parse(range).message, 'heartbeat-interval: "10m" is out of range; give 100ms to 5m');
       const unknown = await put('{"log-levle":"warn"}');
       assert.equal(unknown.status, 400);
-      assert.equal(parse(unknown).message, 'unknown flag "log-levle"; the flags are log-level, heartbeat-interval');
+      assert.equal(
+        parse(unknown).message,
+        'unknown flag "log-levle"; the flags are log-level, heartbeat-interval',
+      );
       assert.deepEqual(host.state, before);
     });
 
     it("malformed bodies: 400 bad JSON, non-object, empty; 415 not JSON; 413 over 64 KiB, declared or chunked", async () => {
       const cases: Array<[Reply, number, string | RegExp]> = [
         [await put("{nope"), 400, /^the body is not valid JSON: /],
-        [await put('["log-level"]'), 400, 'the body must be a JSON object of flags, e.g. {"log-level":"debug"}'],
+        [
+          await put('["log-level"]'),
+          400,
+          'the body must be a JSON object of flags, e.g. {"log-level":"debug"}',
+        ],
         [await put("null"), 400, 'the body must be a JSON object of flags, e.g. {"log-level":"debug"}'],
         [await put(""), 400, "the body is empty; send a JSON object"],
         [
@@ -377,7 +404,7 @@ describe("the admin API over an AdminHost", () => {
       const s = connect(port, "127.0.0.1", () => {
         s.write(
           `PUT /api/flags HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.admin}\r\n` +
-            "content-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"log-level\":",
+            'content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"log-level":',
         );
         setImmediate(() => {
           s.destroy();
@@ -399,7 +426,10 @@ describe("the admin API over an AdminHost", () => {
     it("/api/debug/cpu?seconds=1 answers a .cpuprofile with nodes and samples; bad seconds are 400", async () => {
       const r = await call(base, "/api/debug/cpu?seconds=1", { token: TOKENS.admin });
       assert.equal(r.status, 200);
-      assert.match(String(r.headers["content-disposition"]), /^attachment; filename="muster-\d{8}T\d{6}Z\.cpuprofile"$/);
+      assert.match(
+        String(r.headers["content-disposition"]),
+        /^attachment; filename="muster-\d{8}T\d{6}Z\.cpuprofile"$/,
+      );
       const profile = parse(r);
       assert.ok(Array.isArray(profile.nodes) && profile.nodes.length > 0);
       assert.ok(Array.isArray(profile.samples));

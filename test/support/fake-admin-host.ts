@@ -131,7 +131,8 @@ export function fakeAdminHost(
     },
     async authenticate(req: IncomingMessage): Promise<AdminIdentity> {
       if (host.standalone) {
-        if (isLoopbackAddress(req.socket.remoteAddress ?? "")) return { subject: "standalone", role: "admin" };
+        if (isLoopbackAddress(req.socket.remoteAddress ?? ""))
+          return { subject: "standalone", role: "admin" };
         throw new MusterError(ErrorCode.PERMISSION_DENIED, "a standalone server answers loopback only");
       }
       const header = req.headers.authorization;
@@ -152,11 +153,13 @@ export function fakeAdminHost(
       const a = host.agentList.find((x) => x.name === name);
       return a === undefined ? undefined : { ...a, session: { state: "connected" } };
     },
-    caches: () =>
-      [...caches].map(([name, entries]) => ({ name, entries, description: `the ${name} cache` })),
+    caches: () => [...caches].map(([name, entries]) => ({ name, entries, description: `the ${name} cache` })),
     clearCache(name, who) {
       if (name !== undefined && !caches.has(name))
-        throw new MusterError(ErrorCode.NOT_FOUND, `no cache named ${name}; caches: ${[...caches.keys()].join(", ")}`);
+        throw new MusterError(
+          ErrorCode.NOT_FOUND,
+          `no cache named ${name}; caches: ${[...caches.keys()].join(", ")}`,
+        );
       host.cleared.push({ name, who });
       const out = [];
       for (const [n, entries] of caches)

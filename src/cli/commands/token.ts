@@ -291,8 +291,8 @@ Examples:
       "after",
       `
 The token is printed alone on standard output: store it where only its user can read it (a
-file for --token-file, or $MUSTER_TOKEN). Anyone holding it is who it names until it expires
-or is revoked.
+file of mode 0600, or $MUSTER_TOKEN). Anyone holding it is who it names until it expires or is
+revoked.
 
 Examples:
   muster token create --name web-1 --role agent --label role=web --label zone=eu > web-1.token
