@@ -199,7 +199,7 @@ export class AuthGate {
         { retryAfterMs: wait, failure: false },
       );
     }
-    const verdict = await this.#checkCredential(hello, transport, now);
+    const verdict = await this.#checkCredential(hello, transport);
     if (!verdict.ok && verdict.failure) {
       this.#limiter.fail(ip, now);
       this.#hooks.onFailure(verdict.reason);
@@ -207,7 +207,7 @@ export class AuthGate {
     return verdict;
   }
 
-  async #checkCredential(hello: HelloBody, transport: Transport, now: number): Promise<GateVerdict> {
+  async #checkCredential(hello: HelloBody, transport: Transport): Promise<GateVerdict> {
     const o = this.#o!;
     if (hello.auth === undefined) {
       const cert = transport.peerCertificate;
@@ -231,7 +231,8 @@ export class AuthGate {
     if (o.revocations?.has(claims.id)) {
       return refuse(CloseCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
     }
-    if (claims.role === "enrol") return this.#enrol(hello, transport, claims, now);
+    // Enrolment times are shown to people and kept for minutes: wall-clock time.
+    if (claims.role === "enrol") return this.#enrol(hello, transport, claims, Date.now());
     const wanted = hello.role === "agent" ? "agent" : "operator or admin";
     if ((hello.role === "agent") !== (claims.role === "agent")) {
       return refuse(

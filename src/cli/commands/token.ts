@@ -121,7 +121,7 @@ function runKeygen(flags: KeygenFlags): void {
 interface CreateFlags {
   name: string;
   role: TokenRole;
-  label: Record<string, string>;
+  label?: Record<string, string>;
   methods?: string[];
   ttl?: number | "never";
   key?: string;
@@ -145,7 +145,7 @@ async function runCreate(flags: CreateFlags): Promise<void> {
     token = await issueToken(key, {
       role: flags.role,
       subject: flags.name,
-      labels: flags.label,
+      labels: flags.label ?? {},
       ...(flags.methods !== undefined ? { methods: flags.methods } : {}),
       ...(ttl !== "never" ? { ttlMs: ttl } : {}),
     });
@@ -272,7 +272,6 @@ Examples:
       "--label <key=value>",
       "agent and enrol: a label the agent must present, repeatable (exactly these)",
       parseLabel,
-      {},
     )
     .option(
       "--methods <globs>",
