@@ -10,6 +10,7 @@ export {
 export {
   type AuthKey,
   defaultKeyPath,
+  generateKey,
   generateKeyFile,
   type KeyAlgorithm,
   loadKeyFile,

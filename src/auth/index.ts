@@ -5,6 +5,7 @@ export { AuthFailureLimiter, type AuthFailureLimiterOptions } from "./failures.j
 export {
   type AuthKey,
   defaultKeyPath,
+  generateKey,
   generateKeyFile,
   HMAC_MIN_BYTES,
   HMAC_PREFIX,

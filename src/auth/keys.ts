@@ -210,17 +210,7 @@ export function generateKeyFile(
   options: { force?: boolean } = {},
 ): AuthKey {
   const force = options.force === true;
-  let text: string;
-  let publicPem: string | undefined;
-  if (algorithm === "EdDSA") {
-    const pair = generateKeyPairSync("ed25519");
-    text = pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-    publicPem = pair.publicKey.export({ type: "spki", format: "pem" }).toString();
-  } else if (algorithm === "HS256") {
-    text = `${HMAC_PREFIX}${randomBytes(HMAC_MIN_BYTES).toString("base64url")}\n`;
-  } else {
-    throw invalid(`key algorithm ${JSON.stringify(algorithm)} is unknown: use EdDSA or HS256`);
-  }
+  const { text, publicPem } = newKeyText(algorithm);
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     writeFileAtomic(path, text, 0o600, force);
@@ -244,6 +234,27 @@ export function generateKeyFile(
     }
   }
   return parseKey(text, path);
+}
+
+/** The text of a new key (and, for EdDSA, of its public half). */
+function newKeyText(algorithm: KeyAlgorithm): { text: string; publicPem?: string } {
+  if (algorithm === "EdDSA") {
+    const pair = generateKeyPairSync("ed25519");
+    return {
+      text: pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      publicPem: pair.publicKey.export({ type: "spki", format: "pem" }).toString(),
+    };
+  }
+  if (algorithm === "HS256") return { text: `${HMAC_PREFIX}${randomBytes(HMAC_MIN_BYTES).toString("base64url")}\n` };
+  throw invalid(`key algorithm ${JSON.stringify(algorithm)} is unknown: use EdDSA or HS256`);
+}
+
+/**
+ * A new signing key held in memory only (tests, embedded servers whose tokens live as long as
+ * the process). Servers meant to outlive a restart want `generateKeyFile`.
+ */
+export function generateKey(algorithm: KeyAlgorithm = "EdDSA"): AuthKey {
+  return parseKey(newKeyText(algorithm).text, "in memory");
 }
 
 /** Loads the key at `path`, creating it (EdDSA) if it does not exist; returns { key, created }. */

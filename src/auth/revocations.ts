@@ -159,12 +159,13 @@ export class RevocationList {
    * Checks the file every pollMs (its inode, size and mtime; re-read on a change; the timer is
    * unref()ed) and calls onChange with the ids a change newly revoked, when there are any. A file
    * that became malformed or unreadable keeps the previous list and logs one error per change.
-   * A second call replaces the callback.
+   * `add()` reports its id to onChange at once, with or without a file. A second call replaces
+   * the callback.
    */
   watch(onChange: (added: string[]) => void): void {
     const path = this.#path;
-    if (path === undefined) return;
     this.#onChange = onChange;
+    if (path === undefined) return;
     if (this.#timer !== undefined) return;
     this.#timer = setInterval(() => this.#poll(path), this.#pollMs);
     this.#timer.unref();
@@ -188,12 +189,7 @@ export class RevocationList {
     for (const id of this.#unsaved) next.add(id);
     const added = [...next].filter((id) => !this.#ids.has(id));
     this.#ids = next;
-    if (added.length === 0) return;
-    try {
-      this.#onChange(added);
-    } catch (err) {
-      this.#logger.error({ err: String(err), path }, "revocations: the change callback threw");
-    }
+    if (added.length > 0) this.#notify(added);
   }
 
   /**
@@ -205,12 +201,22 @@ export class RevocationList {
     checkId(id);
     if (this.#ids.has(id)) return;
     this.#ids.add(id);
-    if (this.#path === undefined) return;
     try {
-      appendRevocation(this.#path, id, reason, this.#now());
+      if (this.#path !== undefined) appendRevocation(this.#path, id, reason, this.#now());
     } catch (err) {
       this.#unsaved.add(id);
       throw err;
+    } finally {
+      // Whoever watches hears of it now, not at the next poll (which will not see it as new).
+      this.#notify([id]);
+    }
+  }
+
+  #notify(added: string[]): void {
+    try {
+      this.#onChange(added);
+    } catch (err) {
+      this.#logger.error({ err: String(err), path: this.#path }, "revocations: the change callback threw");
     }
   }
 
