@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { it } from "node:test";
 import { promisify } from "node:util";
+import { generateKeyFile } from "../src/auth/keys.js";
 import { freePort } from "./support/cli.js";
 
 const run = promisify(execFile);
@@ -121,4 +122,26 @@ it("docs/text.md's library examples run as written: routing to an agent, a perma
   assert.equal(lines[0], "DEPLOYING version=2");
   assert.match(lines[1]!, /^<[A-Za-z_]\w*:web_1 DAD$/);
   assert.deepEqual(lines.slice(2).sort(), ["REGISTER service=web;version=1", "STATUS load=0.3"]);
+});
+
+it("docs/auth.md's library example runs as written (/etc/muster/ being a temporary directory)", async () => {
+  const doc = readFileSync(new URL("../../docs/auth.md", import.meta.url), "utf8");
+  const block = /### In the library\n+```ts\n([\s\S]*?)```/.exec(doc);
+  assert.ok(block, "docs/auth.md has a library example");
+  const dir = mkdtempSync(join(tmpdir(), "auth-doc-"));
+  try {
+    generateKeyFile(join(dir, "auth.key"));
+    const port = await freePort();
+    const code = [
+      block[1]!.replaceAll("/etc/muster/", `${dir}/`).replace("tcp://0.0.0.0:33076", `tcp://127.0.0.1:${port}`),
+      "process.stdout.write(`${server.listeners[0].url} ${revocations.size}\\n`);",
+      "await server.close();",
+    ].join("\n");
+    const file = new URL("./auth-snippet.mjs", import.meta.url);
+    writeFileSync(file, code);
+    const { stdout } = await run(process.execPath, [file.pathname], { timeout: 20_000 });
+    assert.equal(stdout, `tcp://127.0.0.1:${port} 0\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

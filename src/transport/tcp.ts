@@ -230,7 +230,7 @@ export function bindServer(server: Server, kind: string, host: string, port: num
  * required, and one that fails verification does not fail the handshake (see TlsServerOptions).
  */
 export function tlsServerOptions(tls: TlsServerOptions): TlsOptions {
-  const out: TlsOptions = { cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: false };
+  const out: TlsOptions = { cert: tls.cert, key: tls.key };
   if (tls.ca !== undefined) Object.assign(out, { ca: tls.ca, requestCert: true, rejectUnauthorized: false });
   return out;
 }

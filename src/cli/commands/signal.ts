@@ -530,6 +530,7 @@ function converse(target: Exclude<SignalTarget, { type: "udp" }>, o: SendOptions
         host: target.host,
         port: target.port,
         ca: tls.ca,
+        ...(tls.cert !== undefined && tls.key !== undefined ? { cert: tls.cert, key: tls.key } : {}),
         rejectUnauthorized: tls.insecure !== true,
         // SNI carries names only; Node checks an IP host against the IP SANs by itself.
         servername: tls.servername ?? (isIP(target.host) ? undefined : target.host),
