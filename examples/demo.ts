@@ -47,7 +47,12 @@ say(
 );
 
 // An impostor: web-1's token presented under another name is refused, and says why.
-const impostor = createAgent({ name: "db-1", labels: { role: "web" }, servers: [tcp!.url], token: web1Token });
+const impostor = createAgent({
+  name: "db-1",
+  labels: { role: "web" },
+  servers: [tcp!.url],
+  token: web1Token,
+});
 const refused = new Promise<string>((resolve) =>
   impostor.onEvent((e) => {
     if (e.type === "retry") resolve(e.error);

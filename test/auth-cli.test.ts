@@ -39,7 +39,11 @@ async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms 
   }
 }
 
-async function http(url: string, token?: string, init: RequestInit = {}): Promise<{ status: number; body: string }> {
+async function http(
+  url: string,
+  token?: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: string }> {
   const headers = new Headers(init.headers);
   if (token !== undefined) headers.set("authorization", `Bearer ${token}`);
   const res = await fetch(url, { ...init, headers });
@@ -72,8 +76,22 @@ describe("authentication and operations through the real CLI", () => {
     const tokenFile = join(home, "web-1.token");
     writeFileSync(tokenFile, await create(["--name", "web-1", "--role", "agent", "--label", "role=web"]));
     const handlers = join(home, "slow.mjs");
-    writeFileSync(handlers, "export async function slow(ms) { await new Promise((r) => setTimeout(r, ms)); return ms; }\n");
-    const agent = start(["agent", "--server", tcp, "--name", "web-1", "--token-file", tokenFile, "--handlers", handlers, "--log-json"]);
+    writeFileSync(
+      handlers,
+      "export async function slow(ms) { await new Promise((r) => setTimeout(r, ms)); return ms; }\n",
+    );
+    const agent = start([
+      "agent",
+      "--server",
+      tcp,
+      "--name",
+      "web-1",
+      "--token-file",
+      tokenFile,
+      "--handlers",
+      handlers,
+      "--log-json",
+    ]);
 
     // On the server's machine, operator commands sign their own admin token with the key.
     const list = async (): Promise<AgentInfo[]> => {
@@ -89,7 +107,16 @@ describe("authentication and operations through the real CLI", () => {
     assert.equal(ping.code, 0, ping.err);
 
     // Someone else's token: refused, saying why, and retried (an agent never gives up).
-    const impostor = start(["agent", "--server", tcp, "--name", "web-2", "--token-file", tokenFile, "--log-json"]);
+    const impostor = start([
+      "agent",
+      "--server",
+      tcp,
+      "--name",
+      "web-2",
+      "--token-file",
+      tokenFile,
+      "--log-json",
+    ]);
     await eventually("the impostor refused", async () =>
       /the token is for agent web-1, not web-2/.test(impostor.err) ? true : undefined,
     );
@@ -108,10 +135,22 @@ describe("authentication and operations through the real CLI", () => {
     const agents = await http(`${admin}/api/agents`, operator);
     assert.equal(agents.status, 200);
     assert.match(agents.body, /"name":"web-1"/);
-    const detail = JSON.parse((await http(`${admin}/api/agents/web-1`, operator)).body) as Record<string, unknown>;
+    const detail = JSON.parse((await http(`${admin}/api/agents/web-1`, operator)).body) as Record<
+      string,
+      unknown
+    >;
     assert.equal((detail.identity as { role: string }).role, "agent");
     assert.equal((detail.session as { state: string }).state, "connected");
-    assert.equal((await http(`${admin}/api/flags`, operator, { method: "PUT", body: "{}", headers: { "content-type": "application/json" } })).status, 403);
+    assert.equal(
+      (
+        await http(`${admin}/api/flags`, operator, {
+          method: "PUT",
+          body: "{}",
+          headers: { "content-type": "application/json" },
+        })
+      ).status,
+      403,
+    );
     const metrics = await http(`${admin}/metrics`, operator);
     assert.match(metrics.body, /muster_handshakes_total\{result="new"\}/);
     assert.match(metrics.body, /muster_auth_failures_total\{reason="name"\}/);
@@ -165,12 +204,25 @@ describe("authentication and operations through the real CLI", () => {
     const token = await create(["--name", "rev-1", "--role", "agent"]);
     const handlers = join(home, "forever.mjs");
     writeFileSync(handlers, "export function forever() { return new Promise(() => {}); }\n");
-    const agent = start(["agent", "--server", ws, "--name", "rev-1", "--token", token, "--handlers", handlers, "--log-json"]);
+    const agent = start([
+      "agent",
+      "--server",
+      ws,
+      "--name",
+      "rev-1",
+      "--token",
+      token,
+      "--handlers",
+      handlers,
+      "--log-json",
+    ]);
     const state = async (): Promise<AgentInfo | undefined> => {
       const r = await cli(["agents", "--server", ws, "--json"]);
       return r.code === 0 ? (JSON.parse(r.out) as AgentInfo[]).find((a) => a.name === "rev-1") : undefined;
     };
-    await eventually("rev-1 connected", async () => ((await state())?.state === "connected" ? true : undefined));
+    await eventually("rev-1 connected", async () =>
+      (await state())?.state === "connected" ? true : undefined,
+    );
     const r = await cli(["token", "revoke", decodeTokenUnverified(token).id]);
     assert.equal(r.code, 0, r.err);
     const gone = await eventually("rev-1 offline", async () => {
@@ -178,14 +230,27 @@ describe("authentication and operations through the real CLI", () => {
       return a?.state === "offline" ? a : undefined;
     });
     assert.match(gone.disconnectReason ?? "", /was revoked/);
-    await eventually("the agent told", async () => (/no longer accepts this agent's credential/.test(agent.err) ? true : undefined));
+    await eventually("the agent told", async () =>
+      /no longer accepts this agent's credential/.test(agent.err) ? true : undefined,
+    );
 
     // A call that never ends holds the drain; a second signal does not wait for it.
     const other = await create(["--name", "rev-2", "--role", "agent"]);
-    const stuck = start(["agent", "--server", ws, "--name", "rev-2", "--token", other, "--handlers", handlers]);
+    const stuck = start([
+      "agent",
+      "--server",
+      ws,
+      "--name",
+      "rev-2",
+      "--token",
+      other,
+      "--handlers",
+      handlers,
+    ]);
     await eventually("rev-2 connected", async () => {
       const res = await cli(["agents", "--server", ws, "--json"]);
-      return res.code === 0 && (JSON.parse(res.out) as AgentInfo[]).some((a) => a.name === "rev-2" && a.state === "connected")
+      return res.code === 0 &&
+        (JSON.parse(res.out) as AgentInfo[]).some((a) => a.name === "rev-2" && a.state === "connected")
         ? true
         : undefined;
     });
@@ -250,5 +315,7 @@ describe("authentication and operations through the real CLI", () => {
 async function callPending(ws: string): Promise<true | undefined> {
   const r = await runCli(["agents", "--server", ws, "--json"], 20_000, env);
   if (r.code !== 0) return undefined;
-  return (JSON.parse(r.out) as AgentInfo[]).some((a) => a.name === "rev-2" && a.pendingCalls === 1) ? true : undefined;
+  return (JSON.parse(r.out) as AgentInfo[]).some((a) => a.name === "rev-2" && a.pendingCalls === 1)
+    ? true
+    : undefined;
 }

@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type AgentEvent, createAgent, type MusterAgent } from "../src/agent/create-agent.js";
 import { generateKeyFile } from "../src/auth/keys.js";
-import { startChaosProxy } from "../src/chaos/chaos-proxy.js";
 import { appendRevocation, RevocationList } from "../src/auth/revocations.js";
 import { decodeTokenUnverified, type IssueOptions, issueToken } from "../src/auth/tokens.js";
+import { startChaosProxy } from "../src/chaos/chaos-proxy.js";
 import { ErrorCode } from "../src/errors/codes.js";
 import type { MusterError } from "../src/errors/muster-error.js";
 import { connectOperator } from "../src/operator/create-operator.js";
@@ -35,7 +35,10 @@ interface Running {
   close(): Promise<void>;
 }
 
-async function serve(auth: Partial<ServerAuthOptions> = {}, extra: Partial<ServerOptions> = {}): Promise<Running> {
+async function serve(
+  auth: Partial<ServerAuthOptions> = {},
+  extra: Partial<ServerOptions> = {},
+): Promise<Running> {
   const server = createServer({ listen: ["tcp://127.0.0.1:0"], auth: { key, ...auth }, ...extra });
   await server.start();
   const agents: MusterAgent[] = [];
@@ -181,7 +184,8 @@ describe("authentication at the handshake", () => {
       assert.match(s.server.agent("r1")!.disconnectReason ?? "", /its token .* was revoked/);
       // …and every attempt after it is refused, saying why.
       await until(
-        () => events.some((e) => e.type === "retry" && /\(unauthenticated\): token .* was revoked/.test(e.error)),
+        () =>
+          events.some((e) => e.type === "retry" && /\(unauthenticated\): token .* was revoked/.test(e.error)),
         5000,
         `a refused reconnect; events: ${JSON.stringify(events.slice(-5))}`,
       );
@@ -306,7 +310,10 @@ describe("roles and grants", () => {
     } finally {
       await op.close();
     }
-    const admin = await connectOperator({ server: url, token: await token({ role: "admin", subject: "root" }) });
+    const admin = await connectOperator({
+      server: url,
+      token: await token({ role: "admin", subject: "root" }),
+    });
     try {
       await assert.rejects(admin.enrol("accept", "x"), /does not take enrolment requests/);
       assert.equal((await admin.call("all", "sys.info").done).summary.ok, 2);
@@ -327,17 +334,26 @@ describe("enrolment (--approve)", () => {
       const { agent, first } = dial(r, "edge-7", enrol, { zone: "eu" });
       const e = await first;
       assert.equal(e.type, "pending");
-      assert.match((e as { message: string }).message, /waiting for an operator to accept edge-7 \(fingerprint [0-9a-f]{16}\)/);
+      assert.match(
+        (e as { message: string }).message,
+        /waiting for an operator to accept edge-7 \(fingerprint [0-9a-f]{16}\)/,
+      );
       const listed = r.server.agents().find((a) => a.name === "edge-7");
       assert.equal(listed?.state, "pending");
       assert.equal(r.server.call("all", "sys.ping").expected.length, 0, "a pending agent is never called");
       const credential = new Promise<string>((res) =>
         agent.onEvent((ev) => ev.type === "credential" && res(ev.token)),
       );
-      const admin = await connectOperator({ server: r.url, token: await token({ role: "admin", subject: "root" }) });
+      const admin = await connectOperator({
+        server: r.url,
+        token: await token({ role: "admin", subject: "root" }),
+      });
       const accepted = await admin.enrol("accept", "edge-7");
       await admin.close();
-      assert.equal(accepted.fingerprint, r.server.pendingEnrolments().length === 0 ? accepted.fingerprint : "");
+      assert.equal(
+        accepted.fingerprint,
+        r.server.pendingEnrolments().length === 0 ? accepted.fingerprint : "",
+      );
       await agent.connected();
       const issued = await credential;
       const claims = decodeTokenUnverified(issued);
@@ -351,7 +367,10 @@ describe("enrolment (--approve)", () => {
       assert.equal((await again.first).type, "connected");
       // An enrol token for another name pattern is refused; a rejected agent is told.
       const wrong = dial(r, "core-1", enrol, { zone: "eu" });
-      assert.match(refusal(await wrong.first), /this enrolment token is for agents named edge-\*, not core-1/);
+      assert.match(
+        refusal(await wrong.first),
+        /this enrolment token is for agents named edge-\*, not core-1/,
+      );
       const other = dial(r, "edge-8", enrol, { zone: "eu" });
       assert.equal((await other.first).type, "pending");
       r.server.decideEnrolment("reject", "edge-8", "test");
@@ -367,7 +386,10 @@ describe("enrolment (--approve)", () => {
 
 describe("standalone", () => {
   it("needs no token on loopback, refuses anything else, and a server must choose auth or standalone", async () => {
-    assert.throws(() => createServer({ listen: ["tcp://127.0.0.1:0"] }), /needs auth: \{ key \}.*or standalone: true/);
+    assert.throws(
+      () => createServer({ listen: ["tcp://127.0.0.1:0"] }),
+      /needs auth: \{ key \}.*or standalone: true/,
+    );
     assert.throws(
       () => createServer({ listen: ["tcp://127.0.0.1:0"], standalone: true, auth: { key } }),
       /exclude each other/,

@@ -133,8 +133,10 @@ it("docs/auth.md's library example runs as written (/etc/muster/ being a tempora
     generateKeyFile(join(dir, "auth.key"));
     const port = await freePort();
     const code = [
-      block[1]!.replaceAll("/etc/muster/", `${dir}/`).replace("tcp://0.0.0.0:33076", `tcp://127.0.0.1:${port}`),
-      "process.stdout.write(`${server.listeners[0].url} ${revocations.size}\\n`);",
+      block[1]!
+        .replaceAll("/etc/muster/", `${dir}/`)
+        .replace("tcp://0.0.0.0:33076", `tcp://127.0.0.1:${port}`),
+      'process.stdout.write(server.listeners[0].url + " " + revocations.size + "\\n");',
       "await server.close();",
     ].join("\n");
     const file = new URL("./auth-snippet.mjs", import.meta.url);

@@ -14,13 +14,21 @@ async function standalone(extra: Parameters<typeof createServer>[0] = {}): Promi
   return server;
 }
 
-function agentOf(urls: string[], name: string, extra: Partial<Parameters<typeof createAgent>[0]> = {}): MusterAgent {
+function agentOf(
+  urls: string[],
+  name: string,
+  extra: Partial<Parameters<typeof createAgent>[0]> = {},
+): MusterAgent {
   const agent = createAgent({ name, servers: urls, reconnect: quickReconnect, ...extra });
   agent.handle("slow", async (ms: number) => {
     await new Promise((r) => setTimeout(r, ms));
     return ms;
   });
-  agent.handle("forever", (_req, ctx) => new Promise((_r, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason))));
+  agent.handle(
+    "forever",
+    (_req, ctx) =>
+      new Promise((_r, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason))),
+  );
   agent.start();
   return agent;
 }
@@ -41,7 +49,9 @@ describe("graceful shutdown (drain)", () => {
       assert.equal(server.readiness, "draining");
       // A new session is refused with a retry hint, pointing elsewhere.
       const late = agentOf([url], "late");
-      const refused = await new Promise<string>((res) => late.onEvent((e) => e.type === "retry" && res(e.error)));
+      const refused = await new Promise<string>((res) =>
+        late.onEvent((e) => e.type === "retry" && res(e.error)),
+      );
       assert.match(refused, /\(shutdown\): the server is draining: connect to another server/);
       await late.close();
       // A new call from a connected agent is refused; the ones in flight go on.
@@ -119,10 +129,14 @@ describe("runtime flags, applied live", () => {
     try {
       await agent.connected();
       const before = server.flags.list();
-      assert.deepEqual(
-        before.map((f) => f.name).sort(),
-        ["call-timeout", "drain-timeout", "heartbeat-interval", "log-level", "resume-window", "trace"],
-      );
+      assert.deepEqual(before.map((f) => f.name).sort(), [
+        "call-timeout",
+        "drain-timeout",
+        "heartbeat-interval",
+        "log-level",
+        "resume-window",
+        "trace",
+      ]);
       assert.equal(server.flags.get("heartbeat-interval")?.value, 5000);
       assert.equal(server.flags.get("heartbeat-interval")?.source, "default");
 

@@ -337,9 +337,18 @@ describe("decoding limits", () => {
 
   it("limits that would disable a check are refused when the server or agent is made", () => {
     for (const bad of [Number.NaN, 3, -1, Number.POSITIVE_INFINITY])
-      assert.throws(() => createServer({ maxFrameBytes: bad, standalone: true }), /maxFrameBytes must be a number ≥ 14/);
-    assert.throws(() => createServer({ maxJsonDepth: 0, standalone: true }), /maxJsonDepth must be a number ≥ 1, got 0/);
-    assert.throws(() => createServer({ maxHelloBytes: Number.NaN, standalone: true }), /maxHelloBytes must be a number ≥ 1/);
+      assert.throws(
+        () => createServer({ maxFrameBytes: bad, standalone: true }),
+        /maxFrameBytes must be a number ≥ 14/,
+      );
+    assert.throws(
+      () => createServer({ maxJsonDepth: 0, standalone: true }),
+      /maxJsonDepth must be a number ≥ 1, got 0/,
+    );
+    assert.throws(
+      () => createServer({ maxHelloBytes: Number.NaN, standalone: true }),
+      /maxHelloBytes must be a number ≥ 1/,
+    );
     const servers = ["tcp://127.0.0.1:1"];
     assert.throws(() => createAgent({ name: "a", servers, maxFrameBytes: 10 }), /maxFrameBytes must be/);
     assert.throws(() => createAgent({ name: "a", servers, maxJsonDepth: 0.5 }), /maxJsonDepth must be/);
@@ -351,7 +360,15 @@ describe("limits through the CLI", () => {
   it("muster server --max-connections-per-ip 1: a second agent is told to retry later and says why", async () => {
     const port = await freePort();
     const url = `tcp://127.0.0.1:${port}`;
-    const server = startCli(["server", "--standalone", "--listen", url, "--max-connections-per-ip", "1", "--log-json"]);
+    const server = startCli([
+      "server",
+      "--standalone",
+      "--listen",
+      url,
+      "--max-connections-per-ip",
+      "1",
+      "--log-json",
+    ]);
     const procs = [server];
     try {
       await server.waitFor(`listening on ${url}`);

@@ -134,9 +134,13 @@ function dial(kind: Kind, url: string, tls: TlsClientOptions): Promise<Transport
   return kind === "tls" ? dialTcp(new URL(url), { tls }) : dialWebSocket(new URL(url), { tls });
 }
 
-/** Dials, checks that a frame goes each way, and returns the accepted end (left open). */
+/** Every transport dialed, closed at the end even when a test failed half-way. */
+const dialed: Transport[] = [];
+
+/** Dials, checks that a frame goes each way, and returns both ends (left open). */
 async function connect(served: Served, kind: Kind, tls: TlsClientOptions): Promise<[Transport, Transport]> {
   const client = await dial(kind, served.listener.url, tls);
+  dialed.push(client);
   const server = await served.next();
   const atServer = new Probe(server);
   const atClient = new Probe(client);
@@ -155,23 +159,24 @@ describe("client certificates (mutual TLS)", { skip }, () => {
     dir = mkdtempSync(join(tmpdir(), "muster-mtls-"));
     pem = makeCertificates(dir);
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => {
+    for (const t of dialed) t.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   for (const kind of ["tls", "wss"] as const) {
     describe(`${kind}://`, () => {
       let served: Served;
-      const open: Transport[] = [];
       before(async () => {
         served = await serve(kind, { ...pem.server, ca: pem.ca.cert });
       });
       after(async () => {
-        for (const t of [...open, ...served.accepted]) t.close();
+        for (const t of served.accepted) t.close();
         await served.listener.close();
       });
 
       it("reports an authorized certificate from the CA with its CN and OU", async () => {
         const ends = await connect(served, kind, { ca: pem.ca.cert, ...pem.client });
-        open.push(...ends);
         const peer = ends[1].peerCertificate;
         const x509 = new X509Certificate(pem.client.cert);
         assert.deepEqual(peer, {
@@ -185,7 +190,6 @@ describe("client certificates (mutual TLS)", { skip }, () => {
 
       it("reports a certificate not from the CA as unauthorized, with the reason", async () => {
         const ends = await connect(served, kind, { ca: pem.ca.cert, ...pem.foreign });
-        open.push(...ends);
         const peer = ends[1].peerCertificate;
         assert.ok(peer, "the certificate is reported");
         assert.equal(peer.authorized, false);
@@ -197,7 +201,6 @@ describe("client certificates (mutual TLS)", { skip }, () => {
 
       it("accepts a client that sends no certificate, with peerCertificate undefined", async () => {
         const ends = await connect(served, kind, { ca: pem.ca.cert });
-        open.push(...ends);
         assert.equal(ends[1].peerCertificate, undefined);
         assert.equal(ends[1].open, true);
       });
@@ -205,11 +208,10 @@ describe("client certificates (mutual TLS)", { skip }, () => {
       it("a listener without ca asks for no certificate: the client's is not sent", async () => {
         const plain = await serve(kind, pem.server);
         try {
-          const [client, server] = await connect(plain, kind, { ca: pem.ca.cert, ...pem.client });
+          const [, server] = await connect(plain, kind, { ca: pem.ca.cert, ...pem.client });
           assert.equal(server.peerCertificate, undefined);
-          client.close();
-          server.close();
         } finally {
+          for (const t of plain.accepted) t.close();
           await plain.listener.close();
         }
       });

@@ -210,19 +210,21 @@ class Agent implements MusterAgent {
     this.#decodeLimits = {
       maxJsonDepth: optionLimit(options.maxJsonDepth, DEFAULTS.maxJsonDepth, "maxJsonDepth", 1),
     };
-    this.#sessionLimits = { ...resolveSessionLimits({
-      replayMaxFrames: optionLimit(options.replayMaxFrames, DEFAULTS.replayMaxFrames, "replayMaxFrames", 1),
-      replayMaxBytes: optionLimit(options.replayMaxBytes, DEFAULTS.replayMaxBytes, "replayMaxBytes", 1),
-      heartbeatIntervalMs: optionLimit(
-        options.heartbeatIntervalMs,
-        DEFAULTS.heartbeatIntervalMs,
-        "heartbeatIntervalMs",
-        1,
-      ),
-      suspectAfterMs: optionLimit(options.suspectAfterMs, DEFAULTS.suspectAfterMs, "suspectAfterMs", 1),
-      deadAfterMs: optionLimit(options.deadAfterMs, DEFAULTS.deadAfterMs, "deadAfterMs", 1),
-      maxJsonDepth: this.#decodeLimits.maxJsonDepth,
-    }) };
+    this.#sessionLimits = {
+      ...resolveSessionLimits({
+        replayMaxFrames: optionLimit(options.replayMaxFrames, DEFAULTS.replayMaxFrames, "replayMaxFrames", 1),
+        replayMaxBytes: optionLimit(options.replayMaxBytes, DEFAULTS.replayMaxBytes, "replayMaxBytes", 1),
+        heartbeatIntervalMs: optionLimit(
+          options.heartbeatIntervalMs,
+          DEFAULTS.heartbeatIntervalMs,
+          "heartbeatIntervalMs",
+          1,
+        ),
+        suspectAfterMs: optionLimit(options.suspectAfterMs, DEFAULTS.suspectAfterMs, "suspectAfterMs", 1),
+        deadAfterMs: optionLimit(options.deadAfterMs, DEFAULTS.deadAfterMs, "deadAfterMs", 1),
+        maxJsonDepth: this.#decodeLimits.maxJsonDepth,
+      }),
+    };
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silentLogger;
     this.#backoff = new Backoff(options.reconnect);
@@ -468,11 +470,17 @@ class Agent implements MusterAgent {
       this.#backoff.reset();
       if (this.#pendingSince === 0) {
         this.#pendingSince = this.#clock.now();
-        this.#log.warn({ url, reason: close.message }, "enrolment pending: waiting for an operator to accept this agent");
+        this.#log.warn(
+          { url, reason: close.message },
+          "enrolment pending: waiting for an operator to accept this agent",
+        );
       }
       this.#emit({ type: "pending", message: close.message, retryAfterMs: close.retryAfterMs ?? 0 });
     } else if (close.code === CloseCode.UNAUTHENTICATED || close.code === CloseCode.REJECTED) {
-      this.#log.error({ url, code: close.code, reason: close.message }, "the server refused this agent: retrying");
+      this.#log.error(
+        { url, code: close.code, reason: close.message },
+        "the server refused this agent: retrying",
+      );
     } else {
       this.#log.debug({ url, code: close.code, reason: close.message }, "connect refused");
     }
@@ -489,7 +497,10 @@ class Agent implements MusterAgent {
   #applyConfig(req: unknown, from: string): { heartbeatIntervalMs: number } {
     const hb = (req as { heartbeatIntervalMs?: unknown } | undefined)?.heartbeatIntervalMs;
     if (typeof hb !== "number" || !Number.isInteger(hb) || hb < 100 || hb > 300_000) {
-      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "muster.config: heartbeatIntervalMs must be 100–300000 ms");
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        "muster.config: heartbeatIntervalMs must be 100–300000 ms",
+      );
     }
     const l = this.#sessionLimits;
     if (l.heartbeatIntervalMs !== hb) {
@@ -530,24 +541,19 @@ class Agent implements MusterAgent {
       hello.auth = auth;
       if (isEnrolToken(auth)) hello.enrolId = this.#enrolId;
     }
-    const link = await greet(
-      url,
-      hello,
-      resuming ? this.#session.lastReceived : 0,
-      {
-        clock: this.#clock,
-        logger: this.#log,
-        connectTimeoutMs: this.#o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-        maxFrameBytes: this.#maxFrameBytes,
-        decodeLimits: this.#decodeLimits,
-        tls: this.#o.tls,
-        memory: this.#o.memory,
-        signal: this.#dialAbort.signal,
-        onFrame: (t, bytes) => this.#session.receive(t, bytes),
-        onClose: (t, info) => this.#session.linkClosed(t, info),
-        onDrain: (t) => this.#session.linkDrained(t),
-      },
-    );
+    const link = await greet(url, hello, resuming ? this.#session.lastReceived : 0, {
+      clock: this.#clock,
+      logger: this.#log,
+      connectTimeoutMs: this.#o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      maxFrameBytes: this.#maxFrameBytes,
+      decodeLimits: this.#decodeLimits,
+      tls: this.#o.tls,
+      memory: this.#o.memory,
+      signal: this.#dialAbort.signal,
+      onFrame: (t, bytes) => this.#session.receive(t, bytes),
+      onClose: (t, info) => this.#session.linkClosed(t, info),
+      onDrain: (t) => this.#session.linkDrained(t),
+    });
     if (this.#isClosed()) {
       link.release();
       link.transport.close(CloseCode.NORMAL, "agent closed");
@@ -578,7 +584,11 @@ class Agent implements MusterAgent {
     }
     this.#pendingSince = 0;
     // The server's heartbeat unless this agent was given its own.
-    if (this.#o.heartbeatIntervalMs === undefined && w.heartbeatIntervalMs >= 100 && w.heartbeatIntervalMs <= 300_000)
+    if (
+      this.#o.heartbeatIntervalMs === undefined &&
+      w.heartbeatIntervalMs >= 100 &&
+      w.heartbeatIntervalMs <= 300_000
+    )
       this.#applyConfig({ heartbeatIntervalMs: w.heartbeatIntervalMs }, "WELCOME");
     this.#token = w.token;
     this.#sessionId = w.sessionId;

@@ -245,7 +245,8 @@ function newKeyText(algorithm: KeyAlgorithm): { text: string; publicPem?: string
       publicPem: pair.publicKey.export({ type: "spki", format: "pem" }).toString(),
     };
   }
-  if (algorithm === "HS256") return { text: `${HMAC_PREFIX}${randomBytes(HMAC_MIN_BYTES).toString("base64url")}\n` };
+  if (algorithm === "HS256")
+    return { text: `${HMAC_PREFIX}${randomBytes(HMAC_MIN_BYTES).toString("base64url")}\n` };
   throw invalid(`key algorithm ${JSON.stringify(algorithm)} is unknown: use EdDSA or HS256`);
 }
 

@@ -128,7 +128,8 @@ export function dialTlsFrom(flags: {
   tlsCert?: string;
   tlsKey?: string;
 }): TlsClientOptions | undefined {
-  if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) fail("--tls-cert and --tls-key go together", EXIT.USAGE);
+  if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
+    fail("--tls-cert and --tls-key go together", EXIT.USAGE);
   if (!flags.tlsCa && !flags.tlsInsecure && !flags.tlsCert) return undefined;
   const o: TlsClientOptions = { insecure: flags.tlsInsecure === true };
   if (flags.tlsCa) o.ca = readFileOrFail(flags.tlsCa, "--tls-ca");

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
+import { AuthFailureLimiter } from "../auth/failures.js";
 import type { AuthKey } from "../auth/keys.js";
 import type { RevocationList } from "../auth/revocations.js";
-import { AuthFailureLimiter } from "../auth/failures.js";
 import { issueToken, type TokenClaims } from "../auth/tokens.js";
 import { TokenVerifier } from "../auth/verifier.js";
 import { ErrorCode } from "../errors/codes.js";
@@ -245,7 +245,12 @@ export class AuthGate {
       const bad = this.#checkAgentBinding(hello, claims.subject, claims.labels);
       if (bad) return bad;
     }
-    const identity: Identity = { role: claims.role, subject: claims.subject, via: "token", tokenId: claims.id };
+    const identity: Identity = {
+      role: claims.role,
+      subject: claims.subject,
+      via: "token",
+      tokenId: claims.id,
+    };
     if (claims.expiresAt !== undefined) identity.expiresAt = claims.expiresAt;
     if (claims.methods !== undefined) identity.methods = claims.methods;
     return { ok: true, identity };
@@ -257,11 +262,7 @@ export class AuthGate {
     labels: Record<string, string> | undefined,
   ): GateVerdict | undefined {
     if (hello.name !== name) {
-      return refuse(
-        CloseCode.REJECTED,
-        `the token is for agent ${name}, not ${hello.name}`,
-        "name",
-      );
+      return refuse(CloseCode.REJECTED, `the token is for agent ${name}, not ${hello.name}`, "name");
     }
     if (labels !== undefined && !sameLabels(hello.labels, labels)) {
       return refuse(
@@ -304,7 +305,12 @@ export class AuthGate {
     };
   }
 
-  async #enrol(hello: HelloBody, transport: Transport, claims: TokenClaims, now: number): Promise<GateVerdict> {
+  async #enrol(
+    hello: HelloBody,
+    transport: Transport,
+    claims: TokenClaims,
+    now: number,
+  ): Promise<GateVerdict> {
     const book = this.enrolment;
     if (book === undefined) {
       return refuse(
@@ -337,20 +343,28 @@ export class AuthGate {
     const log = this.#hooks.logger;
     switch (v.state) {
       case "full":
-        return refuse(
-          CloseCode.BUSY,
-          "too many enrolment requests are waiting: retry later",
-          "enrol_full",
-          { retryAfterMs: DEFAULTS.enrolmentRetentionMs / 10, failure: false },
-        );
-      case "rejected":
-        return refuse(CloseCode.REJECTED, `enrolment of ${hello.name} was rejected by ${v.by}`, "enrol_rejected", {
+        return refuse(CloseCode.BUSY, "too many enrolment requests are waiting: retry later", "enrol_full", {
+          retryAfterMs: DEFAULTS.enrolmentRetentionMs / 10,
           failure: false,
         });
+      case "rejected":
+        return refuse(
+          CloseCode.REJECTED,
+          `enrolment of ${hello.name} was rejected by ${v.by}`,
+          "enrol_rejected",
+          {
+            failure: false,
+          },
+        );
       case "pending":
         if (v.request.firstSeen === now || v.replaced) {
           log[v.replaced ? "warn" : "info"](
-            { name: v.request.name, remote: v.request.address, fingerprint: v.request.fingerprint, replaced: v.replaced },
+            {
+              name: v.request.name,
+              remote: v.request.address,
+              fingerprint: v.request.fingerprint,
+              replaced: v.replaced,
+            },
             v.replaced
               ? "a new enrolment request replaces the waiting one (another agent, or the same agent restarted)"
               : "enrolment request waiting: muster agents accept NAME",
@@ -373,7 +387,10 @@ export class AuthGate {
         };
         if (claims.methods !== undefined) issue.methods = claims.methods;
         const token = await issueToken(o.key, issue);
-        log.info({ name: hello.name, by: v.by, fingerprint: v.request.fingerprint }, "agent enrolled: token issued");
+        log.info(
+          { name: hello.name, by: v.by, fingerprint: v.request.fingerprint },
+          "agent enrolled: token issued",
+        );
         const identity: Identity = {
           role: "agent",
           subject: hello.name,
@@ -390,7 +407,10 @@ export class AuthGate {
   decide(action: "accept" | "reject", name: string, by: string, now: number): EnrolmentRequest {
     const book = this.enrolment;
     if (book === undefined) {
-      throw new MusterError(ErrorCode.INVALID_ARGUMENT, "this server does not take enrolment requests (--approve)");
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        "this server does not take enrolment requests (--approve)",
+      );
     }
     const r = action === "accept" ? book.accept(name, by, now) : book.reject(name, by, now);
     this.#hooks.logger.info(
@@ -458,7 +478,8 @@ export class AuthGate {
       throw new MusterError(code, message, { details: { reason } });
     };
     const header = req.headers.authorization;
-    if (header === undefined) return fail(ErrorCode.UNAUTHENTICATED, "no credential: send Authorization: Bearer <token>", "missing");
+    if (header === undefined)
+      return fail(ErrorCode.UNAUTHENTICATED, "no credential: send Authorization: Bearer <token>", "missing");
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!m) return fail(ErrorCode.UNAUTHENTICATED, "Authorization must be: Bearer <token>", "malformed");
     let claims: TokenClaims;
@@ -469,7 +490,8 @@ export class AuthGate {
       const reason = (e.details as { reason?: unknown } | undefined)?.reason;
       return fail(ErrorCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
     }
-    if (this.isRevoked(claims.id)) return fail(ErrorCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
+    if (this.isRevoked(claims.id))
+      return fail(ErrorCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
     if (claims.role !== "operator" && claims.role !== "admin") {
       return fail(
         ErrorCode.PERMISSION_DENIED,

@@ -22,6 +22,7 @@ import { resolveSessionLimits, type SessionLimits, type SessionState } from "../
 import { listenTextAll, type TextListener } from "../text/endpoint.js";
 import { TextService } from "../text/service.js";
 import { listenAll } from "../transport/listen.js";
+import { TrafficStats } from "../transport/traffic.js";
 import type { Listener, Transport, TransportCloseInfo } from "../transport/types.js";
 import { type DecodeLimits, decodeFrame, encodeFrame, encodeValue } from "../wire/codec.js";
 import { describeFrame } from "../wire/describe.js";
@@ -39,13 +40,12 @@ import type { AdminHost, AdminIdentity, Readiness } from "./admin-host.js";
 import { Admission, ipOf } from "./admission.js";
 import { AuthGate, type GateVerdict, type Identity, roleCovers } from "./auth-gate.js";
 import type { EnrolmentRequest } from "./enrolment.js";
-import { defineServerFlags } from "./server-flags.js";
 import { RuntimeFlags } from "./flags.js";
-import { TrafficStats } from "../transport/traffic.js";
 import { ServerMetrics } from "./metrics.js";
 import { operatorHandlers, operatorStreams } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import { Peer, type PeerHost } from "./peer.js";
+import { defineServerFlags } from "./server-flags.js";
 import { createTextRouter } from "./text-router.js";
 
 /** A muster server: accepts agents and operators, calls agents, answers their calls. */
@@ -242,14 +242,16 @@ class Server implements MusterServer, PeerHost {
       resolveClosed = r;
     });
     this.#closedDone = { promise: closedPromise, resolve: resolveClosed };
-    this.sessionLimits = { ...resolveSessionLimits({
-      maxJsonDepth: this.decodeLimits.maxJsonDepth,
-      replayMaxFrames: options.replayMaxFrames,
-      replayMaxBytes: options.replayMaxBytes,
-      heartbeatIntervalMs: options.heartbeatIntervalMs,
-      suspectAfterMs: options.suspectAfterMs,
-      deadAfterMs: options.deadAfterMs,
-    }) };
+    this.sessionLimits = {
+      ...resolveSessionLimits({
+        maxJsonDepth: this.decodeLimits.maxJsonDepth,
+        replayMaxFrames: options.replayMaxFrames,
+        replayMaxBytes: options.replayMaxBytes,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        suspectAfterMs: options.suspectAfterMs,
+        deadAfterMs: options.deadAfterMs,
+      }),
+    };
     this.#operatorHandlers = operatorHandlers(this);
     this.#operatorStreams = operatorStreams(this);
     this.#admission = new Admission(
@@ -496,7 +498,10 @@ class Server implements MusterServer, PeerHost {
     for (const peer of this.#byName.values()) {
       if (peer.ended) continue;
       peer.rpc.call("muster.config", config, { timeoutMs: this.callTimeoutMs }).catch((err: unknown) => {
-        this.logger.debug({ name: peer.name, err: (err as Error).message }, "agent did not take the new settings");
+        this.logger.debug(
+          { name: peer.name, err: (err as Error).message },
+          "agent did not take the new settings",
+        );
       });
     }
   }
@@ -749,12 +754,23 @@ class Server implements MusterServer, PeerHost {
   }
 
   /** A HELLO whose credential was checked: a refusal, a resume, or a new session. */
-  #admitHello(transport: Transport, hello: HelloBody, peerAck: number, verdict: GateVerdict): Peer | undefined {
+  #admitHello(
+    transport: Transport,
+    hello: HelloBody,
+    peerAck: number,
+    verdict: GateVerdict,
+  ): Peer | undefined {
     if (!verdict.ok) {
       const quiet = verdict.reason === "pending" || verdict.reason === "rate_limited";
       // Never the credential itself: who, from where, and why.
       this.logger[quiet ? "debug" : "warn"](
-        { remote: transport.remoteAddress, name: hello.name, role: hello.role, reason: verdict.reason, why: verdict.message },
+        {
+          remote: transport.remoteAddress,
+          name: hello.name,
+          role: hello.role,
+          reason: verdict.reason,
+          why: verdict.message,
+        },
         "connection refused by authentication",
       );
       this.metrics.recordHandshake("refused");
@@ -1023,7 +1039,8 @@ class Server implements MusterServer, PeerHost {
     let why: string | undefined;
     if (peer.role === "operator") {
       const needed = OPERATOR_ROLES[method] ?? "operator";
-      if (!roleCovers(id.role, needed)) why = `${method} needs the ${needed} role; ${id.subject} has ${id.role}`;
+      if (!roleCovers(id.role, needed))
+        why = `${method} needs the ${needed} role; ${id.subject} has ${id.role}`;
     } else if (!this.#gate.allows(id, method)) {
       why =
         id.methods === undefined
@@ -1106,13 +1123,17 @@ class Server implements MusterServer, PeerHost {
       for (const p of this.#peers) n += p.rpc.pendingOutgoing + p.rpc.runningIncoming;
       return n;
     };
-    this.logger.info({ inFlight: inFlight(), timeoutMs }, "draining: no new sessions or calls, waiting for calls in flight");
+    this.logger.info(
+      { inFlight: inFlight(), timeoutMs },
+      "draining: no new sessions or calls, waiting for calls in flight",
+    );
     let left = inFlight();
     while (left > 0 && performance.now() - started < timeoutMs && !this.#closed) {
       await new Promise((r) => setTimeout(r, 20));
       left = inFlight();
     }
-    if (left > 0) this.logger.warn({ abandoned: left, timeoutMs }, "drain timeout: ending calls still in flight");
+    if (left > 0)
+      this.logger.warn({ abandoned: left, timeoutMs }, "drain timeout: ending calls still in flight");
     await this.close();
     const result = { abandoned: left, tookMs: Math.round(performance.now() - started) };
     this.logger.info(result, "drained");

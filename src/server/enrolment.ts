@@ -129,7 +129,8 @@ export class Enrolment {
     const cutoff = now - this.#retentionMs;
     for (const [name, e] of this.#pending) if (e.request.lastSeen < cutoff) this.#pending.delete(name);
     for (const book of [this.#accepted, this.#rejected]) {
-      for (const [name, e] of book) if (Math.max(e.decidedAt ?? 0, e.request.lastSeen) < cutoff) book.delete(name);
+      for (const [name, e] of book)
+        if (Math.max(e.decidedAt ?? 0, e.request.lastSeen) < cutoff) book.delete(name);
     }
   }
 }

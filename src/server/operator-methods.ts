@@ -75,7 +75,8 @@ export function operatorHandlers(host: OperatorHost): Map<string, Handler> {
     const r = req as Partial<EnrolRequest> | undefined;
     if (typeof r !== "object" || r === null || (r.action !== "accept" && r.action !== "reject"))
       throw invalid('muster.enrol needs {action: "accept" | "reject", name}');
-    if (typeof r.name !== "string" || r.name.length === 0) throw invalid("muster.enrol: name must be a non-empty string");
+    if (typeof r.name !== "string" || r.name.length === 0)
+      throw invalid("muster.enrol: name must be a non-empty string");
     return host.decideEnrolment(r.action, r.name, ctx.peer.identity?.subject ?? ctx.peer.name);
   });
   m.set("muster.call", async (req, ctx: CallContext): Promise<OutcomeSummary> => {

@@ -42,7 +42,8 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
     });
     flags.define({
       name: "trace",
-      description: "log every frame in both directions (sets the log level to trace; off restores the level before)",
+      description:
+        "log every frame in both directions (sets the log level to trace; off restores the level before)",
       parse: booleanFlag("trace"),
       get: () => logger.level === "trace",
       apply: (on) => {

@@ -43,7 +43,11 @@ export function startCli(args: string[], env: Record<string, string | undefined>
 }
 
 /** Starts a Node.js script (an example program, say) as a long-running process. */
-export function startScript(file: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
+export function startScript(
+  file: string,
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Proc {
   const child = spawn(process.execPath, [file, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { MUSTER_HOME: TEST_MUSTER_HOME, ...process.env, ...env },

@@ -143,7 +143,10 @@ export function registerAgent(program: Command): void {
       try {
         return readFileSync(flags.tokenFile, "utf8").trim() || undefined;
       } catch (err) {
-        logger.error({ file: flags.tokenFile, err: (err as NodeJS.ErrnoException).code }, "cannot read --token-file");
+        logger.error(
+          { file: flags.tokenFile, err: (err as NodeJS.ErrnoException).code },
+          "cannot read --token-file",
+        );
         return undefined;
       }
     };
@@ -156,7 +159,10 @@ export function registerAgent(program: Command): void {
       try {
         labels = decodeTokenUnverified(first).labels;
       } catch (err) {
-        fail(`the token is not a muster token: ${(err as MusterError).rawMessage ?? (err as Error).message}`, EXIT.USAGE);
+        fail(
+          `the token is not a muster token: ${(err as MusterError).rawMessage ?? (err as Error).message}`,
+          EXIT.USAGE,
+        );
       }
     }
     const textUrls = textUrlsFrom(flags);

@@ -4,8 +4,8 @@ import { type AuthKey, defaultKeyPath, loadKeyFile, loadOrCreateKeyFile } from "
 import { defaultRevocationsPath, RevocationList } from "../../auth/revocations.js";
 import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
-import type { ServerAuthOptions } from "../../server/auth-gate.js";
 import { formatHostPort } from "../../internal/host-port.js";
+import type { ServerAuthOptions } from "../../server/auth-gate.js";
 import { createServer } from "../../server/create-server.js";
 import {
   cliTextHooks,
@@ -174,7 +174,8 @@ export function registerServer(program: Command): void {
     const logger = loggerFrom(flags, "muster-server");
     if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
       fail("--tls-cert and --tls-key go together", EXIT.USAGE);
-    if (flags.tlsClientCa && !flags.tlsCert) fail("--tls-client-ca needs --tls-cert and --tls-key", EXIT.USAGE);
+    if (flags.tlsClientCa && !flags.tlsCert)
+      fail("--tls-client-ca needs --tls-cert and --tls-key", EXIT.USAGE);
     const tls =
       flags.tlsCert && flags.tlsKey
         ? {
@@ -192,7 +193,8 @@ export function registerServer(program: Command): void {
         [flags.agentMethods, "--agent-methods"],
         [flags.revocations, "--revocations"],
       ] as const)
-        if (set !== undefined) fail(`--standalone has no authentication: ${name} does not go with it`, EXIT.USAGE);
+        if (set !== undefined)
+          fail(`--standalone has no authentication: ${name} does not go with it`, EXIT.USAGE);
     }
     const textUrls = textUrlsFrom(flags);
     if (textUrls.some((u) => u.startsWith("tls:")) && !tls)
@@ -204,7 +206,10 @@ export function registerServer(program: Command): void {
         process.exit(EXIT.FAILED);
       }
       stopping = true;
-      logger.info({ reason: why, drainTimeoutMs: server.flags.get("drain-timeout")?.value }, "stopping: draining");
+      logger.info(
+        { reason: why, drainTimeoutMs: server.flags.get("drain-timeout")?.value },
+        "stopping: draining",
+      );
       void server.drain();
     };
     let server: ReturnType<typeof createServer>;
@@ -272,7 +277,8 @@ function authFrom(flags: ServerFlags): ServerAuthOptions {
       const path = defaultKeyPath();
       const made = loadOrCreateKeyFile(path);
       key = made.key;
-      if (made.created) process.stdout.write(`created signing key ${path} (fingerprint ${key.fingerprint})\n`);
+      if (made.created)
+        process.stdout.write(`created signing key ${path} (fingerprint ${key.fingerprint})\n`);
     }
   } catch (err) {
     fail(`--auth-key: ${(err as MusterError).rawMessage ?? (err as Error).message}`, EXIT.USAGE);
