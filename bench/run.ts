@@ -98,6 +98,10 @@ if (scenarios.includes("storm")) {
     if (!systemNames.includes(`muster/${scheme}`)) continue;
     console.log(`muster/${scheme} storm`);
     rows.push(...(await runStorm(scheme, options)));
+    if (scheme === "tcp") {
+      console.log("muster/tcp storm, with authentication (a signed token on every attempt)");
+      rows.push(...(await runStorm(scheme, { ...options, stormAuth: true })));
+    }
   }
 }
 

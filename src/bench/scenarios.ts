@@ -34,6 +34,11 @@ export interface RunOptions {
   log: (line: string) => void;
   /** Agents in the storm scenario, instead of the plan's count. */
   stormAgents?: number;
+  /**
+   * The storm with authentication on: every agent presents an Ed25519-signed token on every
+   * attempt, resumes included (system `muster/<scheme>+auth`).
+   */
+  stormAuth?: boolean;
 }
 
 /** Counts and durations of each scenario, full and quick. */

@@ -1,4 +1,6 @@
 import { createAgent, type MusterAgent } from "../agent/create-agent.js";
+import { parseKey } from "../auth/keys.js";
+import { issueToken } from "../auth/tokens.js";
 import { createServer, type MusterServer } from "../server/create-server.js";
 import type { Commands } from "./ipc.js";
 import { checkReply, makePayload } from "./payload.js";
@@ -24,10 +26,11 @@ export function stormServerCommands(): Commands {
     async start(a) {
       // All 5,000 agents dial from loopback: no per-address limit; the handshake rate limit
       // stays at its default, as a storm is what it is for.
+      const key = a.key === undefined ? undefined : parseKey(a.key as string, "storm");
       server = createServer({
         listen: [`${a.scheme as string}://${a.host as string}:${a.port as number}`],
         maxConnectionsPerIp: 0,
-        standalone: true,
+        ...(key === undefined ? { standalone: true } : { auth: { key, agentMethods: ["bench.*"] } }),
       });
       server.handle("bench.echo", (p: BenchPayload, ctx) => {
         const seen = handled.get(ctx.peer.name);
@@ -111,14 +114,19 @@ export function stormAgentCommands(): Commands {
   return {
     async connect(a) {
       const n = a.n as number;
+      const key = a.key === undefined ? undefined : parseKey(a.key as string, "storm");
       let next = 0;
       const worker = async (): Promise<void> => {
         while (next < n) {
           const index = next++;
+          const name = `storm-${index}`;
+          const token =
+            key === undefined ? undefined : await issueToken(key, { role: "agent", subject: name });
           const agent = createAgent({
-            name: `storm-${index}`,
+            name,
             servers: [a.url as string],
             builtins: false,
+            ...(token !== undefined ? { token } : {}),
           });
           let last = -1;
           agent.handle("bench.echo", (p: BenchPayload) => {

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import { Child } from "./ipc.js";
 import { CHILD_PATH, plan, type ResultRow, type RunOptions } from "./scenarios.js";
 
@@ -16,19 +17,24 @@ interface Outcome {
  */
 export async function runStorm(scheme: "tcp" | "ws", o: RunOptions): Promise<ResultRow[]> {
   const n = o.stormAgents ?? plan(o.quick).storm.n;
-  const system = `muster/${scheme}`;
+  const system = `muster/${scheme}${o.stormAuth === true ? "+auth" : ""}`;
+  // With authentication: one Ed25519 key; the server verifies with it, the agents' tokens are signed with it.
+  const key =
+    o.stormAuth === true
+      ? generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString()
+      : undefined;
   const rows: ResultRow[] = [];
   let server = new Child(CHILD_PATH, ["storm-server"]);
   const proxy = new Child(CHILD_PATH, ["proxy"]);
   const agents = new Child(CHILD_PATH, ["storm-agents"]);
   try {
-    const { port } = await server.request<{ port: number }>("start", { scheme, host: o.host, port: 0 });
+    const { port } = await server.request<{ port: number }>("start", { scheme, host: o.host, port: 0, key });
     const { port: proxyPort } = await proxy.request<{ port: number }>("start", {
       host: o.host,
       targetPort: port,
     });
     const url = `${scheme}://${o.host}:${proxyPort}`;
-    await agents.request("connect", { url, n, concurrency: 200 });
+    await agents.request("connect", { url, n, concurrency: 200, key }, 300_000);
     await server.request("waitConnected", { n, timeoutMs: 120_000 });
     o.log(`  ${system} storm: ${n} agents connected through the proxy`);
 
@@ -65,7 +71,7 @@ export async function runStorm(scheme: "tcp" | "ws", o: RunOptions): Promise<Res
     const killedAt = Date.now();
     await server.kill();
     server = new Child(CHILD_PATH, ["storm-server"]);
-    await server.request("start", { scheme, host: o.host, port });
+    await server.request("start", { scheme, host: o.host, port, key });
     await server.request("lagStart");
     const back = await server.request<{ at: number }>("waitConnected", { n, timeoutMs: 180_000 });
     const lag2 = await server.request<{ maxMs: number }>("lagStop");

@@ -441,22 +441,39 @@ describe("the admin API over an AdminHost", () => {
     });
 
     it("one CPU profile at a time: 409 while one runs; it ends when its client goes away", async () => {
-      const ac = new AbortController();
-      const long = fetch(`${base}/api/debug/cpu?seconds=300`, {
-        headers: { authorization: `Bearer ${TOKENS.admin}` },
-        signal: ac.signal,
-      }).catch(() => undefined);
-      // Until the long one has started, a short one may run (200); then it is refused.
+      // A 300 s recording, held until its client goes away.
+      const startLong = () => {
+        const ac = new AbortController();
+        const l = { ac, settled: false, done: Promise.resolve() };
+        l.done = fetch(`${base}/api/debug/cpu?seconds=300`, {
+          headers: { authorization: `Bearer ${TOKENS.admin}` },
+          signal: ac.signal,
+        })
+          .then(
+            (res) => res.body?.cancel(),
+            () => {},
+          )
+          .then(() => {
+            l.settled = true;
+          });
+        return l;
+      };
+      let long = startLong();
+      // The probes run one after the other, so a 409 means the long one is recording. Until it
+      // starts, a probe may run (200), or make the long one lose (409 to it): start it again.
       let r: Reply;
-      do r = await call(base, "/api/debug/cpu?seconds=1", { token: TOKENS.admin });
-      while (r.status === 200);
-      assert.equal(r.status, 409);
+      for (;;) {
+        r = await call(base, "/api/debug/cpu?seconds=1", { token: TOKENS.admin });
+        if (r.status === 409) break;
+        if (long.settled) long = startLong();
+      }
       assert.deepEqual(parse(r), {
         error: "conflict",
         message: "a CPU profile is being recorded; try again when it is done",
       });
+      const { ac, done } = long;
       ac.abort();
-      await long;
+      await done;
       // The abandoned recording stops, so a new one can start (this would wait 300 s if not).
       do r = await call(base, "/api/debug/cpu?seconds=1", { token: TOKENS.admin });
       while (r.status === 409);
@@ -519,7 +536,11 @@ describe("the admin API of a standalone server", () => {
   });
 
   it("refuses requests that come from a web browser (Origin or Sec-Fetch-Site)", async () => {
-    for (const headers of [{ origin: "https://evil.example" }, { "sec-fetch-site": "same-origin" }]) {
+    const browsers: Array<Record<string, string>> = [
+      { origin: "https://evil.example" },
+      { "sec-fetch-site": "same-origin" },
+    ];
+    for (const headers of browsers) {
       const r = await call(base, "/api/shutdown", { method: "POST", headers });
       assert.equal(r.status, 403);
       assert.deepEqual(parse(r), {
