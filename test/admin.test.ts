@@ -6,6 +6,7 @@ import { networkInterfaces } from "node:os";
 import { after, before, describe, it } from "node:test";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
 import { VERSION } from "../src/internal/version.js";
+import { ADMIN_ENDPOINTS } from "../src/server/admin.js";
 import { createServer, type MusterServer } from "../src/server/create-server.js";
 import { runCli, startCli } from "./support/cli.js";
 import { quickReconnect } from "./support/fleet.js";
@@ -58,7 +59,7 @@ describe("the admin API", () => {
       assert.equal(await h.text(), "ok\n");
       const r = await fetch(`${root}/readyz`);
       assert.equal(r.status, 200);
-      assert.equal(await r.text(), "ready\n");
+      assert.equal(await r.text(), "ready\nWARNING: standalone mode: no authentication, loopback only\n");
       assert.equal(r.headers.get("cache-control"), "no-store");
     }
   });
@@ -72,7 +73,7 @@ describe("the admin API", () => {
     const help = (await (await fetch(`${base}/help`)).json()) as { endpoints: { path: string }[] };
     assert.deepEqual(
       help.endpoints.map((e) => e.path),
-      ["/healthz", "/readyz", "/version", "/metrics", "/help"],
+      ADMIN_ENDPOINTS.map((e) => e.path),
     );
   });
 
@@ -151,7 +152,7 @@ describe("the admin API through the CLI", () => {
       await p.waitFor(/admin on http:\/\/127\.0\.0\.1:\d+/);
       const url = /admin on (\S+)/.exec(p.out)![1]!;
       const r = await fetch(`${url}/readyz`);
-      assert.equal(await r.text(), "ready\n");
+      assert.equal(await r.text(), "ready\nWARNING: standalone mode: no authentication, loopback only\n");
     } finally {
       p.child.kill("SIGTERM");
       assert.equal(await p.exited, 0);

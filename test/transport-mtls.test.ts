@@ -2,9 +2,8 @@
 // a CA, a server certificate for 127.0.0.1 and localhost, a client certificate from the CA
 // (CN=web-1, OU=agent) and a self-signed one that is not from it.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -12,98 +11,11 @@ import { dialTcp, listenTcp } from "../src/transport/tcp.js";
 import type { Listener, TlsClientOptions, TlsServerOptions, Transport } from "../src/transport/types.js";
 import { dialWebSocket, listenWebSocket } from "../src/transport/websocket.js";
 import { Probe, testFrame, until } from "./conformance/transport-conformance.js";
+import { hasOpenssl, makeCertificates } from "./support/certs.js";
 
-const hasOpenssl = spawnSync("sh", ["-c", "command -v openssl"]).status === 0;
 const skip = hasOpenssl
   ? false
   : "openssl is not installed: no certificates to test client authentication with";
-
-interface Pem {
-  cert: string;
-  key: string;
-}
-
-/** Makes the certificates of this test in `dir` with the openssl command. */
-function makeCertificates(dir: string): { ca: Pem; server: Pem; client: Pem; foreign: Pem } {
-  const run = (...args: string[]): void => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
-    assert.equal(r.status, 0, `openssl ${args.join(" ")}: ${r.stderr}`);
-  };
-  writeFileSync(
-    join(dir, "ext.cnf"),
-    [
-      "[ca]",
-      "basicConstraints = critical, CA:TRUE",
-      "keyUsage = critical, keyCertSign, cRLSign",
-      "subjectKeyIdentifier = hash",
-      "[server]",
-      "basicConstraints = CA:FALSE",
-      "keyUsage = critical, digitalSignature",
-      "extendedKeyUsage = serverAuth",
-      "subjectAltName = IP:127.0.0.1, DNS:localhost",
-      "[client]",
-      "basicConstraints = CA:FALSE",
-      "keyUsage = critical, digitalSignature",
-      "extendedKeyUsage = clientAuth",
-      "",
-    ].join("\n"),
-  );
-  const key = (name: string): void =>
-    run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`);
-  const selfSigned = (name: string, subject: string, section: string): void => {
-    key(name);
-    run("req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`);
-    run(
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-key",
-      `${name}.key`,
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-      "-extensions",
-      section,
-      "-out",
-      `${name}.pem`,
-    );
-  };
-  const signed = (name: string, subject: string, section: string): void => {
-    key(name);
-    run("req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`);
-    run(
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-set_serial",
-      String(Date.now()),
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-      "-extensions",
-      section,
-      "-out",
-      `${name}.pem`,
-    );
-  };
-  selfSigned("ca", "/CN=muster test CA", "ca");
-  signed("server", "/CN=localhost", "server");
-  signed("client", "/CN=web-1/OU=agent", "client");
-  selfSigned("foreign", "/CN=intruder/OU=agent/OU=ops", "client");
-  const read = (name: string): Pem => ({
-    cert: readFileSync(join(dir, `${name}.pem`), "utf8"),
-    key: readFileSync(join(dir, `${name}.key`), "utf8"),
-  });
-  return { ca: read("ca"), server: read("server"), client: read("client"), foreign: read("foreign") };
-}
 
 type Kind = "tls" | "wss";
 

@@ -8,6 +8,7 @@ import { registerNumbers, registerNumbersClient } from "./commands/numbers.js";
 import { registerOperatorCommands } from "./commands/operator.js";
 import { registerServer } from "./commands/server.js";
 import { registerSignal } from "./commands/signal.js";
+import { registerStatusCommands } from "./commands/status.js";
 import { registerToken } from "./commands/token.js";
 import { EXIT } from "./common.js";
 
@@ -25,6 +26,7 @@ registerChaosProxy(program);
 registerNumbers(program);
 registerNumbersClient(program);
 registerSignal(program);
+registerStatusCommands(program);
 registerToken(program);
 
 program.addHelpText(

@@ -1,6 +1,19 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { ErrorCode } from "../errors/codes.js";
 import type { MusterError } from "../errors/muster-error.js";
+import type { AdminHost, AdminIdentity } from "./admin-host.js";
+
+/** One request to the admin API, once routed and (unless its endpoint is open) authenticated. */
+export interface AdminRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  host: AdminHost;
+  /** The decoded `:name` of the path, or "". */
+  param: string;
+  query: URLSearchParams;
+  /** Undefined on endpoints open to anyone. */
+  who: AdminIdentity | undefined;
+}
 
 /** Largest request body the admin API reads; a larger one is refused with 413 unread. */
 export const MAX_ADMIN_BODY_BYTES = 64 * 1024;
@@ -179,4 +192,32 @@ export function parseJsonBody(bytes: Buffer): { ok: true; value: unknown } | { o
   } catch (err) {
     return { ok: false, message: `the body is not valid JSON: ${(err as Error).message}` };
   }
+}
+
+/** An integer query parameter from `min` to `max`; answers 400 and returns undefined when malformed. */
+export function intParam(
+  c: AdminRequest,
+  name: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number | undefined {
+  const text = c.query.get(name);
+  if (text === null) return fallback;
+  if (!/^\d{1,9}$/.test(text) || Number(text) < min || Number(text) > max) {
+    fail(
+      c.res,
+      400,
+      "invalid_argument",
+      `${name} must be a whole number from ${min} to ${max}; got ${quote(text)}`,
+    );
+    return undefined;
+  }
+  return Number(text);
+}
+
+/** A string for a message: JSON-quoted, clipped. */
+export function quote(s: string, max = 120): string {
+  const t = JSON.stringify(s);
+  return t.length > max ? `${t.slice(0, max - 1)}…"` : t;
 }

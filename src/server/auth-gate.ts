@@ -260,9 +260,10 @@ export class AuthGate {
     hello: HelloBody,
     name: string,
     labels: Record<string, string> | undefined,
+    what: "token" | "certificate" = "token",
   ): GateVerdict | undefined {
     if (hello.name !== name) {
-      return refuse(CloseCode.REJECTED, `the token is for agent ${name}, not ${hello.name}`, "name");
+      return refuse(CloseCode.REJECTED, `the ${what} is for agent ${name}, not ${hello.name}`, "name");
     }
     if (labels !== undefined && !sameLabels(hello.labels, labels)) {
       return refuse(
@@ -296,7 +297,7 @@ export class AuthGate {
       );
     }
     if (role === "agent") {
-      const bad = this.#checkAgentBinding(hello, cn, undefined);
+      const bad = this.#checkAgentBinding(hello, cn, undefined, "certificate");
       if (bad) return bad;
     }
     return {

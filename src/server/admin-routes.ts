@@ -1,0 +1,176 @@
+import { getBuildInfo } from "../internal/version.js";
+import { clearCaches, listAgents, setFlags } from "./admin-api.js";
+import {
+  CPU_PROFILE_DEFAULT_SECONDS,
+  CPU_PROFILE_MAX_SECONDS,
+  sendCpuProfile,
+  sendHeapSnapshot,
+} from "./admin-debug.js";
+import type { AdminHost, AdminRole } from "./admin-host.js";
+import { type AdminRequest, fail, intParam, json, send } from "./admin-http.js";
+
+/** Who may use an endpoint: anyone, an operator (or admin), or an admin only. */
+export type AdminAccess = "none" | AdminRole;
+
+/** One endpoint of the admin API, as `/help` lists it. */
+export interface AdminEndpoint {
+  /** With `:name` for a path segment, e.g. `/api/agents/:name`. */
+  path: string;
+  methods: readonly string[];
+  role: AdminAccess;
+  what: string;
+}
+
+/** An endpoint and what answers it. */
+export interface AdminRoute extends AdminEndpoint {
+  /** Query parameters accepted; any other is a 400. */
+  query?: readonly string[];
+  handle(c: AdminRequest): void | Promise<void>;
+}
+
+const READ = ["GET", "HEAD"] as const;
+const TEXT = "text/plain; charset=utf-8";
+const STANDALONE_WARNING = "WARNING: standalone mode: no authentication, loopback only";
+
+/** Every endpoint, in the order `/help` lists them. */
+export const ROUTES: readonly AdminRoute[] = [
+  {
+    path: "/healthz",
+    methods: READ,
+    role: "none",
+    what: "liveness: 200 ok while the process serves",
+    handle: (c) => send(c.res, 200, TEXT, "ok\n"),
+  },
+  {
+    path: "/readyz",
+    methods: READ,
+    role: "none",
+    what: "readiness: 200 ready, 503 starting or draining (and a warning line in standalone mode)",
+    handle: (c) => {
+      const state = c.host.readiness();
+      const warning = c.host.standalone ? `${STANDALONE_WARNING}\n` : "";
+      send(c.res, state === "ready" ? 200 : 503, TEXT, `${state}\n${warning}`);
+    },
+  },
+  {
+    path: "/help",
+    methods: READ,
+    role: "none",
+    what: "this list (JSON)",
+    handle: (c) =>
+      json(c.res, 200, {
+        standalone: c.host.standalone,
+        endpoints: ROUTES.map((r) => endpoint(r, c.host)),
+      }),
+  },
+  {
+    path: "/version",
+    methods: READ,
+    role: "operator",
+    what: "version, git commit, build time, Node version (JSON)",
+    handle: (c) => json(c.res, 200, getBuildInfo()),
+  },
+  {
+    path: "/metrics",
+    methods: READ,
+    role: "operator",
+    what: "Prometheus metrics (text exposition format); open to anyone with --metrics-public",
+    handle: async (c) => {
+      const { contentType, body } = await c.host.metrics.scrape();
+      send(c.res, 200, contentType, body);
+    },
+  },
+  {
+    path: "/api/agents",
+    methods: ["GET"],
+    role: "operator",
+    what: "agents by name: ?limit= (1-1000, default 100), ?after=<name> (the previous page's next), ?state=a,b",
+    query: ["limit", "after", "state"],
+    handle: listAgents,
+  },
+  {
+    path: "/api/agents/:name",
+    methods: ["GET"],
+    role: "operator",
+    what: "one agent's details: session, pending calls, …",
+    handle: (c) => {
+      const details = c.host.agentDetails(c.param);
+      if (details === undefined)
+        fail(c.res, 404, "not_found", `no agent named ${JSON.stringify(c.param)} is known`);
+      else json(c.res, 200, details);
+    },
+  },
+  {
+    path: "/api/flags",
+    methods: ["GET"],
+    role: "operator",
+    what: "the runtime flags: value, unit, source (default, option, api), description",
+    handle: (c) => json(c.res, 200, { flags: c.host.flags.list() }),
+  },
+  {
+    path: "/api/flags",
+    methods: ["PUT", "PATCH"],
+    role: "admin",
+    what: 'changes runtime flags, all or none: a JSON object such as {"log-level":"debug"}',
+    handle: setFlags,
+  },
+  {
+    path: "/api/caches",
+    methods: ["GET"],
+    role: "operator",
+    what: "the server's caches and their sizes",
+    handle: (c) => json(c.res, 200, { caches: c.host.caches() }),
+  },
+  {
+    path: "/api/caches",
+    methods: ["DELETE", "POST"],
+    role: "admin",
+    what: "clears every cache",
+    handle: clearCaches,
+  },
+  {
+    path: "/api/caches/:name",
+    methods: ["DELETE", "POST"],
+    role: "admin",
+    what: "clears one cache",
+    handle: clearCaches,
+  },
+  {
+    path: "/api/shutdown",
+    methods: ["POST"],
+    role: "admin",
+    what: "starts a graceful drain: 202, then the server stops",
+    handle: (c) => {
+      // The host logs the request with who made it, as it does for caches cleared.
+      const { drainTimeoutMs } = c.host.shutdown(c.who!);
+      json(c.res, 202, { status: "draining", drainTimeoutMs });
+    },
+  },
+  {
+    path: "/api/debug/heap",
+    methods: ["GET"],
+    role: "admin",
+    what: "a V8 heap snapshot (.heapsnapshot, for Chrome DevTools)",
+    handle: (c) => sendHeapSnapshot(c.res, c.host.logger, c.who!.subject),
+  },
+  {
+    path: "/api/debug/cpu",
+    methods: ["GET"],
+    role: "admin",
+    what: `a CPU profile (.cpuprofile) of ?seconds= (1-${CPU_PROFILE_MAX_SECONDS}, default ${CPU_PROFILE_DEFAULT_SECONDS}); one at a time`,
+    query: ["seconds"],
+    handle: async (c) => {
+      const seconds = intParam(c, "seconds", 1, CPU_PROFILE_MAX_SECONDS, CPU_PROFILE_DEFAULT_SECONDS);
+      if (seconds !== undefined) await sendCpuProfile(c.res, seconds, c.host.logger, c.who!.subject);
+    },
+  },
+];
+
+/** An endpoint as this host serves it: `/metrics` is open to anyone with metricsPublic. */
+function endpoint(r: AdminRoute, host: AdminHost): AdminEndpoint {
+  return { path: r.path, methods: r.methods, role: access(r, host), what: r.what };
+}
+
+export function access(r: AdminRoute, host: AdminHost): AdminAccess {
+  return r.path === "/metrics" && host.metricsPublic ? "none" : r.role;
+}
