@@ -590,7 +590,8 @@ class Server implements MusterServer, PeerHost {
 
   shutdown(who: AdminIdentity): { drainTimeoutMs: number } {
     this.logger.info({ by: who.subject }, "shutdown requested through the admin API");
-    void this.drain();
+    // After this request's answer is on its way: closing ends the admin API's connections.
+    setImmediate(() => void this.drain());
     return { drainTimeoutMs: this.drainTimeoutMs };
   }
 
@@ -1134,9 +1135,10 @@ class Server implements MusterServer, PeerHost {
     }
     if (left > 0)
       this.logger.warn({ abandoned: left, timeoutMs }, "drain timeout: ending calls still in flight");
-    await this.close();
     const result = { abandoned: left, tookMs: Math.round(performance.now() - started) };
-    this.logger.info(result, "drained");
+    // Logged before closing: whoever waits for `closed` (the CLI exits then) has seen it.
+    this.logger.info(result, "drained: closing");
+    await this.close();
     return result;
   }
 
