@@ -53,6 +53,17 @@ export type TokenFailureReason = "malformed" | "bad_signature" | "expired" | "no
 export const MAX_TOKEN_CHARS = 4096;
 /** The JWT iss of every muster token. */
 export const TOKEN_ISSUER = "muster";
+/**
+ * 128 random bits, base64url, never starting with `-` or `_`: an id is typed on command lines
+ * (`muster token revoke ID`), where a leading `-` reads as an option.
+ */
+function newTokenId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString("base64url");
+    if (/^[A-Za-z0-9]/.test(id)) return id;
+  }
+}
+
 /** Token ids: base64url, 1 to 128 characters. */
 export const TOKEN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 /** Longest subject of an operator or admin token. */
@@ -126,7 +137,7 @@ export async function issueToken(key: AuthKey, options: IssueOptions): Promise<s
   const { ttlMs } = options;
   if (ttlMs !== undefined && !(Number.isFinite(ttlMs) && ttlMs > 0))
     throw invalid(`token ttlMs must be a number of milliseconds above 0, not ${q(ttlMs)}`);
-  const id = options.id ?? randomBytes(16).toString("base64url");
+  const id = options.id ?? newTokenId();
   if (checkTokenId(id) !== undefined) throw invalid(`token id: ${checkTokenId(id)}`);
   const now = options.now ?? Date.now();
   const payload: JWTPayload = { iss: TOKEN_ISSUER, sub: subject, jti: id, iat: Math.floor(now / 1000), role };
