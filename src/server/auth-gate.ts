@@ -300,10 +300,10 @@ export class AuthGate {
       const bad = this.#checkAgentBinding(hello, cn, undefined, "certificate");
       if (bad) return bad;
     }
-    return {
-      ok: true,
-      identity: { role, subject: cn, via: "certificate", expiresAt: Date.parse(cert.validTo) },
-    };
+    const identity: Identity = { role, subject: cn, via: "certificate" };
+    const validTo = Date.parse(cert.validTo);
+    if (Number.isFinite(validTo)) identity.expiresAt = validTo;
+    return { ok: true, identity };
   }
 
   async #enrol(

@@ -73,38 +73,44 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
     },
     source: from(o.heartbeatIntervalMs),
   });
-  flags.define({
-    name: "resume-window",
-    description: "how long a dropped session can be resumed (sessions detached now get the new window too)",
-    unit: "ms",
-    parse: durationFlag("resume-window", 1000, 86_400_000),
-    get: () => server.resumeWindowMs,
-    apply: (ms) => {
-      server.resumeWindowMs = ms;
-    },
-    source: from(o.resumeWindowMs),
-  });
-  flags.define({
-    name: "call-timeout",
-    description: "default deadline of calls that name none",
-    unit: "ms",
-    parse: durationFlag("call-timeout", 1, 3_600_000),
-    get: () => server.callTimeoutMs,
-    apply: (ms) => {
-      server.callTimeoutMs = ms;
-    },
-    source: from(o.callTimeoutMs),
-  });
-  flags.define({
-    name: "drain-timeout",
-    description: `how long calls in flight may run on at shutdown (default ${DEFAULTS.drainTimeoutMs} ms)`,
-    unit: "ms",
-    parse: durationFlag("drain-timeout", 0, 600_000),
-    get: () => server.drainTimeoutMs,
-    apply: (ms) => {
-      server.drainTimeoutMs = ms;
-    },
-    source: from(o.drainTimeoutMs),
-  });
+  // Plain durations: a field of the server, read and written as it is.
+  const durations: Array<
+    [
+      name: string,
+      field: "resumeWindowMs" | "callTimeoutMs" | "drainTimeoutMs",
+      min: number,
+      max: number,
+      description: string,
+    ]
+  > = [
+    [
+      "resume-window",
+      "resumeWindowMs",
+      1000,
+      86_400_000,
+      "how long a dropped session can be resumed (sessions detached now get the new window too)",
+    ],
+    ["call-timeout", "callTimeoutMs", 1, 3_600_000, "default deadline of calls that name none"],
+    [
+      "drain-timeout",
+      "drainTimeoutMs",
+      0,
+      600_000,
+      `how long calls in flight may run on at shutdown (default ${DEFAULTS.drainTimeoutMs} ms)`,
+    ],
+  ];
+  for (const [name, field, min, max, description] of durations) {
+    flags.define({
+      name,
+      description,
+      unit: "ms",
+      parse: durationFlag(name, min, max),
+      get: () => server[field],
+      apply: (ms) => {
+        server[field] = ms;
+      },
+      source: from(o[field]),
+    });
+  }
   return flags;
 }

@@ -43,16 +43,21 @@ export function makeCertificates(
   );
   const key = (name: string): void =>
     run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`);
-  const selfSigned = (name: string, subject: string, section: string): void => {
+  let serial = 0;
+  /** A certificate for `subject`: signed by the CA made first, or by its own key. */
+  const certificate = (name: string, subject: string, section: string, by: "ca" | "self"): void => {
     key(name);
     run("req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`);
+    const issuer =
+      by === "ca"
+        ? ["-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", String(Date.now() * 1000 + serial++)]
+        : ["-key", `${name}.key`];
     run(
       "x509",
       "-req",
       "-in",
       `${name}.csr`,
-      "-key",
-      `${name}.key`,
+      ...issuer,
       "-days",
       "2",
       "-extfile",
@@ -63,30 +68,10 @@ export function makeCertificates(
       `${name}.pem`,
     );
   };
-  const signed = (name: string, subject: string, section: string): void => {
-    key(name);
-    run("req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`);
-    run(
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-set_serial",
-      String(Date.now()),
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-      "-extensions",
-      section,
-      "-out",
-      `${name}.pem`,
-    );
-  };
+  const selfSigned = (name: string, subject: string, section: string): void =>
+    certificate(name, subject, section, "self");
+  const signed = (name: string, subject: string, section: string): void =>
+    certificate(name, subject, section, "ca");
   selfSigned("ca", "/CN=muster test CA", "ca");
   signed("server", "/CN=localhost", "server");
   signed("client", "/CN=web-1/OU=agent", "client");
