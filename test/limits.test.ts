@@ -7,7 +7,6 @@ import { after, before, describe, it } from "node:test";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
 import { ErrorCode } from "../src/errors/codes.js";
 import type { MusterError } from "../src/errors/muster-error.js";
-import type { Logger } from "../src/internal/logger.js";
 import { VERSION } from "../src/internal/version.js";
 import type { PresenceEvent } from "../src/presence/presence.js";
 import { createServer, type MusterServer } from "../src/server/create-server.js";
@@ -15,28 +14,9 @@ import type { ServerOptions } from "../src/server/options.js";
 import { decodeFrame, encodeFrame, encodeValue } from "../src/wire/codec.js";
 import { type CloseBody, type Frame, FrameType } from "../src/wire/frame.js";
 import { LengthPrefixDecoder, lengthPrefix } from "../src/wire/length-prefix.js";
+import { captureLogger, type LogLine } from "./support/capture-logger.js";
 import { freePort, runCli, startCli } from "./support/cli.js";
 import { quickReconnect, until } from "./support/fleet.js";
-
-/** A logger that keeps every line, for checking what the server said. */
-function captureLogger(lines: { level: string; obj: unknown; msg: string }[]): Logger {
-  const at =
-    (level: string) =>
-    (a: object | string, b?: string): void => {
-      if (typeof a === "string") lines.push({ level, obj: {}, msg: a });
-      else lines.push({ level, obj: a, msg: b ?? "" });
-    };
-  const logger: Logger = {
-    trace: at("trace"),
-    debug: at("debug"),
-    info: at("info"),
-    warn: at("warn"),
-    error: at("error"),
-    isLevelEnabled: (level) => level !== "trace",
-    child: () => logger,
-  };
-  return logger;
-}
 
 async function startServer(options: Partial<ServerOptions>): Promise<{ server: MusterServer; url: string }> {
   const server = createServer({ listen: ["tcp://127.0.0.1:0"], standalone: true, ...options });
@@ -129,11 +109,11 @@ describe("connection limits", () => {
 
 describe("handshake rate", () => {
   it("spreads a burst of 60 agents over time with retry hints, and admits all of them", async () => {
-    const lines: { level: string; obj: unknown; msg: string }[] = [];
+    const lines: LogLine[] = [];
     const { server, url } = await startServer({
       handshakesPerSecond: 40,
       handshakeBurst: 10,
-      logger: captureLogger(lines),
+      logger: captureLogger(lines, (level) => level !== "trace"),
     });
     const agents = Array.from({ length: 60 }, (_, i) =>
       createAgent({ name: `r${i}`, servers: [url], reconnect: quickReconnect }),
@@ -190,11 +170,11 @@ describe("a handshake that never finishes", () => {
 
 describe("slow consumer", () => {
   it("drops the link of a peer that stops reading, logs why, and keeps memory bounded", async () => {
-    const lines: { level: string; obj: unknown; msg: string }[] = [];
+    const lines: LogLine[] = [];
     const { server, url } = await startServer({
       slowConsumerBytes: 512 * 1024,
       slowConsumerMs: 300,
-      logger: captureLogger(lines),
+      logger: captureLogger(lines, (level) => level !== "trace"),
     });
     const events: PresenceEvent[] = [];
     server.onEvent((e) => events.push(e));

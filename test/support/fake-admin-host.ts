@@ -5,12 +5,12 @@ import type { AddressInfo } from "node:net";
 import { ErrorCode } from "../../src/errors/codes.js";
 import { MusterError } from "../../src/errors/muster-error.js";
 import { isLoopbackAddress } from "../../src/internal/host-port.js";
-import type { Logger } from "../../src/internal/logger.js";
 import type { AgentInfo } from "../../src/presence/presence.js";
 import { createAdminHandler } from "../../src/server/admin.js";
 import type { AdminHost, AdminIdentity, Readiness } from "../../src/server/admin-host.js";
 import { durationFlag, enumFlag, RuntimeFlags } from "../../src/server/flags.js";
 import { ServerMetrics } from "../../src/server/metrics.js";
+import { captureLogger, type LogLine } from "./capture-logger.js";
 
 /** Tokens the fake accepts, and who they are. */
 export const TOKENS = {
@@ -20,11 +20,7 @@ export const TOKENS = {
   agent: "agent-token-0123456789",
 } as const;
 
-export interface LogLine {
-  level: string;
-  obj: Record<string, unknown>;
-  msg: string | undefined;
-}
+export type { LogLine };
 
 export interface FakeAdminHost extends AdminHost {
   logs: LogLine[];
@@ -36,25 +32,6 @@ export interface FakeAdminHost extends AdminHost {
   breakAgents: boolean;
   state: { logLevel: string; heartbeatMs: number };
   close(): void;
-}
-
-function recordingLogger(logs: LogLine[]): Logger {
-  const at =
-    (level: string) =>
-    (obj: object | string, msg?: string): void => {
-      if (typeof obj === "string") logs.push({ level, obj: {}, msg: obj });
-      else logs.push({ level, obj: obj as Record<string, unknown>, msg });
-    };
-  const logger: Logger = {
-    trace: at("trace"),
-    debug: at("debug"),
-    info: at("info"),
-    warn: at("warn"),
-    error: at("error"),
-    isLevelEnabled: () => true,
-    child: () => logger,
-  };
-  return logger;
 }
 
 /** An agent as the server would list it. */
@@ -79,7 +56,7 @@ export function fakeAdminHost(
   o: { standalone?: boolean; metricsPublic?: boolean; agents?: AgentInfo[] } = {},
 ): FakeAdminHost {
   const logs: LogLine[] = [];
-  const logger = recordingLogger(logs);
+  const logger = captureLogger(logs);
   let readiness: Readiness = "ready";
   const state = { logLevel: "info", heartbeatMs: 5000 };
   const flags = new RuntimeFlags(logger)
