@@ -101,6 +101,11 @@ class Incoming implements StreamContext {
   }
 }
 
+/** Decides whether the peer may call a method (an object rather than a closure: one per peer). */
+export interface Authorizer {
+  authorize(method: string, stream: boolean): MusterError | undefined;
+}
+
 export interface EndpointOptions {
   clock: Clock;
   logger: Logger;
@@ -124,7 +129,7 @@ export interface EndpointOptions {
    * Checked for every call and stream from the peer before its handler is looked up: an error
    * (PERMISSION_DENIED for a role or grant, UNAVAILABLE while draining) is its answer.
    */
-  authorize?: (method: string, stream: boolean) => MusterError | undefined;
+  authorizer?: Authorizer;
 }
 
 /**
@@ -147,7 +152,7 @@ export class RpcEndpoint implements StreamHost {
   readonly #describeSelf: string;
   readonly #decodeLimits: DecodeLimits | undefined;
   readonly #streamHandlers: ReadonlyMap<string, StreamHandler> | undefined;
-  readonly #authorize: EndpointOptions["authorize"];
+  readonly #authorizer: Authorizer | undefined;
   #sink: FrameSink;
   #failed: MusterError | undefined;
 
@@ -163,7 +168,7 @@ export class RpcEndpoint implements StreamHost {
     this.#describeSelf = options.describeSelf;
     this.#decodeLimits = options.decodeLimits;
     this.#streamHandlers = options.streamHandlers;
-    this.#authorize = options.authorize;
+    this.#authorizer = options.authorizer;
   }
 
   /** Calls waiting for an outcome. */
@@ -541,7 +546,7 @@ export class RpcEndpoint implements StreamHost {
   #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
     const i = this.#admit(id, method, this.#clock.now() + timeoutMs, timeoutMs, "calls");
     if (i === undefined) return;
-    const refused = this.#authorize?.(method, false);
+    const refused = this.#authorizer?.authorize(method, false);
     if (refused !== undefined) {
       this.#replyError(i, refused);
       return;
@@ -565,7 +570,7 @@ export class RpcEndpoint implements StreamHost {
     const i = this.#admit(id, name, deadline, timeoutMs, "calls and streams");
     if (i === undefined) return;
     i.creditLimit = window;
-    const refused = this.#authorize?.(name, true);
+    const refused = this.#authorizer?.authorize(name, true);
     if (refused !== undefined) {
       this.#replyError(i, refused);
       return;

@@ -793,7 +793,7 @@ class Server implements MusterServer, PeerHost {
         old.identity.subject === identity.subject &&
         old.session.canResumeFrom(peerAck)
       ) {
-        old.identity = identity;
+        old.setIdentity(identity);
         this.metrics.recordHandshake("resumed");
         return this.#resume(old, transport, peerAck);
       }

@@ -4,9 +4,9 @@ import { MusterError } from "../errors/muster-error.js";
 import type { Clock } from "../internal/clock.js";
 import type { Logger } from "../internal/logger.js";
 import type { AgentInfo, PresenceSource } from "../presence/presence.js";
-import { RpcEndpoint } from "../rpc/endpoint.js";
+import { type Authorizer, RpcEndpoint } from "../rpc/endpoint.js";
 import type { StreamHandler } from "../rpc/stream.js";
-import type { Handler } from "../rpc/types.js";
+import type { Handler, PeerInfo } from "../rpc/types.js";
 import {
   type SequencedFrame,
   Session,
@@ -77,7 +77,7 @@ export interface PeerHost {
  * (methods, not closures). The child logger that names the peer is made only when something
  * is logged (see PeerLog). A server holds one per agent, so per-peer bytes count.
  */
-export class Peer implements PresenceSource, SessionHooks {
+export class Peer implements PresenceSource, SessionHooks, Authorizer {
   readonly id = randomBytes(8).toString("hex");
   readonly token = randomBytes(24).toString("base64url");
   readonly role: HelloBody["role"];
@@ -87,8 +87,10 @@ export class Peer implements PresenceSource, SessionHooks {
   readonly session: Session;
   readonly rpc: RpcEndpoint;
   readonly connectedSince = Date.now();
-  /** Who the peer authenticated as; renewed by every resume's credential. */
+  /** Who the peer authenticated as; renewed by every resume's credential (`setIdentity`). */
   identity: Identity;
+  /** What handlers see as `ctx.peer`. */
+  readonly #info: PeerInfo & { identity: Identity };
   address: string;
   transportKind: string;
   /** Clock time the link was lost, while resuming. */
@@ -112,25 +114,23 @@ export class Peer implements PresenceSource, SessionHooks {
     this.address = transport.remoteAddress;
     this.transportKind = transport.kind;
     const log = new PeerLog(this, host.logger);
-    const self = this;
+    // A plain object (no accessor: V8 would keep one with a getter as a dictionary, ~400 bytes).
+    this.#info = {
+      role: this.role,
+      name: this.name,
+      labels: this.labels,
+      sessionId: this.id,
+      remoteAddress: this.address,
+      identity,
+    };
     this.session = new Session({ clock: host.clock, logger: log, limits: host.sessionLimits }, this);
     this.rpc = new RpcEndpoint(this.session, {
       clock: host.clock,
       logger: log,
       handlers: host.handlersFor(this.role),
       streamHandlers: host.streamHandlersFor(this.role),
-      peer: {
-        role: this.role,
-        name: this.name,
-        labels: this.labels,
-        sessionId: this.id,
-        remoteAddress: this.address,
-        // Read through, so that handlers see the credential of the latest resume.
-        get identity(): Identity {
-          return self.identity;
-        },
-      },
-      authorize: (method, stream) => host.authorize(this, method, stream),
+      peer: this.#info,
+      authorizer: this,
       defaultTimeoutMs: host.callTimeoutMs,
       maxIncomingCalls: host.maxIncomingCalls,
       describeSelf: "the server",
@@ -142,6 +142,16 @@ export class Peer implements PresenceSource, SessionHooks {
   logger(): Logger {
     this.#logger ??= this.#host.logger.child({ peer: this.name, role: this.role, session: this.id });
     return this.#logger;
+  }
+
+  /** The credential of a resume: handlers see it from now on. */
+  setIdentity(identity: Identity): void {
+    this.identity = identity;
+    this.#info.identity = identity;
+  }
+
+  authorize(method: string, stream: boolean): MusterError | undefined {
+    return this.#host.authorize(this, method, stream);
   }
 
   onMessage(frame: SequencedFrame): void {

@@ -40,7 +40,10 @@ export class TrafficStats {
   }
 }
 
-/** The counters of `kind` in `stats`, or private ones that nobody reads when there are none. */
+/** Where transports count when nobody reads their counts: one object, not one per transport. */
+const UNREAD = new TrafficCounters();
+
+/** The counters of `kind` in `stats`, or counters that nobody reads when there are none. */
 export function trafficCounters(stats: TrafficStats | undefined, kind: string): TrafficCounters {
-  return stats?.for(kind) ?? new TrafficCounters();
+  return stats?.for(kind) ?? UNREAD;
 }
