@@ -78,12 +78,15 @@ function checkSeq(c: SeqCounts, last: Map<string, number>, key: string, n: numbe
   }
 }
 
-/** MUSTER_SOAK_LOG=DIR: each process logs (info and above) to DIR/<role>-<pid>.log. */
+/**
+ * MUSTER_SOAK_LOG=DIR: each process logs (info and above, or MUSTER_SOAK_LEVEL) to
+ * DIR/<role>-<pid>.log.
+ */
 function soakLogger(role: string): Logger | undefined {
   const dir = process.env.MUSTER_SOAK_LOG;
   if (!dir) return undefined;
   const dest = pino.destination({ dest: `${dir}/${role}-${process.pid}.log`, sync: true });
-  return pino({ level: "info" }, dest) as unknown as Logger;
+  return pino({ level: process.env.MUSTER_SOAK_LEVEL ?? "info" }, dest) as unknown as Logger;
 }
 
 function payload(size: number, tag: number): string {
