@@ -130,6 +130,13 @@ export class Session {
   #backlogBytes = 0;
   #rttMs = -1;
   #duplicates = 0;
+  /**
+   * The PING in flight on the attached link: its `time`, when it went out, and the highest seq
+   * sent before it. Its PONG must acknowledge at least that seq (see `#checkPong`).
+   */
+  #pingTime: number | undefined;
+  #pingAt = Number.NEGATIVE_INFINITY;
+  #pingLastSent = 0;
   #writableWaiters: WritableWaiter[] | undefined;
   readonly #replay: ReplayBuffer;
   readonly #o: SessionLimits;
@@ -240,6 +247,8 @@ export class Session {
     }
     this.#replay.ackTo(peerAck);
     this.#transport = transport;
+    this.#pingTime = undefined;
+    this.#pingAt = Number.NEGATIVE_INFINITY;
     this.#lastRecvAt = this.#clock.now();
     this.#setState("connected");
     const ack = this.#lastRecv;
@@ -307,6 +316,7 @@ export class Session {
         return;
       case FrameType.PONG:
         this.#rttMs = Math.max(0, this.#clock.now() - frame.time);
+        this.#checkPong(frame.time, frame.ack);
         return;
       case FrameType.ACK:
         return;
@@ -416,9 +426,34 @@ export class Session {
       return;
     }
     if (silent >= this.#o.suspectAfterMs && this.#state === "connected") this.#setState("suspect");
-    if (now - this.#lastSentAt >= this.#o.heartbeatIntervalMs) {
+    const hb = this.#o.heartbeatIntervalMs;
+    // A PING when idle, and also while frames wait for their ack: its PONG proves that the
+    // peer has them (a busy link sends no idle PINGs, yet is where a loss would hide).
+    if (now - this.#lastSentAt >= hb || (this.#replay.frames > 0 && now - this.#pingAt >= hb)) {
+      this.#pingTime = now;
+      this.#pingAt = now;
+      this.#pingLastSent = this.#lastSent;
       this.#sendControl({ type: FrameType.PING, seq: 0, ack: this.#lastRecv, time: now });
     }
+  }
+
+  /**
+   * The PONG to our last PING: the peer answered it after reading every frame sent before it
+   * (a link delivers in order), so its ack must cover them. Less means frames vanished from a
+   * link that stayed up (a middlebox dropping bytes, a transport that lost a request): without
+   * this check a lost tail would wait for the next sequenced frame to reveal the gap, however
+   * long that takes. The link is dropped; the resume replays what the peer is missing.
+   */
+  #checkPong(time: number, ack: number): void {
+    if (time !== this.#pingTime) return;
+    this.#pingTime = undefined;
+    if (ack >= this.#pingLastSent) return;
+    this.#protocolError(
+      new MusterError(
+        ErrorCode.PROTOCOL_ERROR,
+        `frames lost on the link: the PONG acknowledges seq ${ack}, but seq ${this.#pingLastSent} was sent before the PING`,
+      ),
+    );
   }
 
   /** Sends CLOSE (when a link is attached), closes the link, and ends the session for good. */

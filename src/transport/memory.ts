@@ -31,6 +31,7 @@ class MemoryTransport implements Transport {
   #closeInfo: TransportCloseInfo | undefined;
   #closeReported = false;
   #wantDrain = false;
+  #losing = false;
   readonly #maxFrameBytes: number;
   readonly #highWater: number;
   readonly #traffic: TrafficCounters;
@@ -62,6 +63,7 @@ class MemoryTransport implements Transport {
     if (!this.#open) return false;
     this.#traffic.framesOut++;
     this.#traffic.bytesOut += frame.length;
+    if (this.#losing) return true;
     this.peer.#enqueue(Uint8Array.prototype.slice.call(frame));
     const ok = this.bufferedBytes <= this.#highWater;
     if (!ok) this.#wantDrain = true;
@@ -89,6 +91,11 @@ class MemoryTransport implements Transport {
     this.peer.#inboxBytes = 0;
     this.#shut({ code: CloseCode.TRANSPORT_ERROR, message });
     this.peer.#shut({ code: CloseCode.TRANSPORT_ERROR, message });
+  }
+
+  /** While `on`, frames sent from this end vanish and the link stays up. */
+  lose(on = true): void {
+    this.#losing = on;
   }
 
   #enqueue(frame: Uint8Array): void {
@@ -159,6 +166,11 @@ class MemoryTransport implements Transport {
 export interface MemoryTransportEnd extends Transport {
   /** Breaks the link abruptly: both ends report `transport_error`, in-flight frames are lost. */
   cut(message?: string): void;
+  /**
+   * While `on`, frames sent from this end vanish without a trace and the link stays up, as
+   * through a middlebox that drops a stretch of the stream; `lose(false)` ends it.
+   */
+  lose(on?: boolean): void;
 }
 
 /**
