@@ -24,6 +24,15 @@ export interface CallCounts {
   wrong: number;
   /** Failed, by error code. */
   errors: Record<string, number>;
+  /** The first few failures: which call (agent, round or number) and why, to start a search from. */
+  failures?: string[];
+}
+
+const MAX_FAILURES_KEPT = 10;
+
+function noteFailure(c: CallCounts, what: string): void {
+  c.failures ??= [];
+  if (c.failures.length < MAX_FAILURES_KEPT) c.failures.push(what);
 }
 
 export const newCounts = (): CallCounts => ({
@@ -39,7 +48,7 @@ export const newCounts = (): CallCounts => ({
  * Tracks one call to its single outcome: `settle` counts it once and flags any second
  * outcome (which the session guarantees never happens).
  */
-function track(c: CallCounts): (err: unknown, right: boolean) => void {
+function track(c: CallCounts, what: string): (err: unknown, right: boolean) => void {
   c.started++;
   let done = false;
   return (err, right) => {
@@ -52,8 +61,12 @@ function track(c: CallCounts): (err: unknown, right: boolean) => void {
     if (err) {
       const code = err instanceof MusterError ? err.code : "OTHER";
       c.errors[code] = (c.errors[code] ?? 0) + 1;
+      noteFailure(c, `${what}: ${code}`);
     } else if (right) c.ok++;
-    else c.wrong++;
+    else {
+      c.wrong++;
+      noteFailure(c, `${what}: wrong result`);
+    }
   };
 }
 
@@ -167,6 +180,7 @@ function serverRole(): void {
                 } else {
                   const code = o.error?.code ?? o.status;
                   down.errors[code] = (down.errors[code] ?? 0) + 1;
+                  noteFailure(down, `round ${round} to ${o.agent}: ${code} after ${o.durationMs} ms`);
                 }
               }
             }),
@@ -176,7 +190,7 @@ function serverRole(): void {
             const names = fan.expected;
             const name = names[round % names.length];
             if (name) {
-              const settle = track(streams);
+              const settle = track(streams, `stream of round ${round} from ${name}`);
               let next = 0;
               pending.push(
                 server
@@ -295,7 +309,7 @@ function agentsRole(): void {
         const fire = (): void => {
           if (!running) return;
           const k = ++n;
-          const settle = track(up);
+          const settle = track(up, `${agent.name} call ${k}`);
           const p = agent
             .call<{ n: number }>("soak.up", { n: k, pad: payload(size, k) }, { timeoutMs: callTimeoutMs })
             .then(

@@ -89,6 +89,7 @@ function sumCalls(list: CallCounts[]): CallCounts {
     out.twice += c.twice;
     out.wrong += c.wrong;
     for (const [k, v] of Object.entries(c.errors)) out.errors[k] = (out.errors[k] ?? 0) + v;
+    if (c.failures !== undefined) out.failures = [...(out.failures ?? []), ...c.failures];
   }
   return out;
 }
@@ -268,6 +269,12 @@ export function formatReport(r: SoakReport): string[] {
     `server event-loop lag: p99 ${r.lag.p99Ms} ms, max ${r.lag.maxMs} ms`,
   ];
   for (const c of r.checks) lines.push(`${c.ok ? "ok    " : "FAILED"} ${c.name}: ${c.detail}`);
+  const failures = [
+    ...(r.agentToServer.calls.failures ?? []),
+    ...(r.serverToAgent.calls.failures ?? []),
+    ...(r.streams.calls.failures ?? []),
+  ];
+  if (failures.length > 0) lines.push(`first failures: ${failures.join("; ")}`);
   lines.push(r.ok ? "soak passed" : `soak FAILED (replay with --seed ${r.seed})`);
   return lines;
 }
