@@ -194,7 +194,7 @@ export class TextConnection {
     }
     this.#account();
     this.#updateReading();
-    void this.#pump();
+    this.#run();
   }
 
   #onLine(line: string, bytes: number): void {
@@ -221,7 +221,7 @@ export class TextConnection {
     if (!this.#failed && this.#splitter.pending > 0)
       this.#splitter.push(Buffer.from("\n"), (line, bytes) => this.#onLine(line, bytes));
     this.#account();
-    void this.#pump();
+    this.#run();
   }
 
   #onClose(): void {
@@ -286,6 +286,14 @@ export class TextConnection {
       if (!this.#socket.isPaused()) this.#socket.pause();
       if (overBudget) budget.wait(this.#wake);
     } else if (this.#socket.isPaused()) this.#socket.resume();
+  }
+
+  /** Handles what is queued; nothing that goes wrong there may escape as an unhandled rejection. */
+  #run(): void {
+    this.#pump().catch((err: unknown) => {
+      this.#s.logger.error({ peer: this.#s.peer, error: String(err) }, "text connection failed");
+      this.#socket.destroy();
+    });
   }
 
   async #pump(): Promise<void> {

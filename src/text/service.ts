@@ -201,7 +201,8 @@ export class TextService {
     } catch (err) {
       const why = err instanceof MusterError ? err.rawMessage : String(err);
       this.logPeer("warn", ctx, { error: why }, "text message refused");
-      const params: Record<string, string> = { message: why };
+      // The reason quotes the line; a peer gets back at most a page of it.
+      const params: Record<string, string> = { message: truncateForLog(why, 1000) };
       const command = /^\s*(?:<\S+\s+)?(?:\S*\/)?([A-Z][A-Z0-9_]*)(?:\s|$)/.exec(line.slice(0, 256))?.[1];
       if (command !== undefined) params.command = command;
       ctx.send(new Message({ command: "INVALID", params }));
@@ -219,7 +220,17 @@ export class TextService {
     this.#received++;
     let message = received;
     if (this.#guard !== undefined && ctx.transport !== "muster" && ctx.transport !== "local") {
-      const verdict = await this.#guard(message, ctx);
+      let verdict: TextGuardVerdict;
+      try {
+        verdict = await this.#guard(message, ctx);
+      } catch (err) {
+        const why = `the message could not be judged: ${(err as Error).message}`;
+        verdict = {
+          ok: false,
+          why,
+          reply: message.reply("INVALID", { command: message.command, message: why }),
+        };
+      }
       if (!verdict.ok) {
         this.logPeer("warn", ctx, { command: message.command, why: verdict.why }, "text command refused");
         ctx.send(verdict.reply);
