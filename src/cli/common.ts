@@ -7,7 +7,7 @@ import type { TextHooks } from "../text/service.js";
 import { parseTextAddress } from "../text/url.js";
 import type { TlsClientOptions } from "../transport/types.js";
 import { createCliLogger, type LogOptions, reopenLogFiles } from "./logger.js";
-import { collectList, parseBytes, parseCount, parseLogLevel } from "./parse.js";
+import { collectList, parseBytes, parseCount, parseDuration, parseLogLevel } from "./parse.js";
 
 /** Default server for operator commands: $MUSTER_SERVER or the local WebSocket port. */
 export const DEFAULT_SERVER_URL = process.env.MUSTER_SERVER ?? "ws://127.0.0.1:33075";
@@ -48,7 +48,7 @@ export function withDecodeLimits(cmd: Command): Command {
     );
 }
 
-/** Adds --text and --text-secret (servers and agents). */
+/** Adds --text, --text-secret and --text-idle-timeout (servers and agents). */
 export function withTextOptions(cmd: Command): Command {
   return cmd
     .option(
@@ -61,12 +61,19 @@ export function withTextOptions(cmd: Command): Command {
         "--text-secret <code>",
         "UDP text messages must carry secret_code=<code> (others are dropped and logged)",
       ).env("MUSTER_TEXT_SECRET"),
+    )
+    .option(
+      "--text-idle-timeout <duration>",
+      "close a text connection idle this long, unless one of its lines is being handled (0: never)",
+      parseDuration,
+      DEFAULTS.textIdleTimeoutMs,
     );
 }
 
 export interface TextFlags {
   text?: string[];
   textSecret?: string;
+  textIdleTimeout: number;
 }
 
 /** The --text URLs, each checked (exits 2 naming a bad one). */

@@ -113,4 +113,40 @@ export const DEFAULTS = {
   drainTimeoutMs: 10_000,
   /** Graceful shutdown: the retry hint given to connections refused while draining. */
   drainRetryAfterMs: 1_000,
+
+  // --- Text endpoints: what a peer of a text endpoint may make the process hold or log ---
+  /** Stream connections a text endpoint holds at once; more are told so and closed. */
+  textMaxConnections: 256,
+  /**
+   * A text connection that has read and written nothing for this long, while none of its lines
+   * is being handled, is closed.
+   */
+  textIdleTimeoutMs: 60_000,
+  /** Bytes of lines one text connection may hold (waiting or being handled) before it is no longer read. */
+  textConnectionQueueBytes: 1024 * 1024,
+  /** Lines one text connection may hold before it is no longer read. */
+  textConnectionQueueLines: 64,
+  /**
+   * Bytes all connections of one text endpoint may hold, partial lines included; above it, a
+   * connection holding anything is no longer read until the total is back under three quarters.
+   */
+  textEndpointQueueBytes: 16 * 1024 * 1024,
+  /** Unsent reply bytes above which a text connection waits for its peer to read before its next line. */
+  textReplyHighWaterBytes: 64 * 1024,
+  /** Unsent reply bytes a text connection may hold before it is dropped as a slow consumer. */
+  textMaxBufferedBytes: 8 * 1024 * 1024,
+  /**
+   * Warnings and errors logged about one text peer (one address): a burst, then this many a
+   * second; the rest are counted, and the count logged with the next line allowed (or after
+   * `textLogSummaryMs`).
+   */
+  textLogBurst: 10,
+  textLogPerSecond: 1,
+  /** The same for all peers of one endpoint or service together. */
+  textLogTotalBurst: 100,
+  textLogTotalPerSecond: 20,
+  /** How long after the first line left out its count is logged, if no line came to carry it. */
+  textLogSummaryMs: 10_000,
+  /** Text commands a peer on this machine may send a server without a credential. */
+  textOpenCommands: ["ALIVE", "HELP"],
 } as const;

@@ -502,4 +502,81 @@ export class AuthGate {
     }
     return { subject: claims.subject, role: claims.role };
   }
+
+  /**
+   * Who sent a text message with `token=<token>` (docs/auth.md, "Text endpoints"): the token is
+   * verified as at a handshake, revocation included, and failures count against `remote`'s
+   * budget; only operator and admin tokens are taken. Rejects with UNAUTHENTICATED or
+   * PERMISSION_DENIED, with a message that never holds the token.
+   */
+  async checkTextToken(token: string, remote: string): Promise<Identity> {
+    const now = Date.now();
+    const wait = this.#limiter.check(remote, now);
+    if (wait > 0) {
+      this.#hooks.onFailure("rate_limited");
+      throw new MusterError(
+        ErrorCode.UNAUTHENTICATED,
+        `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
+        { details: { reason: "rate_limited", retryAfterMs: wait } },
+      );
+    }
+    const fail = (code: ErrorCode, message: string, reason: string): never => {
+      this.#limiter.fail(remote, now);
+      this.#hooks.onFailure(reason);
+      throw new MusterError(code, message, { details: { reason } });
+    };
+    let claims: TokenClaims;
+    try {
+      claims = await this.#verifier!.verify(token, now);
+    } catch (err) {
+      const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
+      const reason = (e.details as { reason?: unknown } | undefined)?.reason;
+      return fail(ErrorCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
+    }
+    if (this.isRevoked(claims.id))
+      return fail(ErrorCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
+    if (claims.role !== "operator" && claims.role !== "admin")
+      return fail(
+        ErrorCode.PERMISSION_DENIED,
+        `a ${claims.role} token does not send text commands: it needs an operator or admin token`,
+        "role",
+      );
+    const identity: Identity = {
+      role: claims.role,
+      subject: claims.subject,
+      via: "token",
+      tokenId: claims.id,
+    };
+    if (claims.expiresAt !== undefined) identity.expiresAt = claims.expiresAt;
+    if (claims.methods !== undefined) identity.methods = claims.methods;
+    return identity;
+  }
+
+  /**
+   * Who presented a client certificate on a `tls://` text endpoint: as at a handshake (CN the
+   * name, OU the role), on a server that takes certificates; only operators and admins.
+   * Throws UNAUTHENTICATED or PERMISSION_DENIED.
+   */
+  checkTextCertificate(cert: PeerCertificate): Identity {
+    if (this.#o?.certificates !== true)
+      throw new MusterError(
+        ErrorCode.UNAUTHENTICATED,
+        "this server does not take client certificates as credentials",
+      );
+    if (!cert.authorized)
+      throw new MusterError(
+        ErrorCode.UNAUTHENTICATED,
+        `client certificate not trusted: ${cert.authorizationError ?? "not signed by the server's CA"}`,
+      );
+    const cn = cert.commonName;
+    if (cn === undefined || cn === "")
+      throw new MusterError(ErrorCode.UNAUTHENTICATED, "client certificate has no common name (CN)");
+    const role = cert.organizationalUnits.find((u) => u === "operator" || u === "admin");
+    if (role === undefined)
+      throw new MusterError(
+        ErrorCode.PERMISSION_DENIED,
+        `the certificate of ${cn} is an agent's: text commands need an operator or admin certificate (OU)`,
+      );
+    return { role, subject: cn, via: "certificate" };
+  }
 }

@@ -46,6 +46,7 @@ import { operatorHandlers, operatorStreams } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import { Peer, type PeerHost } from "./peer.js";
 import { defineServerFlags } from "./server-flags.js";
+import { createTextGuard, serverTextEndpoints } from "./text-access.js";
 import { createTextRouter } from "./text-router.js";
 
 /** A muster server: accepts agents and operators, calls agents, answers their calls. */
@@ -311,6 +312,10 @@ class Server implements MusterServer, PeerHost {
         ),
         logger: this.logger,
       }),
+      guard: createTextGuard(this.#gate, {
+        openCommands: options.text?.openCommands,
+        logger: this.logger.child({ component: "text" }),
+      }),
     });
   }
 
@@ -358,12 +363,10 @@ class Server implements MusterServer, PeerHost {
     const text = this.#o.text;
     if (text?.listen !== undefined && text.listen.length > 0) {
       try {
-        this.#textListeners = await listenTextAll(text.listen, {
-          service: this.text,
-          logger: this.logger,
-          ...(this.#o.tls ? { tls: this.#o.tls } : {}),
-          ...(text.secretCode !== undefined ? { secretCode: text.secretCode } : {}),
-        });
+        this.#textListeners = await listenTextAll(
+          text.listen,
+          serverTextEndpoints(this.#o, this.text, this.logger),
+        );
       } catch (err) {
         await Promise.all(this.#listeners.map((l) => l.close()));
         this.#listeners = [];

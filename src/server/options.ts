@@ -97,14 +97,28 @@ export interface ServerAdminOptions {
   metricsPublic?: boolean;
 }
 
-/** Where the server takes one-line text messages, and how. */
+/**
+ * Where the server takes one-line text messages, and how. With authentication (not
+ * `standalone`), a message that changes anything carries a credential (`token=`, a client
+ * certificate on `tls://`, or the UDP secret): see docs/auth.md, "Text endpoints".
+ */
 export interface ServerTextOptions {
   /** `tcp://host:port`, `tls://…` (with `tls`), `udp://host:port`, `unix:/path`. */
   listen?: string[];
-  /** UDP only: datagrams must carry `secret_code=<this>`. */
+  /** UDP only: datagrams must carry `secret_code=<this>`; one that does is taken as an admin's. */
   secretCode?: string;
   /** What STOP, QUITTING, RESTART, READY and LOG_ROTATE do on the server itself. */
   hooks?: TextHooks;
   /** Deadline of a message's delivery to an agent. @default callTimeoutMs */
   deliveryTimeoutMs?: number;
+  /** Commands of the server's own that a peer on this machine may send without a credential. @default DEFAULTS.textOpenCommands (ALIVE, HELP) */
+  openCommands?: readonly string[];
+  /** Stream connections held at once per endpoint. @default DEFAULTS.textMaxConnections (256) */
+  maxConnections?: number;
+  /** A connection idle this long (no line being handled) is closed; 0: never. @default DEFAULTS.textIdleTimeoutMs (60 s) */
+  idleTimeoutMs?: number;
+  /** Bytes of lines one connection may hold before it is no longer read. @default DEFAULTS.textConnectionQueueBytes (1 MiB) */
+  maxQueuedBytes?: number;
+  /** Bytes all connections of one endpoint may hold before those holding any are no longer read. @default DEFAULTS.textEndpointQueueBytes (16 MiB) */
+  maxEndpointQueuedBytes?: number;
 }

@@ -2,13 +2,16 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
 import { lstatSync, unlinkSync } from "node:fs";
 import { connect, createServer as createNetServer, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer } from "node:tls";
+import { createServer as createTlsServer, TLSSocket } from "node:tls";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
+import { DEFAULTS } from "../internal/defaults.js";
+import { optionLimit } from "../internal/limits.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
-import { LineSplitter } from "./lines.js";
-import { MESSAGE_LIMITS, Message, parseMessage } from "./message.js";
-import type { TextContext, TextService, TextTransport } from "./service.js";
+import { CLOSE_GRACE_MS, type ConnectionLimits, EndpointBudget, TextConnection } from "./connection.js";
+import { PeerLogLimiter, type PeerLogLimits } from "./log-limiter.js";
+import { MESSAGE_LIMITS, type Message, parseMessage } from "./message.js";
+import type { TextContext, TextPeerCertificate, TextService, TextTransport } from "./service.js";
 import { formatTextAddress, isLoopbackHost, parseTextAddress, type TextAddress } from "./url.js";
 
 /** The largest UDP datagram a text endpoint takes (upstream's DATAGRAM_MAX_SIZE). */
@@ -18,8 +21,11 @@ export interface TextEndpointOptions {
   /** Handles every message received. */
   service: TextService;
   logger?: Logger;
-  /** Certificate and key (PEM) for `tls://` endpoints. */
-  tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Certificate and key (PEM) for `tls://` endpoints; with `ca`, clients are asked for a
+   * certificate (not required: the service's guard judges it, see `TextContext.certificate`).
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer | (string | Buffer)[] };
   /**
    * UDP only: datagrams must carry `secret_code=<this>`, or they are dropped (logged). The
    * parameter is removed before the message is dispatched, so it never reaches a log.
@@ -27,13 +33,33 @@ export interface TextEndpointOptions {
   secretCode?: string;
   /** @default MESSAGE_LIMITS.maxLineBytes (1 MiB) */
   maxLineBytes?: number;
-  /** Connections held at once per stream endpoint; more are told so and closed. @default 256 */
+  /** Connections held at once per stream endpoint; more are told so and closed. @default DEFAULTS.textMaxConnections (256) */
   maxConnections?: number;
   /**
-   * Unsent reply bytes a connection may hold before it is dropped as a slow consumer.
-   * @default 8 MiB
+   * A connection that has read and written nothing for this long, while none of its lines is
+   * being handled, is closed (0: never). @default DEFAULTS.textIdleTimeoutMs (60 s)
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Bytes of lines a connection may hold (waiting, or being handled) before its socket is no
+   * longer read. @default DEFAULTS.textConnectionQueueBytes (1 MiB)
+   */
+  maxQueuedBytes?: number;
+  /** Lines a connection may hold before its socket is no longer read. @default DEFAULTS.textConnectionQueueLines (64) */
+  maxQueuedLines?: number;
+  /**
+   * Bytes all connections of the endpoint may hold, partial lines included; above it, those
+   * holding anything are no longer read until it is back under three quarters.
+   * @default DEFAULTS.textEndpointQueueBytes (16 MiB)
+   */
+  maxEndpointQueuedBytes?: number;
+  /**
+   * Unsent reply bytes a connection may hold before it is dropped as a slow consumer (from
+   * 64 KiB on, its next line waits for the peer to read). @default DEFAULTS.textMaxBufferedBytes (8 MiB)
    */
   maxBufferedBytes?: number;
+  /** How much is logged about peers: refused connections, lines and datagrams. */
+  logLimits?: PeerLogLimits;
   /** Called for each accepted stream connection, before its first line is read (to greet it). */
   onConnection?(ctx: TextContext): void;
 }
@@ -45,12 +71,12 @@ export interface TextListener {
   readonly address: TextAddress;
   /** Stream connections open now (0 for UDP). */
   readonly connections: number;
+  /** Bytes its connections hold now: lines waiting or being handled, partial lines (0 for UDP). */
+  readonly heldBytes: number;
   /** Stops listening and closes every connection (after what each was sending). */
   close(): Promise<void>;
 }
 
-/** Lines read ahead of the one being handled before the socket is paused. */
-const QUEUE_HIGH = 64;
 /** Datagrams handled at once; more are dropped (and logged). */
 const UDP_IN_FLIGHT = 256;
 
@@ -68,7 +94,8 @@ export async function listenText(url: string, options: TextEndpointOptions): Pro
       ErrorCode.INVALID_ARGUMENT,
       `${url}: a tls:// text endpoint needs a certificate and key`,
     );
-  if (address.kind !== "unix" && !isLoopbackHost(address.host) && address.kind !== "tls")
+  const guarded = options.service.guarded;
+  if (address.kind !== "unix" && !isLoopbackHost(address.host) && address.kind !== "tls" && !guarded)
     logger.warn(
       { url },
       "text endpoint on a non-loopback address: anyone who can reach it may signal this process and its agents",
@@ -115,27 +142,75 @@ async function listenStream(
   o: TextEndpointOptions,
   logger: Logger,
 ): Promise<TextListener> {
-  const maxLine = o.maxLineBytes ?? MESSAGE_LIMITS.maxLineBytes;
-  const maxConnections = o.maxConnections ?? 256;
-  const maxBuffered = o.maxBufferedBytes ?? 8 * 1024 * 1024;
+  const limits: ConnectionLimits = {
+    maxLineBytes: optionLimit(o.maxLineBytes, MESSAGE_LIMITS.maxLineBytes, "maxLineBytes", 1),
+    maxQueuedBytes: optionLimit(o.maxQueuedBytes, DEFAULTS.textConnectionQueueBytes, "maxQueuedBytes", 1),
+    maxQueuedLines: optionLimit(o.maxQueuedLines, DEFAULTS.textConnectionQueueLines, "maxQueuedLines", 1),
+    idleTimeoutMs: optionLimit(o.idleTimeoutMs, DEFAULTS.textIdleTimeoutMs, "idleTimeoutMs"),
+    replyHighWaterBytes: DEFAULTS.textReplyHighWaterBytes,
+    maxBufferedBytes: optionLimit(o.maxBufferedBytes, DEFAULTS.textMaxBufferedBytes, "maxBufferedBytes", 1),
+  };
+  const maxConnections = optionLimit(o.maxConnections, DEFAULTS.textMaxConnections, "maxConnections", 1);
+  const budget = new EndpointBudget(
+    optionLimit(o.maxEndpointQueuedBytes, DEFAULTS.textEndpointQueueBytes, "maxEndpointQueuedBytes", 1),
+  );
+  const log = new PeerLogLimiter(logger, o.logLimits);
+  let closing: Promise<void> | undefined;
   const transport: TextTransport = address.kind === "udp" ? "tcp" : address.kind;
-  const sockets = new Set<Socket>();
+  const connections = new Map<Socket, TextConnection>();
+  /** Refused connections, until they are gone: each is ended at once and cut soon after. */
+  const refused = new Set<Socket>();
   const onSocket = (socket: Socket): void => {
     const peer =
       address.kind === "unix" ? `unix:${address.path}` : `${socket.remoteAddress}:${socket.remotePort}`;
-    if (sockets.size >= maxConnections) {
-      logger.warn({ peer, maxConnections }, "text connection refused: too many connections");
+    socket.on("error", () => {});
+    if (connections.size >= maxConnections || closing !== undefined) {
+      log.log("warn", peer, { peer, maxConnections }, "text connection refused: too many connections");
+      refused.add(socket);
+      const cut = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+      cut.unref();
+      socket.once("close", () => {
+        clearTimeout(cut);
+        refused.delete(socket);
+      });
+      // Read and drop what it sends, so that its end is seen and the socket freed at once.
+      socket.resume();
       socket.end(`SERVICE_UNAVAILABLE message="too many text connections (${maxConnections})"\n`);
-      socket.on("error", () => {});
       return;
     }
-    sockets.add(socket);
-    serveConnection(socket, { transport, peer, service: o.service, logger, maxLine, maxBuffered, o });
-    socket.once("close", () => sockets.delete(socket));
+    const remote = socket.remoteAddress;
+    const certificate = readCertificate(socket);
+    const connection = new TextConnection({
+      socket,
+      transport,
+      peer,
+      local: address.kind === "unix" || (remote !== undefined && isLoopbackHost(remote)),
+      service: o.service,
+      limits,
+      budget,
+      log,
+      logger,
+      ...(remote !== undefined ? { remoteAddress: remote } : {}),
+      ...(certificate !== undefined ? { certificate } : {}),
+      ...(o.onConnection !== undefined ? { onConnection: o.onConnection } : {}),
+    });
+    connections.set(socket, connection);
+    socket.once("close", () => connections.delete(socket));
   };
   const server: Server =
     address.kind === "tls"
-      ? createTlsServer({ cert: o.tls!.cert, key: o.tls!.key, allowHalfOpen: true }, onSocket)
+      ? createTlsServer(
+          {
+            cert: o.tls!.cert,
+            key: o.tls!.key,
+            allowHalfOpen: true,
+            // With a CA, a client certificate is asked for and judged by the service's guard.
+            ...(o.tls!.ca !== undefined
+              ? { ca: o.tls!.ca, requestCert: true, rejectUnauthorized: false }
+              : {}),
+          },
+          onSocket,
+        )
       : createNetServer({ allowHalfOpen: true }, onSocket);
   server.on("tlsClientError", (err: Error, socket: Socket) => {
     logger.debug(
@@ -154,22 +229,23 @@ async function listenStream(
   const bound =
     address.kind === "unix" ? address : { ...address, port: (server.address() as { port: number }).port };
   logger.info({ url: formatTextAddress(bound) }, "text endpoint listening");
-  let closing: Promise<void> | undefined;
   return {
     url: formatTextAddress(bound),
     address: bound,
     get connections() {
-      return sockets.size;
+      return connections.size;
+    },
+    get heldBytes() {
+      return budget.held;
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const s of sockets) {
-          s.end();
-          // A peer that does not close its side in time is cut.
-          setTimeout(() => s.destroy(), 1000).unref();
-        }
+        // Every connection ends after what it was sending; one whose peer does not close is cut.
+        for (const c of connections.values()) c.close();
+        for (const s of refused) s.destroy();
       }).then(() => {
+        log.flush();
         if (address.kind === "unix") {
           try {
             unlinkSync(address.path);
@@ -183,93 +259,25 @@ async function listenStream(
   };
 }
 
-interface ConnectionSetup {
-  transport: TextTransport;
-  peer: string;
-  service: TextService;
-  logger: Logger;
-  maxLine: number;
-  maxBuffered: number;
-  o: TextEndpointOptions;
-}
-
-function serveConnection(socket: Socket, c: ConnectionSetup): void {
-  const { logger, peer } = c;
-  const splitter = new LineSplitter(c.maxLine);
-  // Lines waiting, in order; a `{ tooLong }` entry ends the connection once reached.
-  const queue: (string | { tooLong: string })[] = [];
-  let busy = false;
-  let ended = false;
-  let failed = false;
-  let closed = false;
-  const ctx: TextContext = {
-    transport: c.transport,
-    peer,
-    send(message: Message) {
-      if (closed || socket.destroyed || !socket.writable) {
-        logger.debug({ peer, command: message.command }, "text reply dropped: the connection is closed");
-        return;
-      }
-      socket.write(`${message.toString()}\n`);
-      if (socket.writableLength > c.maxBuffered) {
-        logger.warn(
-          { peer, bufferedBytes: socket.writableLength },
-          "text connection dropped: it does not read its replies",
-        );
-        socket.destroy();
-      }
-    },
-    close() {
-      if (closed) return;
-      closed = true;
-      socket.end();
-    },
+/** The client certificate of a TLS connection (when it sent one), for the service's guard. */
+function readCertificate(socket: Socket): TextPeerCertificate | undefined {
+  if (!(socket instanceof TLSSocket)) return undefined;
+  const cert = socket.getPeerCertificate();
+  if (!cert?.fingerprint256) return undefined;
+  const list = (v: string | string[] | undefined): string[] =>
+    v === undefined ? [] : Array.isArray(v) ? v : [v];
+  const subject = (cert.subject ?? {}) as { CN?: string | string[]; OU?: string | string[] };
+  const out: TextPeerCertificate = {
+    authorized: socket.authorized,
+    organizationalUnits: list(subject.OU),
+    fingerprint256: cert.fingerprint256,
+    validTo: cert.valid_to,
   };
-  const pump = async (): Promise<void> => {
-    if (busy) return;
-    busy = true;
-    while (queue.length > 0 && !closed) {
-      const item = queue.shift()!;
-      if (queue.length < QUEUE_HIGH / 2 && socket.isPaused() && !failed) socket.resume();
-      if (typeof item !== "string") {
-        ctx.send(new Message({ command: "INVALID", params: { message: item.tooLong } }));
-        ctx.close();
-        break;
-      }
-      if (item.trim() === "") continue;
-      await c.service.receiveLine(item, ctx);
-    }
-    busy = false;
-    // The peer ended its side: answer what it sent, then end ours.
-    if (ended && queue.length === 0) ctx.close();
-  };
-  socket.setNoDelay(true);
-  socket.on("data", (chunk: Buffer) => {
-    if (failed) return;
-    try {
-      splitter.push(chunk, (line) => queue.push(line));
-    } catch (err) {
-      // What came before the long line is answered first; nothing after it is read.
-      const why = err instanceof MusterError ? err.rawMessage : String(err);
-      logger.warn({ peer, error: why }, "text connection closed: line too long");
-      failed = true;
-      socket.pause();
-      queue.push({ tooLong: why });
-    }
-    if (queue.length >= QUEUE_HIGH) socket.pause();
-    void pump();
-  });
-  socket.on("end", () => {
-    ended = true;
-    // A last line without its newline still counts.
-    if (!failed && splitter.pending > 0) splitter.push(Buffer.from("\n"), (line) => queue.push(line));
-    void pump();
-  });
-  socket.on("error", (err) => logger.debug({ peer, error: err.message }, "text connection error"));
-  socket.on("close", () => {
-    closed = true;
-  });
-  c.o.onConnection?.(ctx);
+  const cn = list(subject.CN)[0];
+  if (cn !== undefined) out.commonName = cn;
+  const why: unknown = socket.authorizationError;
+  if (!socket.authorized && why) out.authorizationError = String(why);
+  return out;
 }
 
 function secretMatches(expected: string, given: string): boolean {
@@ -285,9 +293,10 @@ async function listenUdp(
   logger: Logger,
 ): Promise<TextListener> {
   const socket: UdpSocket = createSocket({ type: address.host.includes(":") ? "udp6" : "udp4" });
+  const log = new PeerLogLimiter(logger, o.logLimits);
   let inFlight = 0;
   const secret = o.secretCode;
-  if (!isLoopbackHost(address.host) && secret === undefined)
+  if (!isLoopbackHost(address.host) && secret === undefined && !o.service.guarded)
     logger.warn(
       { url: formatTextAddress(address) },
       "UDP text endpoint on a non-loopback address without a secret code: anyone who can reach it may signal this process",
@@ -295,11 +304,16 @@ async function listenUdp(
   socket.on("message", (buf: Buffer, rinfo: RemoteInfo) => {
     const peer = `${rinfo.address}:${rinfo.port}`;
     if (buf.length > UDP_MAX_BYTES) {
-      logger.warn({ peer, bytes: buf.length }, `UDP text message dropped: over ${UDP_MAX_BYTES} bytes`);
+      log.log(
+        "warn",
+        peer,
+        { peer, bytes: buf.length },
+        `UDP text message dropped: over ${UDP_MAX_BYTES} bytes`,
+      );
       return;
     }
     if (inFlight >= UDP_IN_FLIGHT) {
-      logger.warn({ peer, inFlight }, "UDP text message dropped: too many being handled");
+      log.log("warn", peer, { peer, inFlight }, "UDP text message dropped: too many being handled");
       return;
     }
     let text = buf.toString("utf8");
@@ -308,27 +322,21 @@ async function listenUdp(
     try {
       message = parseMessage(text);
     } catch (err) {
-      logger.warn(
-        { peer, error: err instanceof MusterError ? err.rawMessage : String(err) },
-        "UDP text message refused",
-      );
+      const error = err instanceof MusterError ? err.rawMessage : String(err);
+      log.log("warn", peer, { peer, error }, "UDP text message refused");
       return;
     }
     const given = message.get("secret_code");
     if (secret !== undefined) {
       if (given === undefined || !secretMatches(secret, given)) {
-        logger.warn(
-          {
-            peer,
-            command: message.command,
-            reason: given === undefined ? "no secret_code" : "wrong secret_code",
-          },
-          "UDP text message dropped",
-        );
+        const reason = given === undefined ? "no secret_code" : "wrong secret_code";
+        log.log("warn", peer, { peer, command: message.command, reason }, "UDP text message dropped");
         return;
       }
     } else if (given !== undefined) {
-      logger.warn(
+      log.log(
+        "warn",
+        peer,
         { peer, command: message.command },
         "UDP text message has a secret_code, but none is expected",
       );
@@ -341,6 +349,9 @@ async function listenUdp(
     const ctx: TextContext = {
       transport: "udp",
       peer,
+      remoteAddress: rinfo.address,
+      local: isLoopbackHost(rinfo.address),
+      secretVerified: secret !== undefined,
       send(reply) {
         logger.debug(
           { peer, command: reply.command },
@@ -365,8 +376,9 @@ async function listenUdp(
     url: formatTextAddress(bound),
     address: bound,
     connections: 0,
+    heldBytes: 0,
     close() {
-      closing ??= new Promise<void>((resolve) => socket.close(() => resolve()));
+      closing ??= new Promise<void>((resolve) => socket.close(() => resolve())).then(() => log.flush());
       return closing;
     },
   };

@@ -21,7 +21,10 @@ export type {
 export { createDispatcher, Priority } from "./dispatcher.js";
 export type { TextEndpointOptions, TextListener } from "./endpoint.js";
 export { listenText, listenTextAll, UDP_MAX_BYTES } from "./endpoint.js";
+export { localOnlyGuard } from "./guard.js";
 export { LineSplitter } from "./lines.js";
+export type { PeerLogLimits } from "./log-limiter.js";
+export { PeerLogLimiter } from "./log-limiter.js";
 export type { MessageInit, NameKind, ParamsInit, ParamValue, ParseOptions } from "./message.js";
 export {
   checkMessageName,
@@ -50,7 +53,10 @@ export {
 } from "./param-types.js";
 export type {
   TextContext,
+  TextGuard,
+  TextGuardVerdict,
   TextHooks,
+  TextPeerCertificate,
   TextRouter,
   TextServiceOptions,
   TextTransport,

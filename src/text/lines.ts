@@ -23,10 +23,10 @@ export class LineSplitter {
   }
 
   /**
-   * Calls `onLine` with each line that `chunk` completes, without its `\n`, in order. Lines
-   * before an overlong one are delivered before the error is thrown.
+   * Calls `onLine` with each line that `chunk` completes, without its `\n`, and its length in
+   * bytes, in order. Lines before an overlong one are delivered before the error is thrown.
    */
-  push(chunk: Buffer, onLine: (line: string) => void): void {
+  push(chunk: Buffer, onLine: (line: string, bytes: number) => void): void {
     if (this.#failed) throw new MusterError(ErrorCode.INVALID_ARGUMENT, "the stream already failed");
     let start = 0;
     for (;;) {
@@ -42,7 +42,7 @@ export class LineSplitter {
         this.#parts = [];
         this.#size = 0;
       }
-      onLine(line);
+      onLine(line, length);
       start = nl + 1;
     }
     if (start < chunk.length) {

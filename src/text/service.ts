@@ -1,4 +1,5 @@
 import { MusterError } from "../errors/muster-error.js";
+import { truncateForLog } from "../internal/log-safe.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import {
   createDispatcher,
@@ -10,6 +11,7 @@ import {
   type ParamDef,
   Priority,
 } from "./dispatcher.js";
+import { PeerLogLimiter, type PeerLogLimits } from "./log-limiter.js";
 import { MESSAGE_LIMITS, Message, parseMessage } from "./message.js";
 import { formatTimespec, timespecFromMs } from "./param-types.js";
 
@@ -25,7 +27,42 @@ export interface TextContext extends DispatchContext {
   readonly peer: string;
   /** Closes the connection this message came on (nothing for UDP). */
   close(): void;
+  /** The peer's IP address (TCP, TLS, UDP). */
+  readonly remoteAddress?: string;
+  /** The peer is on this machine: a loopback address, or a Unix socket. */
+  readonly local?: boolean;
+  /** `tls://` endpoints that ask for one: the client certificate the peer presented. */
+  readonly certificate?: TextPeerCertificate;
+  /** UDP: the endpoint requires a `secret_code` and this datagram carried the right one. */
+  readonly secretVerified?: boolean;
 }
+
+/** A client certificate presented on a `tls://` text endpoint, read once its handshake is done. */
+export interface TextPeerCertificate {
+  /** Whether it chains to the endpoint's `ca` and is valid now. */
+  authorized: boolean;
+  /** Why not, when not authorized (OpenSSL's code). */
+  authorizationError?: string;
+  commonName?: string;
+  organizationalUnits: string[];
+  fingerprint256: string;
+  validTo: string;
+}
+
+/**
+ * Whether a message that came from an endpoint may be handled: `ok` with the message to handle
+ * (the guard may take parameters out of it, such as a credential), or a refusal with the reply
+ * to send and why (for the log).
+ */
+export type TextGuardVerdict =
+  | { readonly ok: true; readonly message: Message }
+  | { readonly ok: false; readonly reply: Message; readonly why: string };
+
+/**
+ * Judges every message that comes from an endpoint (not those delivered over a muster session,
+ * which the server has judged), before it is logged, routed or dispatched.
+ */
+export type TextGuard = (message: Message, ctx: TextContext) => TextGuardVerdict | Promise<TextGuardVerdict>;
 
 /**
  * What the built-in commands do beyond replying. Each default only logs, as upstream's:
@@ -58,6 +95,10 @@ export interface TextServiceOptions {
   /** Adds the built-in commands and the `UNKNOWN command=X` catch-all. @default true */
   builtins?: boolean;
   router?: TextRouter;
+  /** Judges messages from endpoints first; none: every message is handled. */
+  guard?: TextGuard;
+  /** How much is logged about peers (refused lines, errors they report). */
+  logLimits?: PeerLogLimits;
 }
 
 /** The commands every muster text service understands, in `HELP` order. */
@@ -92,13 +133,17 @@ export class TextService {
   /** What the built-ins do; may be replaced at any time. */
   hooks: TextHooks;
   readonly #logger: Logger;
+  readonly #peerLog: PeerLogLimiter;
   #router: TextRouter | undefined;
+  #guard: TextGuard | undefined;
   #received = 0;
 
   constructor(options: TextServiceOptions = {}) {
     this.#logger = options.logger ?? silentLogger;
     this.hooks = options.hooks ?? {};
     this.#router = options.router;
+    this.#guard = options.guard;
+    this.#peerLog = new PeerLogLimiter(this.#logger, options.logLimits);
     this.dispatcher = createDispatcher<TextContext>(
       options.definitions === undefined ? {} : { definitions: options.definitions },
     );
@@ -121,6 +166,29 @@ export class TextService {
     this.#router = router;
   }
 
+  /** Sets (or removes) the guard that judges messages from endpoints. */
+  setGuard(guard: TextGuard | undefined): void {
+    this.#guard = guard;
+  }
+
+  /** Whether a guard judges messages from endpoints. */
+  get guarded(): boolean {
+    return this.#guard !== undefined;
+  }
+
+  /**
+   * Logs something a peer caused, at most a few lines a second per peer (the rest counted);
+   * string values are cut to 200 characters. For handlers that log what peers send.
+   */
+  logPeer(
+    level: "info" | "warn" | "error",
+    ctx: TextContext,
+    fields: Record<string, unknown>,
+    msg: string,
+  ): void {
+    this.#peerLog.log(level, ctx.peer, { transport: ctx.transport, peer: ctx.peer, ...fields }, msg);
+  }
+
   /**
    * Parses one line and handles it. A line that does not parse is answered with
    * `INVALID message=…` (and `command=` when the command could be read) and logged; the
@@ -132,8 +200,9 @@ export class TextService {
       message = parseMessage(line);
     } catch (err) {
       const why = err instanceof MusterError ? err.rawMessage : String(err);
-      this.#logger.warn({ transport: ctx.transport, peer: ctx.peer, error: why }, "text message refused");
-      const params: Record<string, string> = { message: why };
+      this.logPeer("warn", ctx, { error: why }, "text message refused");
+      // The reason quotes the line; a peer gets back at most a page of it.
+      const params: Record<string, string> = { message: truncateForLog(why, 1000) };
       const command = /^\s*(?:<\S+\s+)?(?:\S*\/)?([A-Z][A-Z0-9_]*)(?:\s|$)/.exec(line.slice(0, 256))?.[1];
       if (command !== undefined) params.command = command;
       ctx.send(new Message({ command: "INVALID", params }));
@@ -142,20 +211,46 @@ export class TextService {
     await this.receive(message, ctx);
   }
 
-  /** Routes or dispatches one message; a handler that throws is logged, not rethrown. */
-  async receive(message: Message, ctx: TextContext): Promise<DispatchResult | undefined> {
+  /**
+   * Routes or dispatches one message; a handler that throws is logged, not rethrown. A message
+   * from an endpoint goes through the guard first: a refused one is answered and logged
+   * (`{ status: "invalid" }`), never routed or dispatched.
+   */
+  async receive(received: Message, ctx: TextContext): Promise<DispatchResult | undefined> {
     this.#received++;
+    let message = received;
+    if (this.#guard !== undefined && ctx.transport !== "muster" && ctx.transport !== "local") {
+      let verdict: TextGuardVerdict;
+      try {
+        verdict = await this.#guard(message, ctx);
+      } catch (err) {
+        const why = `the message could not be judged: ${(err as Error).message}`;
+        verdict = {
+          ok: false,
+          why,
+          reply: message.reply("INVALID", { command: message.command, message: why }),
+        };
+      }
+      if (!verdict.ok) {
+        this.logPeer("warn", ctx, { command: message.command, why: verdict.why }, "text command refused");
+        ctx.send(verdict.reply);
+        return { status: "invalid", problems: [verdict.why] };
+      }
+      message = verdict.message;
+    }
     if (this.#logger.isLevelEnabled("trace"))
       this.#logger.trace(
-        { transport: ctx.transport, peer: ctx.peer, message: message.toString() },
+        { transport: ctx.transport, peer: ctx.peer, message: truncateForLog(message.toString(), 1000) },
         "text message received",
       );
     try {
       if (this.#router !== undefined && (await this.#router(message, ctx))) return { status: "handled" };
       return await this.dispatcher.dispatch(message, ctx);
     } catch (err) {
-      this.#logger.error(
-        { transport: ctx.transport, peer: ctx.peer, command: message.command, error: (err as Error).message },
+      this.logPeer(
+        "error",
+        ctx,
+        { command: message.command, error: (err as Error).message },
         "text handler failed",
       );
       return undefined;
@@ -186,8 +281,10 @@ export class TextService {
     d.on(
       "INVALID",
       (m, ctx) =>
-        log.error(
-          { peer: ctx.peer, command: m.get("command"), message: m.get("message") },
+        this.logPeer(
+          "error",
+          ctx,
+          { command: m.get("command"), message: m.get("message") },
           "a peer replied INVALID to a message we sent",
         ),
       system,
@@ -195,8 +292,10 @@ export class TextService {
     d.on(
       "UNKNOWN",
       (m, ctx) =>
-        log.error(
-          { peer: ctx.peer, command: m.get("command") },
+        this.logPeer(
+          "error",
+          ctx,
+          { command: m.get("command") },
           "a peer did not understand a message we sent",
         ),
       system,
@@ -206,10 +305,10 @@ export class TextService {
       async (_m, ctx) => {
         const hook = this.hooks.logRotate;
         if (hook === undefined) {
-          log.warn({ peer: ctx.peer }, "LOG_ROTATE received, but no log file is open");
+          this.logPeer("warn", ctx, {}, "LOG_ROTATE received, but no log file is open");
           return;
         }
-        log.info({ peer: ctx.peer }, "LOG_ROTATE received: reopening log files");
+        this.logPeer("info", ctx, {}, "LOG_ROTATE received: reopening log files");
         await hook();
         log.info("log files reopened");
       },
@@ -218,10 +317,10 @@ export class TextService {
     const stop = (quitting: boolean) => async (m: Message, ctx: TextContext) => {
       const hook = this.hooks.stop;
       if (hook === undefined) {
-        log.warn({ peer: ctx.peer, command: m.command }, "stop asked, but this service has no stop hook");
+        this.logPeer("warn", ctx, { command: m.command }, "stop asked, but this service has no stop hook");
         return;
       }
-      log.info({ peer: ctx.peer, command: m.command }, quitting ? "the system is quitting" : "stop asked");
+      this.logPeer("info", ctx, { command: m.command }, quitting ? "the system is quitting" : "stop asked");
       await hook(quitting, m);
     };
     d.on("STOP", stop(false), system);
@@ -232,7 +331,12 @@ export class TextService {
         async (m, ctx) => {
           const fn = this.hooks[hook] as ((m: Message) => void | Promise<void>) | undefined;
           if (fn === undefined) {
-            log.warn({ peer: ctx.peer, command, reason: m.get("reason") }, `${what}, but nothing handles it`);
+            this.logPeer(
+              "warn",
+              ctx,
+              { command, reason: m.get("reason") },
+              `${what}, but nothing handles it`,
+            );
             return;
           }
           await fn(m);
@@ -244,16 +348,22 @@ export class TextService {
     d.on(
       "SERVICE_UNAVAILABLE",
       async (m, ctx) => {
-        log.debug(
-          { peer: ctx.peer, command: m.get("command"), service: m.get("service") },
-          "service unavailable",
-        );
+        if (log.isLevelEnabled("debug"))
+          log.debug(
+            {
+              peer: ctx.peer,
+              command: truncateForLog(m.get("command") ?? ""),
+              service: truncateForLog(m.get("service") ?? ""),
+            },
+            "service unavailable",
+          );
         await this.hooks.serviceUnavailable?.(m);
       },
       system,
     );
     d.catchAll((m, ctx) => {
-      log.debug({ peer: ctx.peer, command: m.command }, "text command not understood");
+      if (log.isLevelEnabled("debug"))
+        log.debug({ peer: ctx.peer, command: truncateForLog(m.command) }, "text command not understood");
       ctx.send(m.reply("UNKNOWN", { command: m.command }));
     });
   }

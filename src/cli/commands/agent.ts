@@ -10,6 +10,7 @@ import type { StreamHandler } from "../../rpc/stream.js";
 import type { Handler } from "../../rpc/types.js";
 import type { Handler as TextHandler } from "../../text/dispatcher.js";
 import { listenTextAll, type TextListener } from "../../text/endpoint.js";
+import { localOnlyGuard } from "../../text/guard.js";
 import { checkMessageName } from "../../text/message.js";
 import type { TextContext } from "../../text/service.js";
 import { checkName } from "../../wire/codec.js";
@@ -207,9 +208,13 @@ export function registerAgent(program: Command): void {
       for (const [c, h] of text) agent.text.on(c, h);
     }
     try {
+      // An agent holds no key to check credentials with: its own endpoints take messages from
+      // this machine (or UDP with the secret) only; the fleet's way in is the server.
+      agent.text.setGuard(localOnlyGuard());
       textListeners = await listenTextAll(textUrls, {
         service: agent.text,
         logger,
+        idleTimeoutMs: flags.textIdleTimeout,
         ...(flags.textSecret !== undefined ? { secretCode: flags.textSecret } : {}),
       });
     } catch (err) {

@@ -202,6 +202,11 @@ export function registerServer(program: Command): void {
     let stopping = false;
     const stop = (why: string): void => {
       if (stopping) {
+        // A text message never cuts the drain short; a second signal on this machine does.
+        if (why === "STOP" || why === "QUITTING") {
+          logger.warn({ reason: why }, "stop asked again while draining: the drain goes on");
+          return;
+        }
         logger.warn({ reason: why }, "second stop request: exiting now");
         process.exit(EXIT.FAILED);
       }
@@ -239,6 +244,7 @@ export function registerServer(program: Command): void {
         text: {
           listen: textUrls,
           hooks: cliTextHooks(flags, stop),
+          idleTimeoutMs: flags.textIdleTimeout,
           ...(flags.textSecret !== undefined ? { secretCode: flags.textSecret } : {}),
         },
       });

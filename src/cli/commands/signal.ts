@@ -10,9 +10,10 @@ import { MusterError } from "../../errors/muster-error.js";
 import { LineSplitter } from "../../text/lines.js";
 import { checkMessageName, Message, parseMessage } from "../../text/message.js";
 import { DEFAULT_MAX_LINE_BYTES } from "../../text/service.js";
-import { formatTextAddress, parseTextAddress } from "../../text/url.js";
+import { formatTextAddress, isLoopbackHost, parseTextAddress } from "../../text/url.js";
 import type { TlsClientOptions } from "../../transport/types.js";
 import { dialTlsFrom, EXIT, fail, withDialTls } from "../common.js";
+import { type CredentialFlags, credentialFrom, withCredentialOptions } from "../credentials.js";
 import { parseDuration } from "../parse.js";
 
 /*
@@ -151,6 +152,8 @@ export interface MessageFlags {
   /** `-p` values, `name[=value]`. */
   params?: readonly string[];
   secretCode?: string;
+  /** The credential, sent as the parameter `token` (a server takes it out before anything else sees the message). */
+  token?: string;
   /** The sent-from server; "" for none. @default sentFromServerName() */
   sentFromServer?: string;
 }
@@ -190,6 +193,13 @@ export function buildSignalMessage(flags: MessageFlags): Message {
     if (params.some(([name]) => name === "secret_code"))
       throw usage("parameter secret_code is given twice: by -p and by --secret-code");
     params.push(["secret_code", flags.secretCode]);
+  }
+  if (flags.token !== undefined) {
+    if (params.some(([name]) => name === "token"))
+      throw usage(
+        "parameter token is given twice: by -p and by the credential (--token, --token-file, $MUSTER_TOKEN)",
+      );
+    params.push(["token", flags.token]);
   }
   try {
     return new Message({
@@ -604,7 +614,7 @@ function converse(target: Exclude<SignalTarget, { type: "udp" }>, o: SendOptions
 // ---------------------------------------------------------------------------------------
 // The command
 
-interface SignalFlags {
+interface SignalFlags extends CredentialFlags {
   message?: string;
   param?: string[];
   server?: string;
@@ -629,44 +639,46 @@ function timeoutFlag(text: string): number {
 const collect = (text: string, previous: string[] = []): string[] => [...previous, text];
 
 export function registerSignal(program: Command): void {
-  withDialTls(
-    program
-      .command("signal")
-      .description("send one text message to a text endpoint over UDP, TCP, TLS or a Unix socket")
-      .argument("[message]", "[[server:]service/]COMMAND, e.g. STOP, web_1/ALIVE or '*/STOP'")
-      .option("-m, --message <message>", "the message, instead of the argument")
-      .option(
-        "-p, --param <name[=value]>",
-        "add a parameter, repeatable; without =value the value is empty",
-        collect,
-      )
-      .option(
-        "-s, --server <name>",
-        "destination server name inside the message (not where to connect: see --host); needs a service",
-      )
-      .option("-S, --service <name>", "destination service name inside the message")
-      .addOption(
-        new Option(
-          "-H, --host <address>",
-          "where to send: HOST:PORT, [IPv6]:PORT, a socket path with --type unix, a URL (udp://, tcp://, tls://, unix:) or FILE@FIELD to read one from a YAML, JSON or name=value file",
-        ).default(DEFAULT_SIGNAL_HOST),
-      )
-      .addOption(
-        new Option("-t, --type <type>", "udp (one datagram, fire and forget), tcp or unix (stream sockets)")
-          .choices([...SIGNAL_TYPES])
-          .default("udp"),
-      )
-      .option("-e, --tls", "TCP only: connect with TLS", false)
-      .option("-c, --secret-code <code>", "UDP only: add the parameter secret_code=<code>")
-      .option("-r, --reply", "TCP and Unix only: wait for the first reply line and print it", false)
-      .addOption(
-        new Option(
-          "--timeout <duration>",
-          "how long to wait to connect, then for the reply (--reply) or for the peer to close",
+  withCredentialOptions(
+    withDialTls(
+      program
+        .command("signal")
+        .description("send one text message to a text endpoint over UDP, TCP, TLS or a Unix socket")
+        .argument("[message]", "[[server:]service/]COMMAND, e.g. STOP, web_1/ALIVE or '*/STOP'")
+        .option("-m, --message <message>", "the message, instead of the argument")
+        .option(
+          "-p, --param <name[=value]>",
+          "add a parameter, repeatable; without =value the value is empty",
+          collect,
         )
-          .default(5000, "5s")
-          .argParser(timeoutFlag),
-      ),
+        .option(
+          "-s, --server <name>",
+          "destination server name inside the message (not where to connect: see --host); needs a service",
+        )
+        .option("-S, --service <name>", "destination service name inside the message")
+        .addOption(
+          new Option(
+            "-H, --host <address>",
+            "where to send: HOST:PORT, [IPv6]:PORT, a socket path with --type unix, a URL (udp://, tcp://, tls://, unix:) or FILE@FIELD to read one from a YAML, JSON or name=value file",
+          ).default(DEFAULT_SIGNAL_HOST),
+        )
+        .addOption(
+          new Option("-t, --type <type>", "udp (one datagram, fire and forget), tcp or unix (stream sockets)")
+            .choices([...SIGNAL_TYPES])
+            .default("udp"),
+        )
+        .option("-e, --tls", "TCP only: connect with TLS", false)
+        .option("-c, --secret-code <code>", "UDP only: add the parameter secret_code=<code>")
+        .option("-r, --reply", "TCP and Unix only: wait for the first reply line and print it", false)
+        .addOption(
+          new Option(
+            "--timeout <duration>",
+            "how long to wait to connect, then for the reply (--reply) or for the peer to close",
+          )
+            .default(5000, "5s")
+            .argParser(timeoutFlag),
+        ),
+    ),
   )
     .addHelpText(
       "after",
@@ -681,6 +693,11 @@ sockets send the line, then: without --reply, close their side and wait for the 
 reporting replies INVALID, UNKNOWN or SERVICE_UNAVAILABLE on standard error; with --reply, print
 the first reply line on standard output.
 
+The credential — --token, $MUSTER_TOKEN or --token-file; else, for an address on this machine,
+an admin token signed with the local key (--key, or the default key when readable) — goes in
+the parameter token=, which a muster server requires for anything but ALIVE and HELP from
+this machine, and takes out before the message goes further.
+
 FILE@FIELD reads the address from a configuration file: a YAML or JSON mapping (a dotted field
 such as text.udp walks nested mappings) or name=value lines (# comments). The value may be
 HOST:PORT, a socket path or a URL; a URL's scheme sets --type unless --type is given, and then
@@ -693,6 +710,7 @@ error; 3 the peer cannot be reached.
 Examples:
   muster signal --type tcp --host 127.0.0.1:3001 QUIT
   muster signal --host 127.0.0.1:4041 LOG_ROTATE --secret-code s3cret
+  muster signal --type tcp --host hub:3001 --token-file ops.token '*/LOG_ROTATE'
   muster signal --type tcp --host 127.0.0.1:3001 --reply web_1/ALIVE -p serial=7
   muster signal --type unix --host /run/muster.sock '*/STOP'
   muster signal --host tls://127.0.0.1:3002 --tls-ca ca.pem --reply HELP
@@ -729,7 +747,7 @@ async function runSignal(positional: string | undefined, flags: SignalFlags, cmd
       `--secret-code is for UDP only, not ${KIND_LABEL[target.type === "tcp" && target.tls ? "tls" : target.type]}`,
     );
   if (flags.reply && target.type === "udp") throw usage("UDP carries no replies; use --type tcp or unix");
-  const message = buildSignalMessage({
+  const messageFlags: MessageFlags = {
     ...(positional !== undefined || flags.message !== undefined
       ? { message: positional ?? flags.message }
       : {}),
@@ -737,8 +755,15 @@ async function runSignal(positional: string | undefined, flags: SignalFlags, cmd
     ...(flags.service !== undefined ? { service: flags.service } : {}),
     params: flags.param ?? [],
     ...(flags.secretCode !== undefined ? { secretCode: flags.secretCode } : {}),
-  });
+  };
+  // Checked before the credential is read, so that a usage error comes first.
+  let message = buildSignalMessage(messageFlags);
   const tls = isTls ? dialTlsFrom(flags) : undefined;
+  // A token signed here from the local key is only ever sent to this machine.
+  const explicit = flags.token !== undefined || flags.tokenFile !== undefined || flags.key !== undefined;
+  const local = target.type === "unix" || isLoopbackHost(target.host);
+  const token = explicit || local ? await credentialFrom(flags) : undefined;
+  if (token !== undefined) message = buildSignalMessage({ ...messageFlags, token });
   const result = await sendSignal({
     target,
     line: message.toString(),
