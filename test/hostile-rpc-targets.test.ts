@@ -3,7 +3,6 @@
 // Object.prototype members. The server answers each at once and precisely, and honest calls
 // go on meanwhile.
 import assert from "node:assert/strict";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { after, before, describe, it } from "node:test";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
 import { generateKey } from "../src/auth/keys.js";
@@ -92,8 +91,14 @@ describe("hostile targets", () => {
   });
 
   it("matches a glob of 40 stars and Z at once, and answers honest calls meanwhile", async (t) => {
-    const lag = monitorEventLoopDelay({ resolution: 10 });
-    lag.enable();
+    // The longest the event loop went without running a 10 ms ticker: a freeze shows here.
+    let last = performance.now();
+    let longestGapMs = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longestGapMs = Math.max(longestGapMs, now - last);
+      last = now;
+    }, 10);
     try {
       const started = performance.now();
       const honest = op.call("all", "sys.ping", undefined, { timeoutMs: 5000 });
@@ -102,15 +107,14 @@ describe("hostile targets", () => {
       }
       const { summary } = await honest.done;
       assert.equal(summary.ok, 2, "the honest fan-out answered");
-      const tookMs = performance.now() - started;
-      t.diagnostic(`took ${tookMs.toFixed(0)} ms; event loop max delay ${(lag.max / 1e6).toFixed(0)} ms`);
-      assert.ok(tookMs < 1000, `three hostile globs and an honest call took ${tookMs.toFixed(0)} ms`);
-      assert.ok(
-        lag.max < 1e9,
-        `the event loop never stalled a second (max ${(lag.max / 1e6).toFixed(0)} ms)`,
+      const now = performance.now();
+      longestGapMs = Math.max(longestGapMs, now - last);
+      t.diagnostic(
+        `took ${(now - started).toFixed(0)} ms; longest event-loop gap ${longestGapMs.toFixed(0)} ms`,
       );
+      assert.ok(longestGapMs < 1000, `the event loop stalled ${longestGapMs.toFixed(0)} ms`);
     } finally {
-      lag.disable();
+      clearInterval(ticker);
     }
   });
 });
