@@ -149,4 +149,32 @@ export const DEFAULTS = {
   textLogSummaryMs: 10_000,
   /** Text commands a peer on this machine may send a server without a credential. */
   textOpenCommands: ["ALIVE", "HELP"],
+
+  // --- Hostile peers: calls, targets, streams, relays and refusal logs ------------------------
+  /**
+   * Longest target expression accepted (names, glob or selector), in UTF-8 bytes. Longer ones
+   * are refused with INVALID_ARGUMENT before they are parsed.
+   */
+  maxTargetBytes: 16 * 1024,
+  /**
+   * Largest window a peer can make the server hold for one stream it reads: the window of a
+   * stream relayed by `muster.stream` (the operator's `windowBytes`) is capped to it.
+   */
+  maxStreamWindowBytes: 1024 * 1024,
+  /**
+   * Streams of one peer that broke flow control (items beyond window + credit) before its link
+   * is closed with `protocol_error`; each one is closed at once.
+   */
+  streamViolationsBeforeClose: 3,
+  /** Relayed calls (`muster.call`) one operator may have in flight on one agent. */
+  maxRelayedCallsPerAgent: 100,
+  /** `muster.agents`: agents in a page when the request says nothing, and at most. */
+  agentsPageSize: 100,
+  agentsPageMaxSize: 1000,
+  /**
+   * Refusals (and other warnings a peer causes) logged per peer per interval; the rest are
+   * counted and summed up in one line when the next interval starts or the peer leaves.
+   */
+  refusalLogBurst: 10,
+  refusalLogIntervalMs: 60_000,
 } as const;

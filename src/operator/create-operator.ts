@@ -12,6 +12,7 @@ import { RpcEndpoint } from "../rpc/endpoint.js";
 import { summarize } from "../rpc/fan-out.js";
 import type { MusterStream, StreamOptions } from "../rpc/stream.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
+import type { AgentsPage, AgentsPageRequest } from "../server/agents-page.js";
 import type { EnrolmentRequest } from "../server/enrolment.js";
 import type { RelayCallItem, RelayStreamRequest } from "../server/operator-methods.js";
 import { Session } from "../session/session.js";
@@ -49,7 +50,13 @@ export interface RemoteCall extends AsyncIterable<CallOutcome> {
 
 /** A client that operates a server: lists agents and calls them through it. */
 export interface MusterOperator {
+  /**
+   * Every agent the server knows, following its pages: live ones, then pending enrolment
+   * requests, then recently offline ones, each by name.
+   */
   agents(): Promise<AgentInfo[]>;
+  /** One page of agents by name (`muster.agents`); give its `next` as `after` for the next one. */
+  agentsPage(request?: AgentsPageRequest): Promise<AgentsPage>;
   agent(name: string): Promise<AgentInfo>;
   call(target: string, method: string, args?: unknown, options?: { timeoutMs?: number }): RemoteCall;
   /**
@@ -126,12 +133,30 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
   };
   tick();
 
+  const agentsPage = async (request: AgentsPageRequest = {}): Promise<AgentsPage> => {
+    const reply = (await rpc.call("muster.agents", request)) as AgentsPage | AgentInfo[];
+    // A server from before pages answers with the whole list.
+    return Array.isArray(reply) ? { agents: reply, total: reply.length } : reply;
+  };
   return {
-    agents: () => rpc.call("muster.agents", undefined) as Promise<AgentInfo[]>,
+    async agents() {
+      const all: AgentInfo[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await agentsPage(after === undefined ? {} : { after });
+        all.push(...page.agents);
+        // Names only grow from page to page: anything else would loop for ever.
+        if (page.next === undefined || (after !== undefined && page.next <= after)) break;
+        after = page.next;
+      }
+      return all.sort(byStateThenName);
+    },
+    agentsPage,
     agent: (name) => rpc.call("muster.agent", { name }) as Promise<AgentInfo>,
     call(target, method, args, callOptions = {}) {
       const timeoutMs = callOptions.timeoutMs ?? DEFAULTS.callTimeoutMs;
       const expected = deferred<string[]>();
+      const expectedSoFar: string[] = [];
       const queue = new AsyncQueue<CallOutcome>();
       const outcomes: CallOutcome[] = [];
       const abort = new AbortController();
@@ -145,8 +170,11 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
             signal: abort.signal,
             onItem: (raw) => {
               const item = raw as RelayCallItem;
-              if (item.type === "expected") expected.resolve(item.agents);
-              else {
+              if (item.type === "expected") {
+                // A long list comes in several items: the last has no `more`.
+                expectedSoFar.push(...item.agents);
+                if (item.more !== true) expected.resolve(expectedSoFar);
+              } else {
                 const { type: _t, ...o } = item;
                 outcomes.push(o);
                 queue.push(o);
@@ -186,4 +214,10 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
       session.close(CloseCode.NORMAL, "operator done");
     },
   };
+}
+
+/** Live agents first, then pending enrolment requests, then recently offline ones; by name. */
+function byStateThenName(a: AgentInfo, b: AgentInfo): number {
+  const rank = (x: AgentInfo): number => (x.state === "offline" ? 2 : x.state === "pending" ? 1 : 0);
+  return rank(a) - rank(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }

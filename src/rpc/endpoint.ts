@@ -1,6 +1,7 @@
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import type { Clock, TimerHandle } from "../internal/clock.js";
+import { truncateForLog } from "../internal/log-safe.js";
 import type { Logger } from "../internal/logger.js";
 import type { SequencedFrame } from "../session/session.js";
 import {
@@ -101,9 +102,18 @@ class Incoming implements StreamContext {
   }
 }
 
-/** Decides whether the peer may call a method (an object rather than a closure: one per peer). */
+/**
+ * The owner's policy for the peer (an object rather than closures: one per peer): whether it
+ * may call a method, and what to do when it breaks the rules.
+ */
 export interface Authorizer {
   authorize(method: string, stream: boolean): MusterError | undefined;
+  /**
+   * A stream read here received items beyond its window plus the credit granted: it was
+   * closed at once (CANCEL to the writer, PROTOCOL_ERROR for its reader). `streams` counts the
+   * peer's streams that did so, for the owner to close the link when it repeats.
+   */
+  flowControlBroken?(streams: number, err: MusterError): void;
 }
 
 export interface EndpointOptions {
@@ -130,6 +140,12 @@ export interface EndpointOptions {
    * (PERMISSION_DENIED for a role or grant, UNAVAILABLE while draining) is its answer.
    */
   authorizer?: Authorizer;
+  /**
+   * Largest frame the peer accepts, in bytes. A request, result or item that would make a
+   * larger frame fails its own call (or stream) with RESOURCE_EXHAUSTED instead of being sent
+   * and killing the link. @default no check
+   */
+  maxFrameBytes?: number;
 }
 
 /**
@@ -153,6 +169,9 @@ export class RpcEndpoint implements StreamHost {
   readonly #decodeLimits: DecodeLimits | undefined;
   readonly #streamHandlers: ReadonlyMap<string, StreamHandler> | undefined;
   readonly #authorizer: Authorizer | undefined;
+  readonly #maxFrameBytes: number | undefined;
+  /** Streams of the peer that broke flow control. */
+  #violations = 0;
   #sink: FrameSink;
   #failed: MusterError | undefined;
 
@@ -169,6 +188,7 @@ export class RpcEndpoint implements StreamHost {
     this.#decodeLimits = options.decodeLimits;
     this.#streamHandlers = options.streamHandlers;
     this.#authorizer = options.authorizer;
+    this.#maxFrameBytes = options.maxFrameBytes;
   }
 
   /** Calls waiting for an outcome. */
@@ -196,11 +216,17 @@ export class RpcEndpoint implements StreamHost {
       cb.onSettle(this.#failed, undefined);
       return o;
     }
+    const frame = encodeCall(1, 0, id, timeoutMs, method, payload);
+    const tooLarge = this.#oversize(frame, `the request of ${truncateForLog(method, 80)}`);
+    if (tooLarge !== undefined) {
+      cb.onSettle(tooLarge, undefined);
+      return o;
+    }
     this.#out ??= new Map();
     const out = this.#out;
     out.set(id, o);
     try {
-      this.#sink.send(encodeCall(1, 0, id, timeoutMs, method, payload));
+      this.#sink.send(frame);
     } catch (err) {
       out.delete(id);
       cb.onSettle(MusterError.from(err), undefined);
@@ -286,6 +312,8 @@ export class RpcEndpoint implements StreamHost {
       if (options.signal?.aborted)
         throw new MusterError(ErrorCode.CANCELLED, `stream ${name} aborted before it opened`);
       frame = encodeOpen(1, 0, id, timeoutMs ?? 0, window, name, encodeValue(request));
+      const tooLarge = this.#oversize(frame, `the request of stream ${truncateForLog(name, 80)}`);
+      if (tooLarge !== undefined) throw tooLarge;
     } catch (err) {
       s._settle(MusterError.from(err, ErrorCode.INVALID_ARGUMENT), undefined);
       return s;
@@ -343,6 +371,31 @@ export class RpcEndpoint implements StreamHost {
     } catch {
       // The session is closed: the writer stops with it.
     }
+  }
+
+  /**
+   * @internal StreamHost: stream `id` received items beyond its window plus credit. The writer
+   * is told to stop (CANCEL); repeated, the owner closes the link.
+   */
+  _flowControlBroken(id: number, err: MusterError): void {
+    this._cancelStream(id);
+    this.#violations++;
+    this.#logger.warn(
+      { id, err: err.rawMessage, streams: this.#violations },
+      "stream closed: the peer broke flow control",
+    );
+    this.#authorizer?.flowControlBroken?.(this.#violations, err);
+  }
+
+  /** RESOURCE_EXHAUSTED when `frame` is larger than the peer accepts (`what` is, e.g., "the result of m"). */
+  #oversize(frame: Uint8Array, what: string): MusterError | undefined {
+    const max = this.#maxFrameBytes;
+    if (max === undefined || frame.length <= max) return undefined;
+    return new MusterError(
+      ErrorCode.RESOURCE_EXHAUSTED,
+      `${what} is ${frame.length} bytes as a frame, over the ${max}-byte frame limit of ${this.#peerName()}`,
+      { details: { frameBytes: frame.length, maxFrameBytes: max } },
+    );
   }
 
   /** @internal StreamHost */
@@ -471,8 +524,14 @@ export class RpcEndpoint implements StreamHost {
    */
   _emit(i: Incoming, item: unknown): boolean {
     if (this.#in?.get(i.id) !== i) return false;
+    if (i.creditLimit !== 0 && i.sentCost >= i.creditLimit) {
+      throw new MusterError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `stream ${i.method}: the reader has no room (credit) for another item: use await ctx.write(item), or await ctx.whenWritable() when emit() returns false`,
+      );
+    }
     const p = encodeValue(item);
-    this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: i.id, payload: p }));
+    this.#sink.send(this.#itemFrame(i, p));
     i.position++;
     if (i.creditLimit === 0) return this.#sink.writable;
     i.sentCost += itemCost(p.bytes.length);
@@ -486,6 +545,15 @@ export class RpcEndpoint implements StreamHost {
   async _write(i: Incoming, item: unknown): Promise<void> {
     if (i.creditLimit === 0)
       throw new MusterError(ErrorCode.INVALID_ARGUMENT, "write() is for streams; calls use emit()");
+    await this.#room(i);
+    const p = encodeValue(item);
+    this.#sink.send(this.#itemFrame(i, p));
+    i.sentCost += itemCost(p.bytes.length);
+    i.position++;
+  }
+
+  /** Resolves once a stream's reader has room (credit) and the link is not backed up. */
+  async #room(i: Incoming): Promise<void> {
     for (;;) {
       if (this.#in?.get(i.id) !== i) {
         throw i.ended ?? new MusterError(ErrorCode.CANCELLED, `stream ${i.method} is over`);
@@ -500,16 +568,21 @@ export class RpcEndpoint implements StreamHost {
         await untilWritable(this.#sink, this._signalOf(i));
         continue;
       }
-      break;
+      return;
     }
-    const p = encodeValue(item);
-    this.#sink.send(encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: i.id, payload: p }));
-    i.sentCost += itemCost(p.bytes.length);
-    i.position++;
   }
 
-  /** @internal */
+  /** An ITEM frame of call `i`; throws RESOURCE_EXHAUSTED when the peer would refuse its size. */
+  #itemFrame(i: Incoming, p: Payload): Buffer {
+    const frame = encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: i.id, payload: p });
+    const tooLarge = this.#oversize(frame, `item ${i.position + 1} of ${truncateForLog(i.method, 80)}`);
+    if (tooLarge !== undefined) throw tooLarge;
+    return frame;
+  }
+
+  /** @internal `ctx.whenWritable()`: for a stream, waits for credit too. */
   _whenWritable(i: Incoming): Promise<void> {
+    if (i.creditLimit !== 0) return this.#room(i);
     return untilWritable(this.#sink, this._signalOf(i));
   }
 
@@ -540,7 +613,15 @@ export class RpcEndpoint implements StreamHost {
   }
 
   #replyError(i: Incoming, err: MusterError): void {
-    this.#reply(i, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, error: err.toBody() }));
+    const frame = encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, error: err.toBody() });
+    this.#reply(i, this.#fitResult(i, frame));
+  }
+
+  /** A RESULT frame, or when the peer would refuse its size, an error RESULT saying so. */
+  #fitResult(i: Incoming, frame: Buffer): Buffer {
+    const tooLarge = this.#oversize(frame, `the result of ${truncateForLog(i.method, 80)}`);
+    if (tooLarge === undefined) return frame;
+    return encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, error: tooLarge.toBody() });
   }
 
   #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
@@ -601,7 +682,7 @@ export class RpcEndpoint implements StreamHost {
     this.#in ??= new Map();
     const calls = this.#in;
     if (calls.has(id)) {
-      this.#logger.warn({ id, method: name }, "duplicate call id from peer: ignored");
+      this.#logger.warn({ id, method: truncateForLog(name) }, "duplicate call id from peer: ignored");
       return undefined;
     }
     const i = new Incoming(this, id, name, deadline, timeoutMs, this.#peer);
@@ -685,7 +766,10 @@ export class RpcEndpoint implements StreamHost {
       );
       return;
     }
-    this.#reply(i, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, payload }));
+    this.#reply(
+      i,
+      this.#fitResult(i, encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, payload })),
+    );
   }
 }
 

@@ -47,6 +47,8 @@ export interface StreamHost {
   _credit(id: number, bytes: number): void;
   /** Cancels stream `id` (a CANCEL frame) without settling anything else. */
   _cancelStream(id: number): void;
+  /** Stream `id` received items beyond its window plus credit: CANCEL, counted against the peer. */
+  _flowControlBroken(id: number, err: MusterError): void;
   /** Decodes an item's payload. */
   _decode(payload: Payload): unknown;
 }
@@ -60,6 +62,10 @@ type Waiter<T> = { resolve(r: IteratorResult<T>): void; reject(e: unknown): void
  * The reading end of a stream: an async iterator of its items, in order, each exactly once
  * (the session resends what a dropped link lost). Items are held until read, at most a window's
  * worth: the reader grants the writer more room as items are read, half a window at a time.
+ *
+ * The reader holds no more than it allowed: a writer that sends items beyond the window plus
+ * the credit granted breaks flow control, and the stream is closed at once (PROTOCOL_ERROR
+ * here, CANCEL to the writer), its items dropped.
  *
  * The iteration ends when the writer ends the stream (`result` then holds its final value),
  * throws the writer's error, or throws SESSION_EXPIRED when the session could not be resumed;
@@ -80,6 +86,9 @@ export class MusterStream<T = unknown> implements AsyncIterableIterator<T> {
   #received = 0;
   /** Cost read since the last CREDIT was sent. */
   #unGranted = 0;
+  /** Cost of every item received, and of every CREDIT granted: the writer's bound is their difference. */
+  #receivedCost = 0;
+  #granted = 0;
   #ended = false;
   #error: MusterError | undefined;
   #result: unknown;
@@ -120,6 +129,13 @@ export class MusterStream<T = unknown> implements AsyncIterableIterator<T> {
   /** @internal An ITEM arrived. */
   _item(payload: Payload): void {
     if (this.#ended) return;
+    // The writer may send while what it sent costs less than window + credit: an item arriving
+    // when the cost received already reaches that broke the rule (one item may overshoot).
+    if (this.#receivedCost >= this.#window + this.#granted) {
+      this.#breakFlowControl(this.#receivedCost + itemCost(payload.bytes.length));
+      return;
+    }
+    this.#receivedCost += itemCost(payload.bytes.length);
     this.#received++;
     const w = this.#waiter;
     if (w !== undefined && this.buffered === 0) {
@@ -207,6 +223,24 @@ export class MusterStream<T = unknown> implements AsyncIterableIterator<T> {
     w?.resolve({ value: undefined, done: true });
   }
 
+  /** Closes the stream: the writer sent `cost` bytes of items, more than it was allowed. */
+  #breakFlowControl(cost: number): void {
+    const err = new MusterError(
+      ErrorCode.PROTOCOL_ERROR,
+      `stream ${this.name}: the writer sent ${cost} bytes of items beyond its window of ${this.#window} bytes + ${this.#granted} bytes of credit (flow control broken): stream closed`,
+      { details: { lastReceived: this.#received } },
+    );
+    this.#unwatch();
+    this.#ended = true;
+    this.#error = err;
+    this.#items = [];
+    this.#head = 0;
+    this.#host._flowControlBroken(this.id, err);
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.reject(err);
+  }
+
   #take(): Payload {
     const p = this.#items[this.#head]!;
     this.#items[this.#head] = undefined as unknown as Payload;
@@ -227,6 +261,7 @@ export class MusterStream<T = unknown> implements AsyncIterableIterator<T> {
     if (!this.#ended && this.#unGranted >= this.#window / 2) {
       const bytes = Math.min(this.#unGranted, 0xffffffff);
       this.#unGranted -= bytes;
+      this.#granted += bytes;
       this.#host._credit(this.id, bytes);
     }
     let value: T;
@@ -269,5 +304,6 @@ export function failedStream<T>(name: string, err: MusterError): MusterStream<T>
 const NO_HOST: StreamHost = {
   _credit: () => {},
   _cancelStream: () => {},
+  _flowControlBroken: () => {},
   _decode: () => undefined,
 };

@@ -27,19 +27,20 @@ export function listAgents(c: AdminRequest): void {
     return;
   }
   const all = c.host.agents();
-  const counts: Record<string, number> = Object.fromEntries(AGENT_STATES.map((s) => [s, 0]));
-  for (const a of all) counts[a.state] = (counts[a.state] ?? 0) + 1;
+  // A Map, not an object: `?state=constructor` must not find Object.prototype's.
+  const counts = new Map<string, number>(AGENT_STATES.map((s) => [s, 0]));
+  for (const a of all) counts.set(a.state, (counts.get(a.state) ?? 0) + 1);
   let matching = all;
   const stateText = c.query.get("state");
   if (stateText !== null) {
     const wanted = new Set(stateText.split(",").map((s) => s.trim()));
-    const unknown = [...wanted].filter((s) => !(s in counts));
+    const unknown = [...wanted].filter((s) => !counts.has(s));
     if (unknown.length > 0 || wanted.size === 0) {
       fail(
         c.res,
         400,
         "invalid_argument",
-        `state ${quote(unknown[0] ?? stateText)} is not one of ${Object.keys(counts).join(", ")}`,
+        `state ${quote(unknown[0] ?? stateText)} is not one of ${[...counts.keys()].join(", ")}`,
       );
       return;
     }
@@ -48,7 +49,11 @@ export function listAgents(c: AdminRequest): void {
   const sorted = [...matching].sort(byName);
   const start = after === null ? 0 : firstAfter(sorted, after);
   const page = sorted.slice(start, start + limit);
-  const body: Record<string, unknown> = { agents: page, total: matching.length, counts };
+  const body: Record<string, unknown> = {
+    agents: page,
+    total: matching.length,
+    counts: Object.fromEntries(counts),
+  };
   if (start + limit < sorted.length) body.next = page[page.length - 1]!.name;
   json(c.res, 200, body);
 }

@@ -11,9 +11,11 @@ import { type Clock, systemClock } from "../internal/clock.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { formatHostPort, splitHostPort } from "../internal/host-port.js";
 import { optionLimit } from "../internal/limits.js";
+import { truncateForLog } from "../internal/log-safe.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import { type AgentInfo, Presence, type PresenceEvent } from "../presence/presence.js";
+import type { CallHandle } from "../rpc/endpoint.js";
 import { type FanOut, FanOutCall } from "../rpc/fan-out.js";
 import { failedStream, type MusterStream, type StreamHandler, type StreamOptions } from "../rpc/stream.js";
 import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
@@ -42,9 +44,11 @@ import { AuthGate, type GateVerdict, type Identity, roleCovers } from "./auth-ga
 import type { EnrolmentRequest } from "./enrolment.js";
 import { RuntimeFlags } from "./flags.js";
 import { ServerMetrics } from "./metrics.js";
-import { operatorHandlers, operatorStreams } from "./operator-methods.js";
+import { operatorHandlers, operatorStreams, relayLimiter } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import { Peer, type PeerHost } from "./peer.js";
+import type { RelayGate } from "./relay-limiter.js";
+import { type RpcLimits, resolveRpcLimits } from "./rpc-limits.js";
 import { defineServerFlags } from "./server-flags.js";
 import { createTextGuard, serverTextEndpoints } from "./text-access.js";
 import { createTextRouter } from "./text-router.js";
@@ -193,6 +197,9 @@ class Server implements MusterServer, PeerHost {
   #draining: Promise<DrainResult> | undefined;
   readonly #closedDone: { promise: Promise<void>; resolve(): void };
   readonly maxIncomingCalls: number;
+  readonly rpcLimits: RpcLimits;
+  /** Operators' handler views (`ctx.peer`) to their peers, for relay refusals. */
+  readonly #operatorOf = new WeakMap<PeerInfo, Peer>();
   readonly #o: ServerOptions;
   readonly #name: string;
   readonly #presence = new Presence();
@@ -253,8 +260,10 @@ class Server implements MusterServer, PeerHost {
         deadAfterMs: options.deadAfterMs,
       }),
     };
-    this.#operatorHandlers = operatorHandlers(this);
-    this.#operatorStreams = operatorStreams(this);
+    this.rpcLimits = resolveRpcLimits(options);
+    const relays = relayLimiter(this);
+    this.#operatorHandlers = operatorHandlers(this, relays);
+    this.#operatorStreams = operatorStreams(this, relays);
     this.#admission = new Admission(
       {
         maxConnections: optionLimit(options.maxConnections, DEFAULTS.maxConnections, "maxConnections"),
@@ -610,8 +619,15 @@ class Server implements MusterServer, PeerHost {
     return this.#presence.on(fn);
   }
 
-  call<T>(target: string | Target, method: string, request?: unknown, options: CallOptions = {}): FanOut<T> {
-    const t = typeof target === "string" ? parseTarget(target) : target;
+  /** With `gate` (relays of an operator), each agent's call is admitted by it first. */
+  call<T>(
+    target: string | Target,
+    method: string,
+    request?: unknown,
+    options: CallOptions = {},
+    gate?: RelayGate,
+  ): FanOut<T> {
+    const t = typeof target === "string" ? parseTarget(target, this.rpcLimits.maxTargetBytes) : target;
     const payload = encodeValue(request);
     const timeoutMs = options.timeoutMs ?? this.callTimeoutMs;
     let expected: string[];
@@ -623,14 +639,22 @@ class Server implements MusterServer, PeerHost {
         .filter(match)
         .map((a) => a.name);
     }
-    this.logger.debug({ target: formatTarget(t), method, expected: expected.length }, "fan-out");
+    this.logger.debug(
+      { target: truncateForLog(formatTarget(t)), method: truncateForLog(method), expected: expected.length },
+      "fan-out",
+    );
     const fanOut = new FanOutCall<T>(
       expected,
       { clock: this.clock, timeoutMs, signal: options.signal, method, decodeLimits: this.decodeLimits },
       (name, cb) => {
         const peer = this.#byName.get(name);
         if (!peer || peer.ended) return undefined;
-        return peer.rpc.start(method, payload, timeoutMs, cb, false);
+        const admitted = gate === undefined ? cb : gate.admit(name, cb);
+        if (admitted instanceof MusterError) {
+          cb.onSettle(admitted, undefined); // answered here: the call never reaches the agent
+          return SETTLED;
+        }
+        return peer.rpc.start(method, payload, timeoutMs, admitted, false);
       },
     );
     // Recorded after whoever awaits the fan-out has run, so as not to add to its latency.
@@ -739,7 +763,10 @@ class Server implements MusterServer, PeerHost {
       frame = decodeFrame(bytes, this.decodeLimits);
     } catch (err) {
       const e = MusterError.from(err, ErrorCode.PROTOCOL_ERROR);
-      this.logger.warn({ remote: transport.remoteAddress, err: e.rawMessage }, "bad handshake: closing");
+      this.logger.warn(
+        { remote: transport.remoteAddress, err: truncateForLog(e.rawMessage) },
+        "bad handshake: closing",
+      );
       this.#reject(transport, CloseCode.PROTOCOL_ERROR, e.rawMessage);
       return undefined;
     }
@@ -773,7 +800,7 @@ class Server implements MusterServer, PeerHost {
           name: hello.name,
           role: hello.role,
           reason: verdict.reason,
-          why: verdict.message,
+          why: truncateForLog(verdict.message),
         },
         "connection refused by authentication",
       );
@@ -876,6 +903,7 @@ class Server implements MusterServer, PeerHost {
   ): Peer {
     const peer = new Peer(this, hello, transport, identity);
     this.#peers.add(peer);
+    if (hello.role === "operator") this.#operatorOf.set(peer.peerInfo, peer);
     this.#byToken.set(peer.token, peer);
     let previous: Peer | undefined;
     if (hello.role === "agent") {
@@ -955,28 +983,35 @@ class Server implements MusterServer, PeerHost {
   }
 
   onPeerClose(peer: Peer, close: CloseBody): void {
+    const message = truncateForLog(close.message);
     if (LINK_SCOPED.has(close.code)) {
       // The peer dropped this link (it received something broken, or heard nothing for too
       // long), not the session: it will resume, and the replay window covers what was lost.
-      this.logger.warn(
-        { name: peer.name, role: peer.role, code: close.code, message: close.message },
+      peer.warn(
+        { name: peer.name, role: peer.role, code: close.code, message },
         "peer dropped the link: waiting for resume",
       );
-      const info = { code: close.code, message: close.message };
+      const info = { code: close.code, message };
       peer.session.detach(info);
       this.onPeerLinkDown(peer, info);
       return;
     }
     this.logger.info(
-      { name: peer.name, role: peer.role, code: close.code, message: close.message },
+      { name: peer.name, role: peer.role, code: close.code, message },
       "peer closed its session",
     );
-    this.#endPeer(
-      peer,
-      ErrorCode.UNAVAILABLE,
-      `closed by the ${peer.role}: ${close.message}`,
-      CloseCode.NORMAL,
-    );
+    this.#endPeer(peer, ErrorCode.UNAVAILABLE, `closed by the ${peer.role}: ${message}`, CloseCode.NORMAL);
+  }
+
+  /** Closes a peer's link with CLOSE `code` (the session stays resumable). */
+  dropLink(peer: Peer, code: CloseCode, message: string): void {
+    const t = peer.session.transport;
+    if (t === undefined || peer.ended) return;
+    peer.warn({ name: peer.name, role: peer.role, code, message }, "closing the peer's link");
+    const close: CloseBody = { code, message };
+    t.send(encodeFrame({ type: FrameType.CLOSE, seq: 0, ack: peer.session.lastReceived, close }));
+    peer.session.detach(close);
+    this.onPeerLinkDown(peer, close);
   }
 
   // --- maintenance ---------------------------------------------------------------------------
@@ -1040,20 +1075,22 @@ class Server implements MusterServer, PeerHost {
       );
     }
     const id = peer.identity;
+    const shown = truncateForLog(method, 80);
     let why: string | undefined;
     if (peer.role === "operator") {
-      const needed = OPERATOR_ROLES[method] ?? "operator";
+      const needed = OPERATOR_ROLES.get(method) ?? "operator";
       if (!roleCovers(id.role, needed))
-        why = `${method} needs the ${needed} role; ${id.subject} has ${id.role}`;
+        why = `${shown} needs the ${needed} role; ${id.subject} has ${id.role}`;
     } else if (!this.#gate.allows(id, method)) {
       why =
         id.methods === undefined
-          ? `agent ${peer.name} may not call ${stream ? "stream " : ""}"${method}": the server grants agents ${this.#o.auth?.agentMethods?.join(",") || "no methods"}`
-          : `agent ${peer.name} may not call ${stream ? "stream " : ""}"${method}": its token grants ${id.methods.join(",")}`;
+          ? `agent ${peer.name} may not call ${stream ? "stream " : ""}"${shown}": the server grants agents ${this.#o.auth?.agentMethods?.join(",") || "no methods"}`
+          : `agent ${peer.name} may not call ${stream ? "stream " : ""}"${shown}": its token grants ${id.methods.join(",")}`;
     }
     if (why === undefined) return undefined;
-    this.logger.warn(
-      { who: id.subject, role: id.role, remote: peer.address, method, why },
+    // Sampled per peer: a peer repeating a refused call costs a few lines, not one a call.
+    peer.warn(
+      { who: id.subject, role: id.role, remote: peer.address, method: truncateForLog(method), why },
       "call refused: permission denied",
     );
     this.metrics.recordDenied(id.role);
@@ -1064,8 +1101,11 @@ class Server implements MusterServer, PeerHost {
   authorizeRelay(peer: PeerInfo, method: string): void {
     const id = peer.identity as Identity | undefined;
     if (id === undefined || this.#gate.allows(id, method)) return;
-    const why = `${id.subject} may not call "${method}" on agents: its token grants ${id.methods?.join(",")}`;
-    this.logger.warn({ who: id.subject, role: id.role, method, why }, "relay refused: permission denied");
+    const why = `${id.subject} may not call "${truncateForLog(method, 80)}" on agents: its token grants ${id.methods?.join(",")}`;
+    const log = { who: id.subject, role: id.role, method: truncateForLog(method), why };
+    const from = this.#operatorOf.get(peer);
+    if (from !== undefined) from.warn(log, "relay refused: permission denied");
+    else this.logger.warn(log, "relay refused: permission denied");
     this.metrics.recordDenied(id.role);
     throw new MusterError(ErrorCode.PERMISSION_DENIED, why);
   }
@@ -1190,9 +1230,10 @@ function pendingInfo(r: EnrolmentRequest): AgentInfo {
 }
 
 /** The role each operator method needs (others: `operator`). */
-const OPERATOR_ROLES: Record<string, "operator" | "admin"> = {
-  "muster.enrol": "admin",
-};
+const OPERATOR_ROLES = new Map<string, "operator" | "admin">([["muster.enrol", "admin"]]);
+
+/** The handle of a call answered without being started. */
+const SETTLED: CallHandle = { id: 0, cancel: () => {} };
 
 /** CLOSE codes that end the link only: the session stays resumable (docs/protocol.md §7). */
 const LINK_SCOPED = new Set<string>([

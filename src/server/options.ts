@@ -71,6 +71,33 @@ export interface ServerOptions {
   /** How long departed agents stay listed as `offline`. @default 300000 */
   offlineRetentionMs?: number;
   /**
+   * Longest target expression (names, glob or selector) a call may give, in UTF-8 bytes;
+   * longer ones are refused with INVALID_ARGUMENT. @default 16384
+   */
+  maxTargetBytes?: number;
+  /**
+   * Largest window the server holds for a stream it reads for a peer: the `windowBytes` an
+   * operator asks `muster.stream` for is capped to it. @default 1048576
+   */
+  maxStreamWindowBytes?: number;
+  /**
+   * Streams of one peer that may break flow control (items beyond window + credit) before its
+   * link is closed with `protocol_error`; each such stream is closed at once. @default 3
+   */
+  streamViolationsBeforeClose?: number;
+  /**
+   * Relayed calls (`muster.call`) one operator may have in flight on one agent; more are
+   * answered RESOURCE_EXHAUSTED by the server without reaching the agent. @default 100
+   */
+  maxRelayedCallsPerAgent?: number;
+  /**
+   * Warnings one peer causes (refused calls, broken rules) written per `refusalLogIntervalMs`;
+   * the rest are counted into one summary line. @default 10
+   */
+  refusalLogBurst?: number;
+  /** @default 60000 */
+  refusalLogIntervalMs?: number;
+  /**
    * Authentication, required unless `standalone`: every HELLO (resumes included) and every
    * admin request presents a token signed with `auth.key`, or a trusted client certificate.
    */

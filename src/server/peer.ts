@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import type { Clock } from "../internal/clock.js";
+import { LogSampler } from "../internal/log-sampler.js";
 import type { Logger } from "../internal/logger.js";
 import type { AgentInfo, PresenceSource } from "../presence/presence.js";
 import { type Authorizer, RpcEndpoint } from "../rpc/endpoint.js";
@@ -16,8 +17,9 @@ import {
 } from "../session/session.js";
 import type { Transport, TransportCloseInfo } from "../transport/types.js";
 import type { DecodeLimits } from "../wire/codec.js";
-import type { CloseBody, CloseCode, HelloBody } from "../wire/frame.js";
+import { type CloseBody, CloseCode, type HelloBody } from "../wire/frame.js";
 import type { Identity } from "./auth-gate.js";
+import type { RpcLimits } from "./rpc-limits.js";
 
 type LogArgs = [object | string, string?];
 type AnyLog = (...args: LogArgs) => void;
@@ -40,8 +42,12 @@ class PeerLog implements Logger {
   info(...args: LogArgs): void {
     if (this.parent.isLevelEnabled("info")) (this.peer.logger().info as AnyLog)(...args);
   }
+  /** Warnings a peer causes (refusals, broken rules) are sampled: see `Peer.warn`. */
   warn(...args: LogArgs): void {
-    if (this.parent.isLevelEnabled("warn")) (this.peer.logger().warn as AnyLog)(...args);
+    if (!this.parent.isLevelEnabled("warn")) return;
+    const [first, msg] = args;
+    if (typeof first === "string") this.peer.warn({}, first);
+    else this.peer.warn(first, msg ?? "");
   }
   error(...args: LogArgs): void {
     if (this.parent.isLevelEnabled("error")) (this.peer.logger().error as AnyLog)(...args);
@@ -63,11 +69,16 @@ export interface PeerHost {
   decodeLimits: DecodeLimits;
   callTimeoutMs: number;
   maxIncomingCalls: number;
+  /** Largest frame a peer accepts: larger results and items fail their call instead. */
+  maxFrameBytes: number;
+  rpcLimits: RpcLimits;
   handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler>;
   streamHandlersFor(role: HelloBody["role"]): ReadonlyMap<string, StreamHandler>;
   onPeerState(peer: Peer, state: SessionState, previous: SessionState): void;
   onPeerLinkDown(peer: Peer, info: TransportCloseInfo): void;
   onPeerClose(peer: Peer, close: CloseBody): void;
+  /** The peer broke the protocol in a way that costs it its link (the session stays resumable). */
+  dropLink(peer: Peer, code: CloseCode, message: string): void;
   /** Whether the peer may call or open `method` now; an error is the call's answer. */
   authorize(peer: Peer, method: string, stream: boolean): MusterError | undefined;
 }
@@ -102,6 +113,8 @@ export class Peer implements PresenceSource, SessionHooks, Authorizer {
   readonly #clock: Clock;
   readonly #host: PeerHost;
   #logger: Logger | undefined;
+  /** Made on the first warning this peer causes. */
+  #warnings: LogSampler | undefined;
 
   constructor(host: PeerHost, hello: HelloBody, transport: Transport, identity: Identity) {
     this.#clock = host.clock;
@@ -135,7 +148,45 @@ export class Peer implements PresenceSource, SessionHooks, Authorizer {
       maxIncomingCalls: host.maxIncomingCalls,
       describeSelf: "the server",
       decodeLimits: host.decodeLimits,
+      maxFrameBytes: host.maxFrameBytes,
     });
+  }
+
+  /** What handlers see as `ctx.peer`. */
+  get peerInfo(): PeerInfo {
+    return this.#info;
+  }
+
+  /**
+   * Writes a warning this peer caused (a refusal, a broken rule), naming the peer; past
+   * `refusalLogBurst` in an interval they are counted instead, and one line sums them up when
+   * the next interval starts or the session ends. A peer repeating a refused request costs a
+   * few lines, not a line a request.
+   */
+  warn(obj: object, msg: string): void {
+    if (!this.#host.logger.isLevelEnabled("warn")) return;
+    const limits = this.#host.rpcLimits;
+    this.#warnings ??= new LogSampler(limits.refusalLogBurst, limits.refusalLogIntervalMs);
+    const now = this.#clock.now();
+    if (!this.#warnings.admit(now, msg)) return;
+    this.#writeSuppressed(now);
+    this.logger().warn(obj, msg);
+  }
+
+  #writeSuppressed(now: number): void {
+    const held = this.#warnings?.takeSuppressed(now);
+    if (held !== undefined)
+      this.logger().warn(held, `suppressed ${held.suppressed} warnings caused by this peer`);
+  }
+
+  flowControlBroken(streams: number, err: MusterError): void {
+    const limit = this.#host.rpcLimits.streamViolationsBeforeClose;
+    if (streams < limit) return;
+    this.#host.dropLink(
+      this,
+      CloseCode.PROTOCOL_ERROR,
+      `${streams} streams broke flow control (items beyond window + credit), the last: ${err.rawMessage}`,
+    );
   }
 
   /** The logger naming this peer (made on first use). */
@@ -192,6 +243,7 @@ export class Peer implements PresenceSource, SessionHooks, Authorizer {
     if (this.ended) return;
     this.ended = true;
     this.disconnectReason = message;
+    this.#writeSuppressed(this.#clock.now());
     this.rpc.fail(new MusterError(code, `${this.role} ${this.name}: ${message}`));
     this.session.close(closeCode, message);
   }

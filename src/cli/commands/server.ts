@@ -48,6 +48,8 @@ interface ServerFlags extends LogFlags, TextFlags {
   maxFrame: number;
   maxJsonDepth: number;
   maxHello: number;
+  maxStreamWindow: number;
+  maxRelayedCallsPerAgent: number;
 }
 
 export function registerServer(program: Command): void {
@@ -126,6 +128,18 @@ export function registerServer(program: Command): void {
             "largest handshake (HELLO) accepted; over TCP a larger first frame is refused from its header",
             parseBytes,
             DEFAULTS.maxHelloBytes,
+          )
+          .option(
+            "--max-stream-window <size>",
+            "largest window the server holds for a stream it relays (muster stream --window is capped to it)",
+            parseBytes,
+            DEFAULTS.maxStreamWindowBytes,
+          )
+          .option(
+            "--max-relayed-calls-per-agent <n>",
+            "calls one operator may relay to one agent at once; more are refused with RESOURCE_EXHAUSTED",
+            parseCount,
+            DEFAULTS.maxRelayedCallsPerAgent,
           )
           .option(
             "--admin <host:port>",
@@ -240,6 +254,8 @@ export function registerServer(program: Command): void {
         maxFrameBytes: flags.maxFrame,
         maxJsonDepth: flags.maxJsonDepth,
         maxHelloBytes: flags.maxHello,
+        maxStreamWindowBytes: flags.maxStreamWindow,
+        maxRelayedCallsPerAgent: flags.maxRelayedCallsPerAgent,
         admin: { ...(flags.admin ? { listen: flags.admin } : {}), metricsPublic: flags.metricsPublic },
         text: {
           listen: textUrls,
