@@ -364,6 +364,9 @@ class Agent implements MusterAgent {
       describePeer: "the server",
       describeSelf: `agent ${this.name}`,
       decodeLimits: this.#decodeLimits,
+      // The server announces no limit: ours (the same default on both sides) stands for it, so
+      // that a result too large fails its call instead of the link.
+      maxFrameBytes: this.#maxFrameBytes,
     });
   }
 
