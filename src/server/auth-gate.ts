@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { AuthFailureLimiter } from "../auth/failures.js";
 import type { AuthKey } from "../auth/keys.js";
 import type { RevocationList } from "../auth/revocations.js";
-import { issueToken, type TokenClaims } from "../auth/tokens.js";
+import { checkIssue, type IssueOptions, issueToken, type TokenClaims } from "../auth/tokens.js";
 import { TokenVerifier } from "../auth/verifier.js";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
@@ -64,6 +64,10 @@ export interface ServerAuthOptions {
   /** Failed authentications allowed per address and minute, with a burst above it. @default 10, 20 */
   failuresPerMinute?: number;
   failureBurst?: number;
+  /** Enrolment requests waiting at once made with one enrolment token. @default 128 */
+  enrolmentMaxPendingPerToken?: number;
+  /** Enrolment requests waiting at once from one address (an IPv6 /64). @default 32 */
+  enrolmentMaxPendingPerAddress?: number;
 }
 
 /** The outcome of checking a HELLO's credential. */
@@ -80,15 +84,25 @@ export type GateVerdict =
       failure: boolean;
     };
 
+/** A refusal of the gate. */
+type Refusal = Extract<GateVerdict, { ok: false }>;
+
 function refuse(
   close: CloseCode,
   message: string,
   reason: string,
   extra: { retryAfterMs?: number; failure?: boolean } = {},
-): GateVerdict {
-  const v: GateVerdict = { ok: false, close, message, reason, failure: extra.failure ?? true };
+): Refusal {
+  const v: Refusal = { ok: false, close, message, reason, failure: extra.failure ?? true };
   if (extra.retryAfterMs !== undefined) v.retryAfterMs = extra.retryAfterMs;
   return v;
+}
+
+/** A token verification's failure as a refusal (its reason from `details.reason`). */
+function tokenRefusal(err: unknown): Refusal {
+  const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
+  const reason = (e.details as { reason?: unknown } | undefined)?.reason;
+  return refuse(CloseCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
 }
 
 function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
@@ -112,10 +126,12 @@ export function roleCovers(role: IdentityRole, needed: IdentityRole): boolean {
   return ROLE_RANK[role] >= ROLE_RANK[needed];
 }
 
-/** What the gate reports to its server. */
+/** What the gate reports to its server, and the server's clock. */
 export interface GateHooks {
   logger: Logger;
   onFailure(reason: string): void;
+  /** The server's clock (ms): failures are counted and refilled on it, handshakes and HTTP alike. */
+  now(): number;
 }
 
 /**
@@ -159,7 +175,12 @@ export class AuthGate {
     if (auth?.failureBurst !== undefined) limits.burst = auth.failureBurst;
     this.#limiter = new AuthFailureLimiter(limits);
     this.#agentMethods = (auth?.agentMethods ?? []).map(globToRegExp);
-    this.enrolment = auth?.approve === true ? new Enrolment() : undefined;
+    const book: ConstructorParameters<typeof Enrolment>[0] = {};
+    if (auth?.enrolmentMaxPendingPerToken !== undefined)
+      book.maxPendingPerToken = auth.enrolmentMaxPendingPerToken;
+    if (auth?.enrolmentMaxPendingPerAddress !== undefined)
+      book.maxPendingPerAddress = auth.enrolmentMaxPendingPerAddress;
+    this.enrolment = auth?.approve === true ? new Enrolment(book) : undefined;
   }
 
   /** The key's fingerprint (for the start-up log), or undefined when standalone. */
@@ -176,8 +197,46 @@ export class AuthGate {
     return this.#verifier?.clear() ?? 0;
   }
 
-  /** Checks the credential of a HELLO. Never throws. */
-  async checkHello(hello: HelloBody, transport: Transport, now: number): Promise<GateVerdict> {
+  /**
+   * Checks the credential of a HELLO; `now` is the server's clock. `resuming`: the HELLO
+   * resumes a live session of this server (its session token is known). Never throws: an
+   * unexpected failure is a refusal, logged.
+   *
+   * Failures are counted per address, but only to decide whether to spend a signature check on
+   * a credential this server does not know: a token already verified (in the cache) and a
+   * resume of a live session always pass, whatever others failed from the same address.
+   */
+  async checkHello(
+    hello: HelloBody,
+    transport: Transport,
+    now: number,
+    resuming = false,
+  ): Promise<GateVerdict> {
+    try {
+      return await this.#checkHello(hello, transport, now, resuming);
+    } catch (err) {
+      const e = MusterError.from(err);
+      this.#hooks.logger.error(
+        { remote: transport.remoteAddress, name: hello.name, err: e.rawMessage },
+        "the handshake's credential check failed: refusing the connection",
+      );
+      return refuse(
+        CloseCode.REJECTED,
+        `the server could not check this credential: ${e.rawMessage}`,
+        "internal",
+        {
+          failure: false,
+        },
+      );
+    }
+  }
+
+  async #checkHello(
+    hello: HelloBody,
+    transport: Transport,
+    now: number,
+    resuming: boolean,
+  ): Promise<GateVerdict> {
     if (this.standalone) {
       if (!transport.isLoopback) {
         return refuse(
@@ -190,16 +249,21 @@ export class AuthGate {
       return { ok: true, identity: { role, subject: hello.name, via: "standalone" } };
     }
     const ip = ipOf(transport.remoteAddress);
-    const wait = this.#limiter.check(ip, now);
-    if (wait > 0) {
-      return refuse(
-        CloseCode.BUSY,
-        `too many failed authentications from ${ip}: retry in ${Math.ceil(wait / 1000)} s`,
-        "rate_limited",
-        { retryAfterMs: wait, failure: false },
-      );
+    let verdict: GateVerdict;
+    const known = this.#known(hello.auth);
+    if ("refusal" in known) verdict = known.refusal;
+    else {
+      const wait = known.claims === undefined && !resuming ? this.#limiter.check(ip, now) : 0;
+      if (wait > 0) {
+        return refuse(
+          CloseCode.BUSY,
+          `too many failed authentications from ${ip}: retry in ${Math.ceil(wait / 1000)} s`,
+          "rate_limited",
+          { retryAfterMs: wait, failure: false },
+        );
+      }
+      verdict = await this.#checkCredential(hello, transport, known.claims);
     }
-    const verdict = await this.#checkCredential(hello, transport);
     if (!verdict.ok && verdict.failure) {
       this.#limiter.fail(ip, now);
       this.#hooks.onFailure(verdict.reason);
@@ -207,7 +271,24 @@ export class AuthGate {
     return verdict;
   }
 
-  async #checkCredential(hello: HelloBody, transport: Transport): Promise<GateVerdict> {
+  /**
+   * A token's claims when the verification cache holds it (no signature check), a refusal when
+   * it holds it expired, or nothing known.
+   */
+  #known(token: string | undefined): { claims: TokenClaims | undefined } | { refusal: Refusal } {
+    if (token === undefined) return { claims: undefined };
+    try {
+      return { claims: this.#verifier!.lookup(token, Date.now()) };
+    } catch (err) {
+      return { refusal: tokenRefusal(err) };
+    }
+  }
+
+  async #checkCredential(
+    hello: HelloBody,
+    transport: Transport,
+    known: TokenClaims | undefined,
+  ): Promise<GateVerdict> {
     const o = this.#o!;
     if (hello.auth === undefined) {
       const cert = transport.peerCertificate;
@@ -221,12 +302,13 @@ export class AuthGate {
       );
     }
     let claims: TokenClaims;
-    try {
-      claims = await this.#verifier!.verify(hello.auth, Date.now());
-    } catch (err) {
-      const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
-      const reason = (e.details as { reason?: unknown } | undefined)?.reason;
-      return refuse(CloseCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
+    if (known !== undefined) claims = known;
+    else {
+      try {
+        claims = await this.#verifier!.verify(hello.auth, Date.now());
+      } catch (err) {
+        return tokenRefusal(err);
+      }
     }
     if (o.revocations?.has(claims.id)) {
       return refuse(CloseCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
@@ -335,77 +417,162 @@ export class AuthGate {
     if (hello.enrolId === undefined) {
       return refuse(CloseCode.PROTOCOL_ERROR, "an enrolment HELLO must carry enrolId", "malformed");
     }
+    // Never promise a token that cannot be issued: refused now, before anyone accepts it.
+    const tooBig = this.#cannotIssue(hello.name, hello.labels, claims.methods);
+    if (tooBig !== undefined) {
+      return refuse(
+        CloseCode.REJECTED,
+        `enrolment of ${hello.name} refused: ${tooBig}`,
+        "enrol_token_too_large",
+        {
+          failure: false,
+        },
+      );
+    }
     const v = book.attempt(
       { name: hello.name, labels: hello.labels, version: hello.version, enrolId: hello.enrolId },
+      { id: claims.id, methods: claims.methods },
       transport.remoteAddress,
-      claims.id,
       now,
     );
     const log = this.#hooks.logger;
     switch (v.state) {
       case "full":
-        return refuse(CloseCode.BUSY, "too many enrolment requests are waiting: retry later", "enrol_full", {
-          retryAfterMs: DEFAULTS.enrolmentRetentionMs / 10,
+        log.warn(
+          { name: hello.name, remote: transport.remoteAddress, why: v.message },
+          "enrolment request refused",
+        );
+        return refuse(CloseCode.BUSY, v.message, "enrol_full", {
+          retryAfterMs: DEFAULTS.maxRetryAfterMs,
           failure: false,
         });
       case "rejected":
         return refuse(
           CloseCode.REJECTED,
-          `enrolment of ${hello.name} was rejected by ${v.by}`,
+          `enrolment of ${hello.name} was rejected by ${v.by}${v.why === "" ? "" : `: ${v.why}`}`,
           "enrol_rejected",
-          {
-            failure: false,
-          },
+          { failure: false },
         );
-      case "pending":
-        if (v.request.firstSeen === now || v.replaced) {
-          log[v.replaced ? "warn" : "info"](
+      case "pending": {
+        const r = v.request;
+        const rivals = v.rivals;
+        if (v.isNew) {
+          log[rivals.length > 0 ? "warn" : "info"](
             {
-              name: v.request.name,
-              remote: v.request.address,
-              fingerprint: v.request.fingerprint,
-              replaced: v.replaced,
+              name: r.name,
+              remote: r.address,
+              fingerprint: r.fingerprint,
+              rivals: rivals.map((o) => o.fingerprint),
             },
-            v.replaced
-              ? "a new enrolment request replaces the waiting one (another agent, or the same agent restarted)"
-              : "enrolment request waiting: muster agents accept NAME",
+            rivals.length > 0
+              ? "another agent asks to enrol under a name that is waiting: neither is admitted until an admin chooses by fingerprint"
+              : "enrolment request waiting: muster agents accept NAME --fingerprint F",
           );
         }
+        const conflict =
+          rivals.length === 0
+            ? ""
+            : `; ${rivals.length === 1 ? "another agent asks" : `${rivals.length} other agents ask`} for this name (fingerprint ${rivals
+                .map((o) => o.fingerprint)
+                .join(", ")}): an admin must choose`;
         return refuse(
           CloseCode.PENDING,
-          `waiting for an operator to accept ${hello.name} (fingerprint ${v.request.fingerprint}): muster agents accept ${hello.name}`,
+          `waiting for an operator to accept ${hello.name} (fingerprint ${r.fingerprint})${conflict}: muster agents accept ${hello.name} --fingerprint ${r.fingerprint}`,
           "pending",
           { retryAfterMs: DEFAULTS.enrolmentRetryAfterMs, failure: false },
         );
-      case "accepted": {
-        const o = this.#o!;
-        const ttlMs = o.enrolledTokenTtlMs ?? DEFAULTS.enrolledTokenTtlMs;
-        const issue: Parameters<typeof issueToken>[1] = {
-          role: "agent",
-          subject: hello.name,
-          labels: hello.labels,
-          ttlMs,
-        };
-        if (claims.methods !== undefined) issue.methods = claims.methods;
-        const token = await issueToken(o.key, issue);
-        log.info(
-          { name: hello.name, by: v.by, fingerprint: v.request.fingerprint },
-          "agent enrolled: token issued",
-        );
-        const identity: Identity = {
-          role: "agent",
-          subject: hello.name,
-          via: "enrolment",
-          expiresAt: Date.now() + ttlMs,
-        };
-        if (claims.methods !== undefined) identity.methods = claims.methods;
-        return { ok: true, identity, issued: token };
       }
+      case "accepted":
+        return this.#issue(hello, v.request, v.by, v.methods);
     }
   }
 
-  /** Accepts or rejects a waiting enrolment request. */
-  decide(action: "accept" | "reject", name: string, by: string, now: number): EnrolmentRequest {
+  /** The token an enrolled agent is issued. */
+  #issueOptions(name: string, labels: Record<string, string>, methods: string[] | undefined): IssueOptions {
+    const issue: IssueOptions = {
+      role: "agent",
+      subject: name,
+      labels,
+      ttlMs: this.#o!.enrolledTokenTtlMs ?? DEFAULTS.enrolledTokenTtlMs,
+    };
+    if (methods !== undefined) issue.methods = methods;
+    return issue;
+  }
+
+  /** Why the token of an agent enrolled so could not be issued, or undefined. */
+  #cannotIssue(
+    name: string,
+    labels: Record<string, string>,
+    methods: string[] | undefined,
+  ): string | undefined {
+    try {
+      checkIssue(this.#o!.key, this.#issueOptions(name, labels, methods));
+      return undefined;
+    } catch (err) {
+      return MusterError.from(err).rawMessage;
+    }
+  }
+
+  /** An accepted agent's attempt: it is issued its token, or told clearly why it cannot be. */
+  async #issue(
+    hello: HelloBody,
+    request: EnrolmentRequest,
+    by: string,
+    methods: string[] | undefined,
+  ): Promise<GateVerdict> {
+    const book = this.enrolment!;
+    const log = this.#hooks.logger;
+    if (!sameLabels(hello.labels, request.labels)) {
+      return refuse(
+        CloseCode.REJECTED,
+        `agent ${hello.name} presents labels ${showLabels(hello.labels)}, but it was accepted with ${showLabels(request.labels)}`,
+        "labels",
+      );
+    }
+    const issue = this.#issueOptions(hello.name, request.labels, methods);
+    let token: string;
+    try {
+      token = await issueToken(this.#o!.key, issue);
+    } catch (err) {
+      const why = `its token could not be issued: ${MusterError.from(err).rawMessage}`;
+      log.error(
+        { name: hello.name, by, fingerprint: request.fingerprint, why },
+        "enrolment accepted, but failed",
+      );
+      book.collected(request);
+      return refuse(
+        CloseCode.REJECTED,
+        `enrolment of ${hello.name} was accepted by ${by}, but ${why}`,
+        "enrol_failed",
+        {
+          failure: false,
+        },
+      );
+    }
+    book.collected(request);
+    log.info({ name: hello.name, by, fingerprint: request.fingerprint }, "agent enrolled: token issued");
+    const identity: Identity = {
+      role: "agent",
+      subject: hello.name,
+      via: "enrolment",
+      expiresAt: Date.now() + (issue.ttlMs ?? 0),
+    };
+    if (methods !== undefined) identity.methods = methods;
+    return { ok: true, identity, issued: token };
+  }
+
+  /**
+   * Accepts or rejects a waiting enrolment request: the one with `fingerprint`, or the only one
+   * for `name` (INVALID_ARGUMENT when several wait: the fingerprint must choose). An accept whose
+   * token could not be issued fails with INVALID_ARGUMENT, and the agent is refused saying why.
+   */
+  decide(
+    action: "accept" | "reject",
+    name: string,
+    by: string,
+    now: number,
+    fingerprint?: string,
+  ): EnrolmentRequest {
     const book = this.enrolment;
     if (book === undefined) {
       throw new MusterError(
@@ -413,9 +580,23 @@ export class AuthGate {
         "this server does not take enrolment requests (--approve)",
       );
     }
-    const r = action === "accept" ? book.accept(name, by, now) : book.reject(name, by, now);
-    this.#hooks.logger.info(
-      { name, by, fingerprint: r.fingerprint },
+    const r = book.find(name, fingerprint);
+    const log = this.#hooks.logger;
+    if (action === "accept") {
+      const tooBig = this.#cannotIssue(r.name, r.labels, book.methodsOf(r));
+      if (tooBig !== undefined) {
+        const why = `its token cannot be issued: ${tooBig}`;
+        book.reject(r, by, now, why);
+        log.warn({ name, by, fingerprint: r.fingerprint, why }, "enrolment cannot be accepted: rejected");
+        throw new MusterError(
+          ErrorCode.INVALID_ARGUMENT,
+          `cannot accept ${name}: ${why}; the agent is told so`,
+        );
+      }
+      book.accept(r, by, now);
+    } else book.reject(r, by, now);
+    log.info(
+      { name, by, fingerprint: r.fingerprint, address: r.address },
       action === "accept" ? "enrolment accepted" : "enrolment rejected",
     );
     return r;
@@ -463,33 +644,45 @@ export class AuthGate {
       }
       return { subject: "standalone", role: "admin" };
     }
-    const now = Date.now();
-    const wait = this.#limiter.check(remote, now);
-    if (wait > 0) {
-      this.#hooks.onFailure("rate_limited");
-      throw new MusterError(
-        ErrorCode.UNAUTHENTICATED,
-        `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
-        { details: { reason: "rate_limited", retryAfterMs: wait } },
-      );
-    }
+    const now = this.#hooks.now();
     const fail = (code: ErrorCode, message: string, reason: string): never => {
       this.#limiter.fail(remote, now);
       this.#hooks.onFailure(reason);
       throw new MusterError(code, message, { details: { reason } });
     };
     const header = req.headers.authorization;
-    if (header === undefined)
-      return fail(ErrorCode.UNAUTHENTICATED, "no credential: send Authorization: Bearer <token>", "missing");
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) return fail(ErrorCode.UNAUTHENTICATED, "Authorization must be: Bearer <token>", "malformed");
+    const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    // A token already verified passes whatever others failed from this address (see checkHello).
+    const known = m === null ? { claims: undefined } : this.#known(m[1]!);
+    if ("refusal" in known) {
+      return fail(ErrorCode.UNAUTHENTICATED, known.refusal.message, known.refusal.reason);
+    }
     let claims: TokenClaims;
-    try {
-      claims = await this.#verifier!.verify(m[1]!, now);
-    } catch (err) {
-      const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
-      const reason = (e.details as { reason?: unknown } | undefined)?.reason;
-      return fail(ErrorCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
+    if (known.claims !== undefined) claims = known.claims;
+    else {
+      const wait = this.#limiter.check(remote, now);
+      if (wait > 0) {
+        this.#hooks.onFailure("rate_limited");
+        throw new MusterError(
+          ErrorCode.UNAUTHENTICATED,
+          `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
+          { details: { reason: "rate_limited", retryAfterMs: wait } },
+        );
+      }
+      if (header === undefined)
+        return fail(
+          ErrorCode.UNAUTHENTICATED,
+          "no credential: send Authorization: Bearer <token>",
+          "missing",
+        );
+      if (m === null)
+        return fail(ErrorCode.UNAUTHENTICATED, "Authorization must be: Bearer <token>", "malformed");
+      try {
+        claims = await this.#verifier!.verify(m[1]!, Date.now());
+      } catch (err) {
+        const r = tokenRefusal(err);
+        return fail(ErrorCode.UNAUTHENTICATED, r.message, r.reason);
+      }
     }
     if (this.isRevoked(claims.id))
       return fail(ErrorCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
