@@ -2,11 +2,10 @@ import type { IncomingMessage } from "node:http";
 import { AuthFailureLimiter } from "../auth/failures.js";
 import type { AuthKey } from "../auth/keys.js";
 import type { RevocationList } from "../auth/revocations.js";
-import { checkIssue, type IssueOptions, issueToken, type TokenClaims } from "../auth/tokens.js";
+import type { TokenClaims } from "../auth/tokens.js";
 import { TokenVerifier } from "../auth/verifier.js";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
-import { DEFAULTS } from "../internal/defaults.js";
 import { isLoopbackAddress } from "../internal/host-port.js";
 import type { Logger } from "../internal/logger.js";
 import { globToRegExp } from "../rpc/target.js";
@@ -14,28 +13,20 @@ import type { PeerCertificate, Transport } from "../transport/types.js";
 import { CloseCode, type HelloBody } from "../wire/frame.js";
 import type { AdminIdentity } from "./admin-host.js";
 import { ipOf } from "./admission.js";
-import { Enrolment, type EnrolmentRequest } from "./enrolment.js";
+import type { Enrolment, EnrolmentRequest } from "./enrolment.js";
+import { EnrolmentGate } from "./enrolment-gate.js";
+import {
+  type GateVerdict,
+  type Identity,
+  type IdentityRole,
+  type Refusal,
+  refuse,
+  sameLabels,
+  showLabels,
+  tokenRefusal,
+} from "./gate-verdict.js";
 
-/** Roles of an authenticated peer: `admin` can do everything an `operator` can, and more. */
-export type IdentityRole = "agent" | "operator" | "admin";
-
-/** Who a peer is, once its credential was checked. */
-export interface Identity {
-  role: IdentityRole;
-  /** The agent's name, or who an operator is (a token's subject, a certificate's CN). */
-  subject: string;
-  /** How it was established. */
-  via: "token" | "certificate" | "standalone" | "enrolment";
-  /** The token's id, for revocation. */
-  tokenId?: string;
-  /** When the credential expires (epoch ms): the session ends then. */
-  expiresAt?: number;
-  /**
-   * Grants as globs: the server methods an agent may call, or the agent methods an operator may
-   * call through the server. Undefined: every method.
-   */
-  methods?: readonly string[];
-}
+export type { GateVerdict, Identity, IdentityRole } from "./gate-verdict.js";
 
 /** How the server authenticates its peers (`ServerOptions.auth`). */
 export interface ServerAuthOptions {
@@ -70,54 +61,6 @@ export interface ServerAuthOptions {
   enrolmentMaxPendingPerAddress?: number;
 }
 
-/** The outcome of checking a HELLO's credential. */
-export type GateVerdict =
-  | { ok: true; identity: Identity; issued?: string }
-  | {
-      ok: false;
-      close: CloseCode;
-      message: string;
-      /** A metrics label: missing, malformed, bad_signature, expired, revoked, name, labels, role, … */
-      reason: string;
-      retryAfterMs?: number;
-      /** Counted towards the address's failure budget. */
-      failure: boolean;
-    };
-
-/** A refusal of the gate. */
-type Refusal = Extract<GateVerdict, { ok: false }>;
-
-function refuse(
-  close: CloseCode,
-  message: string,
-  reason: string,
-  extra: { retryAfterMs?: number; failure?: boolean } = {},
-): Refusal {
-  const v: Refusal = { ok: false, close, message, reason, failure: extra.failure ?? true };
-  if (extra.retryAfterMs !== undefined) v.retryAfterMs = extra.retryAfterMs;
-  return v;
-}
-
-/** A token verification's failure as a refusal (its reason from `details.reason`). */
-function tokenRefusal(err: unknown): Refusal {
-  const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
-  const reason = (e.details as { reason?: unknown } | undefined)?.reason;
-  return refuse(CloseCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
-}
-
-function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
-}
-
-function showLabels(l: Record<string, string>): string {
-  const s = Object.entries(l)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(",");
-  return s === "" ? "none" : s;
-}
-
 const ROLE_RANK: Record<IdentityRole, number> = { agent: 0, operator: 1, admin: 2 };
 
 /** True when `role` includes everything `needed` may do. */
@@ -148,7 +91,7 @@ export class AuthGate {
   readonly #hooks: GateHooks;
   readonly #agentMethods: readonly RegExp[];
   readonly #grantCache = new WeakMap<readonly string[], RegExp[]>();
-  readonly enrolment: Enrolment | undefined;
+  readonly #enrolment: EnrolmentGate | undefined;
 
   constructor(auth: ServerAuthOptions | undefined, standalone: boolean, hooks: GateHooks) {
     if (standalone && auth !== undefined) {
@@ -175,12 +118,20 @@ export class AuthGate {
     if (auth?.failureBurst !== undefined) limits.burst = auth.failureBurst;
     this.#limiter = new AuthFailureLimiter(limits);
     this.#agentMethods = (auth?.agentMethods ?? []).map(globToRegExp);
-    const book: ConstructorParameters<typeof Enrolment>[0] = {};
-    if (auth?.enrolmentMaxPendingPerToken !== undefined)
-      book.maxPendingPerToken = auth.enrolmentMaxPendingPerToken;
-    if (auth?.enrolmentMaxPendingPerAddress !== undefined)
-      book.maxPendingPerAddress = auth.enrolmentMaxPendingPerAddress;
-    this.enrolment = auth?.approve === true ? new Enrolment(book) : undefined;
+    if (auth?.approve === true) {
+      const o: ConstructorParameters<typeof EnrolmentGate>[2] = {};
+      if (auth.enrolmentMaxPendingPerToken !== undefined)
+        o.maxPendingPerToken = auth.enrolmentMaxPendingPerToken;
+      if (auth.enrolmentMaxPendingPerAddress !== undefined)
+        o.maxPendingPerAddress = auth.enrolmentMaxPendingPerAddress;
+      if (auth.enrolledTokenTtlMs !== undefined) o.enrolledTokenTtlMs = auth.enrolledTokenTtlMs;
+      this.#enrolment = new EnrolmentGate(auth.key, hooks.logger, o);
+    }
+  }
+
+  /** The enrolment book (servers with `approve`). */
+  get enrolment(): Enrolment | undefined {
+    return this.#enrolment?.book;
   }
 
   /** The key's fingerprint (for the start-up log), or undefined when standalone. */
@@ -314,7 +265,16 @@ export class AuthGate {
       return refuse(CloseCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
     }
     // Enrolment times are shown to people and kept for minutes: wall-clock time.
-    if (claims.role === "enrol") return this.#enrol(hello, transport, claims, Date.now());
+    if (claims.role === "enrol") {
+      if (this.#enrolment === undefined) {
+        return refuse(
+          CloseCode.REJECTED,
+          "this server does not take enrolment requests (start it with --approve), or present an agent token",
+          "enrol_disabled",
+        );
+      }
+      return this.#enrolment.check(hello, transport, claims, Date.now());
+    }
     const wanted = hello.role === "agent" ? "agent" : "operator or admin";
     if ((hello.role === "agent") !== (claims.role === "agent")) {
       return refuse(
@@ -388,179 +348,6 @@ export class AuthGate {
     return { ok: true, identity };
   }
 
-  async #enrol(
-    hello: HelloBody,
-    transport: Transport,
-    claims: TokenClaims,
-    now: number,
-  ): Promise<GateVerdict> {
-    const book = this.enrolment;
-    if (book === undefined) {
-      return refuse(
-        CloseCode.REJECTED,
-        "this server does not take enrolment requests (start it with --approve), or present an agent token",
-        "enrol_disabled",
-      );
-    }
-    if (hello.role !== "agent") {
-      return refuse(CloseCode.REJECTED, "an enrolment token opens agent sessions only", "role");
-    }
-    if (!globToRegExp(claims.subject).test(hello.name)) {
-      return refuse(
-        CloseCode.REJECTED,
-        `this enrolment token is for agents named ${claims.subject}, not ${hello.name}`,
-        "name",
-      );
-    }
-    const bad = this.#checkAgentBinding(hello, hello.name, claims.labels);
-    if (bad) return bad;
-    if (hello.enrolId === undefined) {
-      return refuse(CloseCode.PROTOCOL_ERROR, "an enrolment HELLO must carry enrolId", "malformed");
-    }
-    // Never promise a token that cannot be issued: refused now, before anyone accepts it.
-    const tooBig = this.#cannotIssue(hello.name, hello.labels, claims.methods);
-    if (tooBig !== undefined) {
-      return refuse(
-        CloseCode.REJECTED,
-        `enrolment of ${hello.name} refused: ${tooBig}`,
-        "enrol_token_too_large",
-        {
-          failure: false,
-        },
-      );
-    }
-    const v = book.attempt(
-      { name: hello.name, labels: hello.labels, version: hello.version, enrolId: hello.enrolId },
-      { id: claims.id, methods: claims.methods },
-      transport.remoteAddress,
-      now,
-    );
-    const log = this.#hooks.logger;
-    switch (v.state) {
-      case "full":
-        log.warn(
-          { name: hello.name, remote: transport.remoteAddress, why: v.message },
-          "enrolment request refused",
-        );
-        return refuse(CloseCode.BUSY, v.message, "enrol_full", {
-          retryAfterMs: DEFAULTS.maxRetryAfterMs,
-          failure: false,
-        });
-      case "rejected":
-        return refuse(
-          CloseCode.REJECTED,
-          `enrolment of ${hello.name} was rejected by ${v.by}${v.why === "" ? "" : `: ${v.why}`}`,
-          "enrol_rejected",
-          { failure: false },
-        );
-      case "pending": {
-        const r = v.request;
-        const rivals = v.rivals;
-        if (v.isNew) {
-          log[rivals.length > 0 ? "warn" : "info"](
-            {
-              name: r.name,
-              remote: r.address,
-              fingerprint: r.fingerprint,
-              rivals: rivals.map((o) => o.fingerprint),
-            },
-            rivals.length > 0
-              ? "another agent asks to enrol under a name that is waiting: neither is admitted until an admin chooses by fingerprint"
-              : "enrolment request waiting: muster agents accept NAME --fingerprint F",
-          );
-        }
-        const conflict =
-          rivals.length === 0
-            ? ""
-            : `; ${rivals.length === 1 ? "another agent asks" : `${rivals.length} other agents ask`} for this name (fingerprint ${rivals
-                .map((o) => o.fingerprint)
-                .join(", ")}): an admin must choose`;
-        return refuse(
-          CloseCode.PENDING,
-          `waiting for an operator to accept ${hello.name} (fingerprint ${r.fingerprint})${conflict}: muster agents accept ${hello.name} --fingerprint ${r.fingerprint}`,
-          "pending",
-          { retryAfterMs: DEFAULTS.enrolmentRetryAfterMs, failure: false },
-        );
-      }
-      case "accepted":
-        return this.#issue(hello, v.request, v.by, v.methods);
-    }
-  }
-
-  /** The token an enrolled agent is issued. */
-  #issueOptions(name: string, labels: Record<string, string>, methods: string[] | undefined): IssueOptions {
-    const issue: IssueOptions = {
-      role: "agent",
-      subject: name,
-      labels,
-      ttlMs: this.#o!.enrolledTokenTtlMs ?? DEFAULTS.enrolledTokenTtlMs,
-    };
-    if (methods !== undefined) issue.methods = methods;
-    return issue;
-  }
-
-  /** Why the token of an agent enrolled so could not be issued, or undefined. */
-  #cannotIssue(
-    name: string,
-    labels: Record<string, string>,
-    methods: string[] | undefined,
-  ): string | undefined {
-    try {
-      checkIssue(this.#o!.key, this.#issueOptions(name, labels, methods));
-      return undefined;
-    } catch (err) {
-      return MusterError.from(err).rawMessage;
-    }
-  }
-
-  /** An accepted agent's attempt: it is issued its token, or told clearly why it cannot be. */
-  async #issue(
-    hello: HelloBody,
-    request: EnrolmentRequest,
-    by: string,
-    methods: string[] | undefined,
-  ): Promise<GateVerdict> {
-    const book = this.enrolment!;
-    const log = this.#hooks.logger;
-    if (!sameLabels(hello.labels, request.labels)) {
-      return refuse(
-        CloseCode.REJECTED,
-        `agent ${hello.name} presents labels ${showLabels(hello.labels)}, but it was accepted with ${showLabels(request.labels)}`,
-        "labels",
-      );
-    }
-    const issue = this.#issueOptions(hello.name, request.labels, methods);
-    let token: string;
-    try {
-      token = await issueToken(this.#o!.key, issue);
-    } catch (err) {
-      const why = `its token could not be issued: ${MusterError.from(err).rawMessage}`;
-      log.error(
-        { name: hello.name, by, fingerprint: request.fingerprint, why },
-        "enrolment accepted, but failed",
-      );
-      book.collected(request);
-      return refuse(
-        CloseCode.REJECTED,
-        `enrolment of ${hello.name} was accepted by ${by}, but ${why}`,
-        "enrol_failed",
-        {
-          failure: false,
-        },
-      );
-    }
-    book.collected(request);
-    log.info({ name: hello.name, by, fingerprint: request.fingerprint }, "agent enrolled: token issued");
-    const identity: Identity = {
-      role: "agent",
-      subject: hello.name,
-      via: "enrolment",
-      expiresAt: Date.now() + (issue.ttlMs ?? 0),
-    };
-    if (methods !== undefined) identity.methods = methods;
-    return { ok: true, identity, issued: token };
-  }
-
   /**
    * Accepts or rejects a waiting enrolment request: the one with `fingerprint`, or the only one
    * for `name` (INVALID_ARGUMENT when several wait: the fingerprint must choose). An accept whose
@@ -573,33 +360,13 @@ export class AuthGate {
     now: number,
     fingerprint?: string,
   ): EnrolmentRequest {
-    const book = this.enrolment;
-    if (book === undefined) {
+    if (this.#enrolment === undefined) {
       throw new MusterError(
         ErrorCode.INVALID_ARGUMENT,
         "this server does not take enrolment requests (--approve)",
       );
     }
-    const r = book.find(name, fingerprint);
-    const log = this.#hooks.logger;
-    if (action === "accept") {
-      const tooBig = this.#cannotIssue(r.name, r.labels, book.methodsOf(r));
-      if (tooBig !== undefined) {
-        const why = `its token cannot be issued: ${tooBig}`;
-        book.reject(r, by, now, why);
-        log.warn({ name, by, fingerprint: r.fingerprint, why }, "enrolment cannot be accepted: rejected");
-        throw new MusterError(
-          ErrorCode.INVALID_ARGUMENT,
-          `cannot accept ${name}: ${why}; the agent is told so`,
-        );
-      }
-      book.accept(r, by, now);
-    } else book.reject(r, by, now);
-    log.info(
-      { name, by, fingerprint: r.fingerprint, address: r.address },
-      action === "accept" ? "enrolment accepted" : "enrolment rejected",
-    );
-    return r;
+    return this.#enrolment.decide(action, name, by, now, fingerprint);
   }
 
   /**

@@ -285,6 +285,20 @@ export class Enrolment {
     this.#decide(this.#entry(request), "rejected", by, now, why);
   }
 
+  /**
+   * The accepted agent could not be issued its token: from now on it is told `why` (as a
+   * rejection by `by`) until it stops asking.
+   */
+  failed(request: EnrolmentRequest, by: string, why: string, now: number): void {
+    for (const e of this.#names.get(request.name)?.values() ?? []) {
+      if (e.state !== "accepted" || e.request.fingerprint !== request.fingerprint) continue;
+      e.state = "rejected";
+      e.by = by;
+      e.why = why;
+      e.decidedAt = now;
+    }
+  }
+
   /** The accepted agent has its token: the decision is done with. */
   collected(request: EnrolmentRequest): void {
     const byId = this.#names.get(request.name);
