@@ -15,6 +15,7 @@ import { DEFAULTS } from "../src/internal/defaults.js";
 import { connectOperator } from "../src/operator/create-operator.js";
 import { createServer, type MusterServer } from "../src/server/create-server.js";
 import { CloseCode, type HelloBody } from "../src/wire/frame.js";
+import { runCli } from "./support/cli.js";
 import { quickReconnect, until } from "./support/fleet.js";
 import { type Answer, pool, sendHello } from "./support/hostile-auth-peer.js";
 
@@ -48,7 +49,7 @@ describe("hostile peers: enrolment can be neither hijacked nor blocked", () => {
 
   before(async () => {
     server = createServer({
-      listen: ["tcp://127.0.0.1:0"],
+      listen: ["tcp://127.0.0.1:0", "ws://127.0.0.1:0"],
       auth: { key, approve: true },
       // The handshake rate is not under test: 1,100 connections in a few seconds are let in.
       handshakesPerSecond: 0,
@@ -213,5 +214,70 @@ describe("hostile peers: enrolment can be neither hijacked nor blocked", () => {
     assert.ok(grown < 4 * 1024 * 1024, `heap grew ${grown} bytes`);
     // The honest agent kept answering throughout.
     assert.equal(await server.callAgent("honest-1", "sys.ping").then(() => "ok"), "ok");
+  });
+
+  it("the CLI and the admin API list both fingerprints of a conflict, refuse to guess, and accept by fingerprint", async () => {
+    const enrol = await issueToken(key, { role: "enrol", subject: "cli-*" });
+    const a = await sendHello(port, enrolHello("cli-1", enrol), { from: "127.0.3.1" });
+    const b = await sendHello(port, enrolHello("cli-1", enrol), { from: "127.0.3.2" });
+    assert.equal(a.kind === "close" && a.code, CloseCode.PENDING);
+    assert.equal(b.kind === "close" && b.code, CloseCode.PENDING);
+    assert.match(
+      (b as { message: string }).message,
+      /another agent asks for this name \(fingerprint [0-9a-f]{16}\)/,
+    );
+    const [fa, fb] = server
+      .pendingEnrolments()
+      .filter((r) => r.name === "cli-1")
+      .map((r) => r.fingerprint);
+    const admin = await issueToken(key, { role: "admin", subject: "ada" });
+    const ws = server.listeners.find((l) => l.url.startsWith("ws:"))!.url;
+    const list = await runCli(["agents", "--server", ws, "--token", admin]);
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /enrolment requests \(muster agents accept NAME --fingerprint F\):/);
+    for (const f of [fa, fb])
+      assert.match(list.out, new RegExp(`cli-1 +${f} +127\\.0\\.3\\.\\d:\\d+ .*conflict`));
+    const guess = await runCli(["agents", "accept", "cli-1", "--server", ws, "--token", admin]);
+    assert.equal(guess.code, 2);
+    assert.match(guess.err, /2 agents ask to enrol as cli-1 \(fingerprints .*: give the fingerprint/);
+    // The admin API: the list, then a decision bound to a fingerprint.
+    const http = ws.replace("ws:", "http:");
+    const headers = { authorization: `Bearer ${admin}`, "content-type": "application/json" };
+    const listed = (await (await fetch(`${http}/api/enrolments`, { headers })).json()) as {
+      enrolments: Array<{ name: string; conflict: boolean }>;
+    };
+    assert.deepEqual(
+      listed.enrolments.filter((r) => r.name === "cli-1").map((r) => r.conflict),
+      [true, true],
+    );
+    const noPrint = await fetch(`${http}/api/enrolments/cli-1`, {
+      method: "POST",
+      headers,
+      body: '{"action":"accept"}',
+    });
+    assert.equal(noPrint.status, 400);
+    assert.match(((await noPrint.json()) as { message: string }).message, /give the fingerprint/);
+    const rejected = await fetch(`${http}/api/enrolments/cli-1`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ action: "reject", fingerprint: fb }),
+    });
+    assert.equal(rejected.status, 200);
+    const accept = await runCli([
+      "agents",
+      "accept",
+      "cli-1",
+      "--fingerprint",
+      fa!,
+      "--server",
+      ws,
+      "--token",
+      admin,
+    ]);
+    assert.equal(accept.code, 0, accept.err);
+    assert.match(
+      accept.out,
+      new RegExp(`^accepted cli-1 \\(fingerprint ${fa}, from 127\\.0\\.3\\.1:\\d+\\)$`, "m"),
+    );
   });
 });
