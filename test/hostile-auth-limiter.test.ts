@@ -4,6 +4,9 @@
 // every few seconds made an honest agent's resume fail until its session expired. Here the
 // attacker and the honest peers share 127.0.0.1, over real sockets.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type AgentEvent, createAgent, type MusterAgent } from "../src/agent/create-agent.js";
 import { generateKey } from "../src/auth/keys.js";
@@ -12,6 +15,7 @@ import { type ChaosProxy, startChaosProxy } from "../src/chaos/chaos-proxy.js";
 import { connectOperator } from "../src/operator/create-operator.js";
 import { createServer, type MusterServer } from "../src/server/create-server.js";
 import { CloseCode } from "../src/wire/frame.js";
+import { hasOpenssl, makeCertificates } from "./support/certs.js";
 import { quickReconnect, until } from "./support/fleet.js";
 import { type Answer, sendHello } from "./support/hostile-auth-peer.js";
 
@@ -129,5 +133,46 @@ describe("hostile peers: failed authentications do not lock honest callers out",
     const metrics = (await server.metrics.scrape()).body;
     assert.match(metrics, /muster_auth_failures_total\{reason="missing"\} [1-9]/);
     assert.match(metrics, /muster_auth_failures_total\{reason="rate_limited"\} [1-9]/);
+  });
+});
+
+describe("hostile peers: a verified client certificate passes whatever others fail", {
+  skip: hasOpenssl ? false : "openssl is not installed",
+}, () => {
+  it("tokenless HELLOs lock 127.0.0.1; an agent with a client certificate connects at its first attempt", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "muster-hostile-mtls-"));
+    const certs = makeCertificates(dir);
+    const server = createServer({
+      listen: ["tls://127.0.0.1:0", "tcp://127.0.0.1:0"],
+      tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca.cert },
+      auth: { key, certificates: true, failuresPerMinute: PER_MINUTE, failureBurst: BURST },
+    });
+    await server.start();
+    try {
+      const tcp = server.listeners.find((l) => l.kind === "tcp")!;
+      const tls = server.listeners.find((l) => l.kind === "tls")!;
+      const answers: Answer[] = [];
+      for (let i = 0; i < BURST + 2; i++)
+        answers.push(
+          await sendHello(tcp.port, { role: "agent", name: `nobody-${i}`, labels: {}, version: "1" }),
+        );
+      const last = answers.at(-1)!;
+      assert.equal(last.kind === "close" && last.code, CloseCode.BUSY, "the address is out of failures");
+      const agent = createAgent({
+        name: "web-1",
+        servers: [tls.url],
+        reconnect: quickReconnect,
+        tls: { ca: certs.ca.cert, cert: certs.client.cert, key: certs.client.key },
+      });
+      const first = new Promise<AgentEvent>((resolve) =>
+        agent.onEvent((e) => (e.type === "connected" || e.type === "retry") && resolve(e)),
+      );
+      agent.start();
+      assert.equal((await first).type, "connected");
+      await agent.close();
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -154,8 +154,9 @@ export class AuthGate {
    * unexpected failure is a refusal, logged.
    *
    * Failures are counted per address, but only to decide whether to spend a signature check on
-   * a credential this server does not know: a token already verified (in the cache) and a
-   * resume of a live session always pass, whatever others failed from the same address.
+   * a credential this server does not know: a token already verified (in the cache), a resume
+   * of a live session and a client certificate the TLS layer verified always pass, whatever
+   * others failed from the same address.
    */
   async checkHello(
     hello: HelloBody,
@@ -204,7 +205,15 @@ export class AuthGate {
     const known = this.#known(hello.auth);
     if ("refusal" in known) verdict = known.refusal;
     else {
-      const wait = known.claims === undefined && !resuming ? this.#limiter.check(ip, now) : 0;
+      // What passes whatever others failed: a token verified before, a live session's resume,
+      // and a client certificate the TLS layer verified (no signature check is spent on them).
+      const trusted =
+        known.claims !== undefined ||
+        resuming ||
+        (hello.auth === undefined &&
+          this.#o?.certificates === true &&
+          transport.peerCertificate?.authorized === true);
+      const wait = trusted ? 0 : this.#limiter.check(ip, now);
       if (wait > 0) {
         return refuse(
           CloseCode.BUSY,
