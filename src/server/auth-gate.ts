@@ -168,13 +168,19 @@ export class AuthGate {
       return await this.#checkHello(hello, transport, now, resuming);
     } catch (err) {
       const e = MusterError.from(err);
+      let remote: string;
+      try {
+        remote = transport.remoteAddress;
+      } catch {
+        remote = "unknown";
+      }
       this.#hooks.logger.error(
-        { remote: transport.remoteAddress, name: hello.name, err: e.rawMessage },
+        { remote, name: hello.name, err: e.rawMessage },
         "the handshake's credential check failed: refusing the connection",
       );
       return refuse(
         CloseCode.REJECTED,
-        `the server could not check this credential: ${e.rawMessage}`,
+        "the server could not check this credential (an internal error, which it logged)",
         "internal",
         {
           failure: false,

@@ -738,7 +738,11 @@ class Server implements MusterServer, PeerHost {
         );
         this.#pending.delete(link.transport);
         if (!link.gone)
-          this.#reject(link.transport, CloseCode.REJECTED, `the handshake failed: ${e.rawMessage}`);
+          this.#reject(
+            link.transport,
+            CloseCode.REJECTED,
+            "the server could not complete the handshake (an internal error, which it logged)",
+          );
       });
   }
 
