@@ -6,18 +6,19 @@ import { connect as netConnect } from "node:net";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
 import { ErrorCode } from "../src/errors/codes.js";
 import { MusterError } from "../src/errors/muster-error.js";
+import { DEFAULTS } from "../src/internal/defaults.js";
 import { createServer } from "../src/server/create-server.js";
 import { decodeFrame, encodeFrame } from "../src/wire/codec.js";
-import { CloseCode, type Frame, FrameType } from "../src/wire/frame.js";
+import { CloseCode, type Frame, FrameType, HEADER_BYTES } from "../src/wire/frame.js";
 import { LengthPrefixDecoder, lengthPrefix } from "../src/wire/length-prefix.js";
 import { BAD_UTF8, helloBody, mutateBytes, rawFrame, seedFrames } from "./inputs.js";
 import { Rng } from "./rng.js";
 import type { Failure } from "./run.js";
 import { describeThrown, oneLine, referenceSplit } from "./targets.js";
 
-const MAX_FRAME_BYTES = 1024 * 1024;
+export const MAX_FRAME_BYTES = 1024 * 1024;
 /** Incomplete handshakes are closed by the server after this long. */
-const HANDSHAKE_TIMEOUT_MS = 1500;
+export const HANDSHAKE_TIMEOUT_MS = 1500;
 /** A connection not settled after this long is a failure. */
 const SETTLE_MS = HANDSHAKE_TIMEOUT_MS + 4000;
 /** The control agent answers a call after every this many connections, and at the end. */
@@ -104,13 +105,18 @@ export function handshakeInput(seed: number, i: number): Buffer {
 }
 
 /** What the server must do with a connection, judged from the bytes alone. */
-type Expectation =
+export type Expectation =
   | { kind: "welcome" /** a bad length prefix follows the HELLO */; thenStreamError: boolean }
   | { kind: "close"; message: string | undefined }
   | { kind: "stream-error" }
   | { kind: "incomplete" /** keep the connection open: the server must time it out */; wait: boolean };
 
-function expectationFor(bytes: Buffer, waitOnIncomplete: boolean): Expectation {
+export function expectationFor(bytes: Buffer, waitOnIncomplete: boolean): Expectation {
+  // Over TCP, a first frame announced larger than any HELLO may be is refused from its length
+  // prefix (frame_too_large), before its body is read.
+  if (bytes.length >= 4 && bytes.readUInt32BE(0) > HEADER_BYTES + DEFAULTS.maxHelloBytes) {
+    return { kind: "stream-error" };
+  }
   const split = referenceSplit(bytes, MAX_FRAME_BYTES);
   const first = split.frames[0];
   if (first === undefined) {
@@ -126,7 +132,7 @@ function expectationFor(bytes: Buffer, waitOnIncomplete: boolean): Expectation {
   return { kind: "welcome", thenStreamError: split.error !== undefined };
 }
 
-interface Outcome {
+export interface Outcome {
   frames: Frame[];
   /** The server ended the connection (we had not ended our side first). */
   closedByServer: boolean;
@@ -136,7 +142,7 @@ interface Outcome {
 }
 
 /** Writes `bytes` on a fresh connection and collects what the server answers until it closes. */
-function probe(port: number, bytes: Buffer, expect: Expectation): Promise<Outcome> {
+export function probe(port: number, bytes: Buffer, expect: Expectation): Promise<Outcome> {
   return new Promise((resolve) => {
     const socket = netConnect({ host: "127.0.0.1", port });
     const frames: Frame[] = [];
@@ -187,7 +193,7 @@ const CLOSE_ON_BAD_HELLO = new Set<string>([CloseCode.PROTOCOL_ERROR]);
 const CLOSE_ON_BAD_STREAM = new Set<string>([CloseCode.PROTOCOL_ERROR, CloseCode.FRAME_TOO_LARGE]);
 
 /** Judges one connection; undefined when the server behaved. */
-function judge(expect: Expectation, o: Outcome): string | undefined {
+export function judge(expect: Expectation, o: Outcome): string | undefined {
   if (o.undecodable) return `the server sent bytes that do not decode: ${o.undecodable}`;
   if (o.timedOut) return `the connection was neither answered nor closed within ${SETTLE_MS} ms`;
   if (o.error) return `the connection failed: ${o.error}`;
@@ -243,7 +249,7 @@ function judge(expect: Expectation, o: Outcome): string | undefined {
   }
 }
 
-function describe(frame: Frame): string {
+export function describe(frame: Frame): string {
   if (frame.type === FrameType.CLOSE) return `CLOSE ${frame.close.code} ${oneLine(frame.close.message, 80)}`;
   return `frame type 0x${frame.type.toString(16)}`;
 }

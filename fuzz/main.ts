@@ -8,6 +8,7 @@ import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 import { runHandshakeFuzz } from "./handshake.js";
+import { runAuthHandshakeFuzz } from "./handshake-auth.js";
 import {
   type DecoderRunStats,
   emptyStats,
@@ -26,12 +27,16 @@ import type { WorkerInput, WorkerMessage } from "./worker.js";
 const USAGE = `usage: npm run fuzz -- [options]
 
 Fuzzes the frame decoder (decodeFrame, decodeValue), the length-prefix decoder and the
-handshake of a real server. Failing inputs are saved to test/fixtures/fuzz/.
+handshake of a real server, without and with authentication. Failing inputs are saved to
+test/fixtures/fuzz/.
 
 options:
   --inputs N      decoder inputs (each runs the frame and the stream target) [1000000]
   --seed S        seed, an integer in 0..4294967295 [random, printed]
   --handshakes N  connections made to a real server with generated HELLOs [300]
+  --auth-handshakes N  connections made to a real server with authentication and
+                  enrolment on, with tokens valid, expired, forged, of the wrong algorithm,
+                  oversized or mutated, and enrolment ids [300]
   --hang-ms N     an input still running after this long is a failure (hang) [10000]
   --no-save       report failures without writing fixture files
   --help          show this text
@@ -62,6 +67,7 @@ interface Options {
   inputs: number;
   seed: number;
   handshakes: number;
+  authHandshakes: number;
   hangMs: number;
   save: boolean;
 }
@@ -74,6 +80,7 @@ function options(): Options {
         inputs: { type: "string" },
         seed: { type: "string" },
         handshakes: { type: "string" },
+        "auth-handshakes": { type: "string" },
         "hang-ms": { type: "string" },
         "no-save": { type: "boolean" },
         help: { type: "boolean" },
@@ -92,6 +99,12 @@ function options(): Options {
     inputs: integer("inputs", values.inputs as string | undefined, 1_000_000, 2 ** 31 - 1),
     seed: integer("seed", values.seed as string | undefined, randomInt(0, 2 ** 32 - 1), 2 ** 32 - 1),
     handshakes: integer("handshakes", values.handshakes as string | undefined, 300, 1_000_000),
+    authHandshakes: integer(
+      "auth-handshakes",
+      values["auth-handshakes"] as string | undefined,
+      300,
+      1_000_000,
+    ),
     hangMs: Math.max(100, integer("hang-ms", values["hang-ms"] as string | undefined, 10_000, 3_600_000)),
     save: values["no-save"] !== true,
   };
@@ -229,22 +242,25 @@ async function main(): Promise<void> {
   const o = options();
   const failures = new Failures(o.save);
   out(
-    `muster fuzz: seed ${o.seed}, ${o.inputs.toLocaleString("en-US")} decoder inputs, ${o.handshakes} handshakes`,
+    `muster fuzz: seed ${o.seed}, ${o.inputs.toLocaleString("en-US")} decoder inputs, ${o.handshakes} handshakes, ${o.authHandshakes} authenticated handshakes`,
   );
   out(
-    `  replay this run with: npm run fuzz -- --seed ${o.seed} --inputs ${o.inputs} --handshakes ${o.handshakes}`,
+    `  replay this run with: npm run fuzz -- --seed ${o.seed} --inputs ${o.inputs} --handshakes ${o.handshakes} --auth-handshakes ${o.authHandshakes}`,
   );
 
   // The regression fixtures first: what failed once must pass now.
   const fixtures = loadFixtures();
   for (const fixture of fixtures) {
-    if (fixture.target === "handshake") continue; // replayed with the handshake phase
+    if (fixture.target === "handshake" || fixture.target === "auth") continue; // replayed with their phase
     const bad = replayFixture(fixture);
     if (bad !== undefined)
       failures.add({ target: fixture.target, input: fixture.input, message: bad }, fixture.file);
   }
   const handshakeFixtures = fixtures.filter((f) => f.target === "handshake");
-  const known = new Map(handshakeFixtures.map((f) => [shortHash(f.input), f.file]));
+  const authFixtures = fixtures.filter((f) => f.target === "auth");
+  const known = new Map(
+    [...handshakeFixtures, ...authFixtures].map((f) => [`${f.target}:${shortHash(f.input)}`, f.file]),
+  );
   out(`fixtures: ${fixtures.length} in test/fixtures/fuzz/, ${failures.count} failing`);
 
   const t0 = Date.now();
@@ -278,7 +294,7 @@ async function main(): Promise<void> {
       connections: o.handshakes,
       extra: handshakeFixtures.map((f) => f.input),
       waitOnIncomplete: true,
-      onFailure: (f) => failures.add(f, known.get(shortHash(f.input))),
+      onFailure: (f) => failures.add(f, known.get(`${f.target}:${shortHash(f.input)}`)),
       onProgress: (done) => {
         if (Date.now() - lastReport >= 2000) {
           lastReport = Date.now();
@@ -291,6 +307,30 @@ async function main(): Promise<void> {
       `handshake: ${h.connections} connections in ${(ms / 1000).toFixed(1)} s (${rate(h.connections, ms)}/s):` +
         ` ${h.welcomed} welcomed, ${h.closedWithFrame} closed with CLOSE, ${h.closedClean} closed without a frame;` +
         ` control agent answered ${h.controlCalls} calls`,
+    );
+  }
+
+  if (o.authHandshakes > 0) {
+    const t2 = Date.now();
+    let lastReport = t2;
+    const a = await runAuthHandshakeFuzz({
+      seed: o.seed,
+      connections: o.authHandshakes,
+      extra: authFixtures.map((f) => f.input),
+      onFailure: (f) => failures.add(f, known.get(`${f.target}:${shortHash(f.input)}`)),
+      onProgress: (done) => {
+        if (Date.now() - lastReport >= 2000) {
+          lastReport = Date.now();
+          out(`  ${done}/${o.authHandshakes} authenticated connections`);
+        }
+      },
+    });
+    const ms = Date.now() - t2;
+    out(
+      `authenticated handshake: ${a.connections} connections in ${(ms / 1000).toFixed(1)} s (${rate(a.connections, ms)}/s):` +
+        ` ${a.welcomed} welcomed, closed with ${Object.entries(a.closed)
+          .map(([code, n]) => `${code} ${n}`)
+          .join(", ")}; control agent answered ${a.controlCalls} calls`,
     );
   }
 

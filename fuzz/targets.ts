@@ -9,8 +9,8 @@ import { type Frame, FrameType, HEADER_BYTES, type Payload, PayloadKind } from "
 import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder } from "../src/wire/length-prefix.js";
 
 /** The fuzz targets; also the prefix of a fixture's file name. */
-export type Target = "decode" | "stream" | "handshake";
-export const TARGETS: readonly Target[] = ["decode", "stream", "handshake"];
+export type Target = "decode" | "stream" | "handshake" | "auth";
+export const TARGETS: readonly Target[] = ["decode", "stream", "handshake", "auth"];
 
 /** Counters showing what the inputs exercised. */
 export interface DecodeStats {

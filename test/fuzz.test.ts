@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { runHandshakeFuzz } from "../fuzz/handshake.js";
+import { runAuthHandshakeFuzz } from "../fuzz/handshake-auth.js";
 import { type Failure, loadFixtures, replayFixture, runDecoderFuzz } from "../fuzz/run.js";
 import { TARGETS } from "../fuzz/targets.js";
 import { FrameType } from "../src/wire/frame.js";
@@ -12,8 +13,11 @@ import { FrameType } from "../src/wire/frame.js";
 const SEED = 0x6d757374; // "must"
 const DECODER_INPUTS = 15_000;
 const HANDSHAKES = 40;
+const AUTH_HANDSHAKES = 120;
 
-console.log(`fuzz seed ${SEED} (${DECODER_INPUTS} decoder inputs, ${HANDSHAKES} handshakes)`);
+console.log(
+  `fuzz seed ${SEED} (${DECODER_INPUTS} decoder inputs, ${HANDSHAKES} handshakes, ${AUTH_HANDSHAKES} authenticated)`,
+);
 
 function report(failures: Failure[]): string {
   return failures
@@ -47,7 +51,7 @@ describe(`fuzz, seed ${SEED}`, () => {
     assert.ok(byTarget.get("decode")! > 0 && byTarget.get("stream")! > 0, JSON.stringify([...byTarget]));
     for (const fixture of fixtures) {
       assert.ok(fixture.note.length > 0, `${fixture.file}: the .txt note is missing`);
-      if (fixture.target === "handshake") continue; // below, against a real server
+      if (fixture.target === "handshake" || fixture.target === "auth") continue; // below, against a real server
       assert.equal(replayFixture(fixture), undefined, `${fixture.file} (${fixture.note})`);
     }
   });
@@ -66,6 +70,24 @@ describe(`fuzz, seed ${SEED}`, () => {
     assert.ok(stats.welcomed > 0, "no HELLO was welcomed");
     assert.ok(stats.closedWithFrame > 0, "no connection was closed with CLOSE");
     assert.ok(stats.closedClean > 0, "no connection was closed without a frame");
+    assert.ok(stats.controlCalls >= Math.ceil(stats.connections / 8), `${stats.controlCalls} control calls`);
+  });
+
+  it(`authenticated handshake: ${AUTH_HANDSHAKES} connections with tokens of every kind and enrolment ids, and the auth fixtures`, async () => {
+    const fixtures = loadFixtures().filter((f) => f.target === "auth");
+    const failures: Failure[] = [];
+    const stats = await runAuthHandshakeFuzz({
+      seed: SEED,
+      connections: AUTH_HANDSHAKES,
+      extra: fixtures.map((f) => f.input),
+      onFailure: (f) => failures.push(f),
+    });
+    assert.equal(failures.length, 0, `${failures.length} failures:\n${report(failures)}`);
+    assert.equal(stats.connections, AUTH_HANDSHAKES + fixtures.length);
+    // Every outcome was reached: none of this passes by exercising nothing.
+    assert.ok(stats.welcomed > 0, "no valid credential was welcomed");
+    for (const code of ["unauthenticated", "rejected", "pending", "protocol_error"])
+      assert.ok((stats.closed[code] ?? 0) > 0, `no CLOSE ${code}: ${JSON.stringify(stats.closed)}`);
     assert.ok(stats.controlCalls >= Math.ceil(stats.connections / 8), `${stats.controlCalls} control calls`);
   });
 });

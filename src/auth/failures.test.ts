@@ -65,3 +65,13 @@ it("has the documented defaults and refuses bad options", () => {
     isMusterError("INVALID_ARGUMENT", /maxAddresses/),
   );
 });
+
+it("a clock that goes back delays the refill by one period at most, never for ever", () => {
+  const l = new AuthFailureLimiter({ perMinute: 10, burst: 2 });
+  const wall = 1_800_000_000_000; // failures recorded at a wall-clock time…
+  l.fail("a", wall);
+  l.fail("a", wall);
+  const mono = 5_000; // …then checked with a monotonic clock that reads far less
+  assert.equal(l.check("a", mono), 6000);
+  assert.equal(l.check("a", mono + 6000), 0, "refilled from the first check on");
+});

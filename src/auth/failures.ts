@@ -87,7 +87,10 @@ export class AuthFailureLimiter {
   }
 
   #refill(b: Bucket, now: number): number {
-    const elapsed = Math.max(0, now - b.at);
+    // A clock that went back (or times from two clocks) restarts the refill from `now`, rather
+    // than freezing it until the clock catches up: an address is never locked out for ever.
+    if (now < b.at) b.at = now;
+    const elapsed = now - b.at;
     return Math.min(this.#burst, b.tokens + (elapsed * this.#perMinute) / 60_000);
   }
 

@@ -8,6 +8,7 @@ import type { MusterError } from "../errors/muster-error.js";
 import { LABEL_KEY_PATTERN, NAME_PATTERN } from "../wire/frame.js";
 import { type AuthKey, HMAC_PREFIX, parseKey } from "./keys.js";
 import {
+  checkIssue,
   decodeTokenUnverified,
   issueToken,
   MAX_TOKEN_CHARS,
@@ -456,5 +457,72 @@ describe("property: issue → verify returns the claims", () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("checkIssue: a token's length known before it is signed", () => {
+  it("is exactly the length issueToken returns, for both algorithms and any characters", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          useHmac: fc.boolean(),
+          name: fc.stringMatching(NAME_PATTERN),
+          labels: fc.dictionary(
+            fc.stringMatching(LABEL_KEY_PATTERN),
+            fc.string({ maxLength: 40, unit: "binary" }),
+            { maxKeys: 6 },
+          ),
+          methods: fc.option(
+            fc.array(fc.string({ minLength: 1, maxLength: 30, unit: "binary" }).filter(noControl), {
+              minLength: 1,
+              maxLength: 8,
+            }),
+            { nil: undefined },
+          ),
+          ttlMs: fc.option(fc.integer({ min: 1, max: 10 * 365 * 86_400_000 }), { nil: undefined }),
+          now: fc.integer({ min: 0, max: 4_000_000_000_000 }),
+        }),
+        async (a) => {
+          const key = a.useHmac ? hs.key : ed.key;
+          const options = {
+            role: "agent" as const,
+            subject: a.name,
+            labels: a.labels,
+            id: "fixedId1234",
+            now: a.now,
+            ...(a.methods !== undefined ? { methods: a.methods } : {}),
+            ...(a.ttlMs !== undefined ? { ttlMs: a.ttlMs } : {}),
+          };
+          let length: number | undefined;
+          try {
+            length = checkIssue(key, options);
+          } catch (err) {
+            // Refused as too long: issueToken refuses it alike, before signing.
+            assert.match((err as MusterError).message, /the token would be \d+ characters, more than 4096/);
+            await assert.rejects(
+              issueToken(key, options),
+              isMusterError("INVALID_ARGUMENT", /more than 4096/),
+            );
+            return;
+          }
+          assert.equal((await issueToken(key, options)).length, length);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("refuses, without a signing key, what issueToken would refuse: bad options, and a token over the limit", () => {
+    const labels: Record<string, string> = {};
+    for (let i = 0; i < 16; i++) labels[`key-${i}`] = "v".repeat(250);
+    assert.throws(
+      () => checkIssue(ed.pub, { role: "agent", subject: "web-1", labels }),
+      isMusterError(
+        "INVALID_ARGUMENT",
+        /the token would be \d+ characters, more than 4096: give fewer or shorter labels/,
+      ),
+    );
+    assert.throws(() => checkIssue(ed.pub, { role: "agent", subject: "no spaces" }), /token subject/);
+    assert.ok(checkIssue(ed.pub, { role: "agent", subject: "web-1" }) < 300);
   });
 });

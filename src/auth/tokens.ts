@@ -1,5 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { compactVerify, decodeJwt, decodeProtectedHeader, errors, type JWTPayload, SignJWT } from "jose";
+import {
+  compactVerify,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  type JWTHeaderParameters,
+  type JWTPayload,
+  SignJWT,
+} from "jose";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
@@ -114,11 +122,16 @@ function checkMethods(methods: unknown): string | undefined {
 
 const invalid = (message: string): MusterError => new MusterError(ErrorCode.INVALID_ARGUMENT, message);
 
-/** Signs a token; every option is checked first (INVALID_ARGUMENT naming what is wrong). */
-export async function issueToken(key: AuthKey, options: IssueOptions): Promise<string> {
-  const m = keyMaterial(key);
-  if (m.signWith === undefined)
-    throw invalid(`key ${key.source} is an Ed25519 public key: it verifies tokens but cannot sign them`);
+type JWTHeader = JWTHeaderParameters & { alg: AuthKey["algorithm"]; typ: "JWT" };
+
+/** Characters of the base64url (unpadded) encoding of `bytes` bytes. */
+const base64urlChars = (bytes: number): number => Math.ceil((bytes * 4) / 3);
+
+/** Characters of a signature in base64url, by algorithm (Ed25519: 64 bytes; HMAC-SHA-256: 32). */
+const SIGNATURE_CHARS: Record<AuthKey["algorithm"], number> = { EdDSA: 86, HS256: 43 };
+
+/** The header and payload a token would carry; every option is checked (INVALID_ARGUMENT). */
+function tokenParts(key: AuthKey, options: IssueOptions): { header: JWTHeader; payload: JWTPayload } {
   const { role, subject } = options;
   if (!TOKEN_ROLES.includes(role))
     throw invalid(`role ${q(role)} is unknown: use one of ${TOKEN_ROLES.join(", ")}`);
@@ -145,13 +158,47 @@ export async function issueToken(key: AuthKey, options: IssueOptions): Promise<s
   if (ttlMs !== undefined) payload.exp = Math.ceil((now + ttlMs) / 1000);
   if (hasLabels) payload.labels = { ...labels };
   if (options.methods !== undefined) payload.methods = [...options.methods];
-  const token = await new SignJWT(payload)
-    .setProtectedHeader({ alg: key.algorithm, typ: "JWT" })
-    .sign(m.signWith);
-  if (token.length > MAX_TOKEN_CHARS)
-    throw invalid(
-      `the token would be ${token.length} characters, more than ${MAX_TOKEN_CHARS}: give fewer or shorter labels or methods`,
-    );
+  return { header: { alg: key.algorithm, typ: "JWT" }, payload };
+}
+
+/** The exact length of a compact JWS with this header and payload, signed with `key`. */
+function compactLength(key: AuthKey, header: JWTHeader, payload: JWTPayload): number {
+  const json = (v: unknown): number => Buffer.byteLength(JSON.stringify(v), "utf8");
+  return (
+    base64urlChars(json(header)) + 1 + base64urlChars(json(payload)) + 1 + SIGNATURE_CHARS[key.algorithm]
+  );
+}
+
+function tooLong(length: number): MusterError {
+  return invalid(
+    `the token would be ${length} characters, more than ${MAX_TOKEN_CHARS}: give fewer or shorter labels or methods`,
+  );
+}
+
+/**
+ * How many characters `issueToken(key, options)` would return, without signing (no key material
+ * is used): every option is checked as issueToken checks it, and a token over
+ * MAX_TOKEN_CHARS is refused with the same INVALID_ARGUMENT. A server checks with it before it
+ * promises a token it could not issue (enrolment).
+ */
+export function checkIssue(key: AuthKey, options: IssueOptions): number {
+  const { header, payload } = tokenParts(key, options);
+  const length = compactLength(key, header, payload);
+  if (length > MAX_TOKEN_CHARS) throw tooLong(length);
+  return length;
+}
+
+/** Signs a token; every option is checked first (INVALID_ARGUMENT naming what is wrong). */
+export async function issueToken(key: AuthKey, options: IssueOptions): Promise<string> {
+  const m = keyMaterial(key);
+  if (m.signWith === undefined)
+    throw invalid(`key ${key.source} is an Ed25519 public key: it verifies tokens but cannot sign them`);
+  const { header, payload } = tokenParts(key, options);
+  // Refused before any signature is computed.
+  const length = compactLength(key, header, payload);
+  if (length > MAX_TOKEN_CHARS) throw tooLong(length);
+  const token = await new SignJWT(payload).setProtectedHeader(header).sign(m.signWith);
+  if (token.length > MAX_TOKEN_CHARS) throw tooLong(token.length);
   return token;
 }
 

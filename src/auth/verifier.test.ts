@@ -101,4 +101,17 @@ describe("TokenVerifier", () => {
       isMusterError("INVALID_ARGUMENT", /maxEntries/),
     );
   });
+
+  it("lookup answers from memory only: undefined for an unknown token, the claims of a known one, the expiry of a stale one", async () => {
+    const v = new Counting(key);
+    const token = await agentToken("web-1", 60_000);
+    assert.equal(v.lookup(token, NOW), undefined, "never verified: nothing is computed");
+    assert.equal(v.lookup("garbage", NOW), undefined);
+    assert.equal(v.calls, 0);
+    const claims = await v.verify(token, NOW);
+    assert.deepEqual(v.lookup(token, NOW + 1000), claims);
+    assert.equal(v.calls, 1);
+    assert.throws(() => v.lookup(token, NOW + 90_000), isMusterError("UNAUTHENTICATED", /^token expired at/));
+    assert.equal(v.size, 0, "the expired token is forgotten");
+  });
 });

@@ -59,6 +59,25 @@ export class TokenVerifier {
     return n;
   }
 
+  /**
+   * The claims of a token this cache remembers as valid, without verifying anything: undefined
+   * when it is not remembered (verify it), the claims when it is and has not expired, and
+   * verifyToken's `expired` error when it has. Costs one hash. A caller that must not spend a
+   * signature check on an unknown credential (a rate-limited address) can still let a known
+   * good one through.
+   */
+  lookup(token: string, now: number = Date.now()): TokenClaims | undefined {
+    if (typeof token !== "string" || token.length === 0 || token.length > MAX_TOKEN_CHARS) return undefined;
+    const hash = createHash("sha256").update(token).digest("base64url");
+    const hit = this.#cache.get(hash);
+    if (hit === undefined) return undefined;
+    this.#cache.delete(hash);
+    const late = checkTokenTimes(hit.expiresAt, undefined, now);
+    if (late !== undefined) throw late;
+    this.#cache.set(hash, hit);
+    return copy(hit);
+  }
+
   /** Verifies a token as verifyToken does (same errors), remembering successes. */
   async verify(token: string, now: number = Date.now()): Promise<TokenClaims> {
     // Garbage is refused by verifyToken at once; there is no point hashing it.

@@ -1,5 +1,6 @@
 import type { AgentInfo } from "../presence/presence.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
+import type { EnrolmentRequest } from "../server/enrolment.js";
 
 /** Renders rows as a table with a header; columns are padded to their widest cell. */
 export function table(header: string[], rows: string[][]): string {
@@ -34,6 +35,24 @@ export function agentsTable(agents: AgentInfo[], now = Date.now()): string {
       a.version,
       new Date(a.connectedSince).toISOString().replace(/\.\d+Z$/, "Z"),
       ago(a.lastSeen, now),
+    ]),
+  );
+}
+
+/** Waiting enrolment requests, one row each: two rows for one name are a conflict to settle. */
+export function enrolmentsTable(requests: EnrolmentRequest[], now = Date.now()): string {
+  return table(
+    ["NAME", "FINGERPRINT", "ADDRESS", "LABELS", "FIRST SEEN", "LAST SEEN", ""],
+    requests.map((r) => [
+      r.name,
+      r.fingerprint,
+      r.address,
+      Object.entries(r.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(",") || "-",
+      ago(r.firstSeen, now),
+      ago(r.lastSeen, now),
+      r.conflict ? "conflict: another agent asks for this name" : "",
     ]),
   );
 }

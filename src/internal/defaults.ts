@@ -109,6 +109,15 @@ export const DEFAULTS = {
   enrolmentRetryAfterMs: 3_000,
   /** Lifetime of the token a server issues to an agent it enrolled. */
   enrolledTokenTtlMs: 365 * 24 * 3_600_000,
+  // --- Hostile peers: authentication and enrolment ------------------------------------------
+  /**
+   * Enrolment: requests waiting at once that were made with one enrolment token, and from one
+   * address (an IPv6 /64); more are refused with CLOSE busy, so that one stolen token or one
+   * host cannot fill the book (`enrolmentMaxPending`) and lock other agents out.
+   */
+  enrolmentMaxPendingPerToken: 128,
+  enrolmentMaxPendingPerAddress: 32,
+  // --- end of: hostile peers: authentication and enrolment ---------------------------------
   /** Graceful shutdown: calls and streams in flight get this long to finish. */
   drainTimeoutMs: 10_000,
   /** Graceful shutdown: the retry hint given to connections refused while draining. */

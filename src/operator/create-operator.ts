@@ -64,8 +64,13 @@ export interface MusterOperator {
    * control end to end. Errors arrive through the iteration.
    */
   stream<T = unknown>(agent: string, name: string, args?: unknown, options?: StreamOptions): MusterStream<T>;
-  /** Accepts or rejects an agent's waiting enrolment request (admin role). */
-  enrol(action: "accept" | "reject", name: string): Promise<EnrolmentRequest>;
+  /**
+   * Accepts or rejects an agent's waiting enrolment request (admin role): the one with
+   * `fingerprint`, which must be given when several agents ask for the same name.
+   */
+  enrol(action: "accept" | "reject", name: string, fingerprint?: string): Promise<EnrolmentRequest>;
+  /** The enrolment requests waiting, each with its fingerprint and whether it is in conflict. */
+  enrolments(): Promise<EnrolmentRequest[]>;
   close(): Promise<void>;
 }
 
@@ -207,7 +212,13 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
       if (streamOptions.windowBytes !== undefined) request.windowBytes = streamOptions.windowBytes;
       return rpc.openStream<T>("muster.stream", request, streamOptions);
     },
-    enrol: (action, name) => rpc.call("muster.enrol", { action, name }) as Promise<EnrolmentRequest>,
+    enrol: (action, name, fingerprint) =>
+      rpc.call("muster.enrol", {
+        action,
+        name,
+        ...(fingerprint !== undefined ? { fingerprint } : {}),
+      }) as Promise<EnrolmentRequest>,
+    enrolments: () => rpc.call("muster.enrolments", undefined) as Promise<EnrolmentRequest[]>,
     async close() {
       if (ticker) clock.clearTimeout(ticker);
       rpc.fail(new MusterError(ErrorCode.CLOSED, "operator closed"));

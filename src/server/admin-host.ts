@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Logger } from "../internal/logger.js";
 import type { AgentInfo } from "../presence/presence.js";
+import type { EnrolmentRequest } from "./enrolment.js";
 import type { RuntimeFlags } from "./flags.js";
 import type { ServerMetrics } from "./metrics.js";
 
@@ -40,6 +41,20 @@ export interface AdminHost {
   agents(): AgentInfo[];
   /** One agent's details (AgentInfo plus session state, pending calls, …) as a JSON-able object, or undefined. */
   agentDetails(name: string): Record<string, unknown> | undefined;
+  /** Enrolment requests waiting (none on a server without `approve`). */
+  enrolments(): EnrolmentRequest[];
+  /**
+   * Accepts or rejects a waiting enrolment request (the one with `fingerprint`, required when
+   * several agents ask for `name`), logged with who decided. Throws a MusterError: NOT_FOUND,
+   * INVALID_ARGUMENT (several wait and no fingerprint; a server without `approve`; an accept
+   * whose token cannot be issued).
+   */
+  decideEnrolment(
+    action: "accept" | "reject",
+    name: string,
+    who: AdminIdentity,
+    fingerprint?: string,
+  ): EnrolmentRequest;
   /** The runtime flags; `set` logs every change with who made it. */
   readonly flags: RuntimeFlags;
   /** The server's caches. */

@@ -6,6 +6,7 @@ import {
   sendCpuProfile,
   sendHeapSnapshot,
 } from "./admin-debug.js";
+import { decideEnrolment, listEnrolments } from "./admin-enrolment.js";
 import type { AdminHost, AdminRole } from "./admin-host.js";
 import { type AdminRequest, fail, intParam, json, send } from "./admin-http.js";
 
@@ -99,6 +100,20 @@ export const ROUTES: readonly AdminRoute[] = [
         fail(c.res, 404, "not_found", `no agent named ${JSON.stringify(c.param)} is known`);
       else json(c.res, 200, details);
     },
+  },
+  {
+    path: "/api/enrolments",
+    methods: ["GET"],
+    role: "operator",
+    what: "enrolment requests waiting (servers with --approve): name, fingerprint, address, conflict",
+    handle: listEnrolments,
+  },
+  {
+    path: "/api/enrolments/:name",
+    methods: ["POST"],
+    role: "admin",
+    what: 'accepts or rejects a waiting enrolment request: {"action":"accept"|"reject","fingerprint":"…"} (the fingerprint is required when several agents ask for the name)',
+    handle: decideEnrolment,
   },
   {
     path: "/api/flags",

@@ -111,6 +111,8 @@ describe("the admin API over an AdminHost", () => {
         "GET,HEAD /metrics operator",
         "GET /api/agents operator",
         "GET /api/agents/:name operator",
+        "GET /api/enrolments operator",
+        "POST /api/enrolments/:name admin",
         "GET /api/flags operator",
         "PUT,PATCH /api/flags admin",
         "GET /api/caches operator",

@@ -2,11 +2,10 @@ import type { IncomingMessage } from "node:http";
 import { AuthFailureLimiter } from "../auth/failures.js";
 import type { AuthKey } from "../auth/keys.js";
 import type { RevocationList } from "../auth/revocations.js";
-import { issueToken, type TokenClaims } from "../auth/tokens.js";
+import type { TokenClaims } from "../auth/tokens.js";
 import { TokenVerifier } from "../auth/verifier.js";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
-import { DEFAULTS } from "../internal/defaults.js";
 import { isLoopbackAddress } from "../internal/host-port.js";
 import type { Logger } from "../internal/logger.js";
 import { globToRegExp } from "../rpc/target.js";
@@ -14,28 +13,20 @@ import type { PeerCertificate, Transport } from "../transport/types.js";
 import { CloseCode, type HelloBody } from "../wire/frame.js";
 import type { AdminIdentity } from "./admin-host.js";
 import { ipOf } from "./admission.js";
-import { Enrolment, type EnrolmentRequest } from "./enrolment.js";
+import type { Enrolment, EnrolmentRequest } from "./enrolment.js";
+import { EnrolmentGate } from "./enrolment-gate.js";
+import {
+  type GateVerdict,
+  type Identity,
+  type IdentityRole,
+  type Refusal,
+  refuse,
+  sameLabels,
+  showLabels,
+  tokenRefusal,
+} from "./gate-verdict.js";
 
-/** Roles of an authenticated peer: `admin` can do everything an `operator` can, and more. */
-export type IdentityRole = "agent" | "operator" | "admin";
-
-/** Who a peer is, once its credential was checked. */
-export interface Identity {
-  role: IdentityRole;
-  /** The agent's name, or who an operator is (a token's subject, a certificate's CN). */
-  subject: string;
-  /** How it was established. */
-  via: "token" | "certificate" | "standalone" | "enrolment";
-  /** The token's id, for revocation. */
-  tokenId?: string;
-  /** When the credential expires (epoch ms): the session ends then. */
-  expiresAt?: number;
-  /**
-   * Grants as globs: the server methods an agent may call, or the agent methods an operator may
-   * call through the server. Undefined: every method.
-   */
-  methods?: readonly string[];
-}
+export type { GateVerdict, Identity, IdentityRole } from "./gate-verdict.js";
 
 /** How the server authenticates its peers (`ServerOptions.auth`). */
 export interface ServerAuthOptions {
@@ -64,44 +55,10 @@ export interface ServerAuthOptions {
   /** Failed authentications allowed per address and minute, with a burst above it. @default 10, 20 */
   failuresPerMinute?: number;
   failureBurst?: number;
-}
-
-/** The outcome of checking a HELLO's credential. */
-export type GateVerdict =
-  | { ok: true; identity: Identity; issued?: string }
-  | {
-      ok: false;
-      close: CloseCode;
-      message: string;
-      /** A metrics label: missing, malformed, bad_signature, expired, revoked, name, labels, role, … */
-      reason: string;
-      retryAfterMs?: number;
-      /** Counted towards the address's failure budget. */
-      failure: boolean;
-    };
-
-function refuse(
-  close: CloseCode,
-  message: string,
-  reason: string,
-  extra: { retryAfterMs?: number; failure?: boolean } = {},
-): GateVerdict {
-  const v: GateVerdict = { ok: false, close, message, reason, failure: extra.failure ?? true };
-  if (extra.retryAfterMs !== undefined) v.retryAfterMs = extra.retryAfterMs;
-  return v;
-}
-
-function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
-}
-
-function showLabels(l: Record<string, string>): string {
-  const s = Object.entries(l)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(",");
-  return s === "" ? "none" : s;
+  /** Enrolment requests waiting at once made with one enrolment token. @default 128 */
+  enrolmentMaxPendingPerToken?: number;
+  /** Enrolment requests waiting at once from one address (an IPv6 /64). @default 32 */
+  enrolmentMaxPendingPerAddress?: number;
 }
 
 const ROLE_RANK: Record<IdentityRole, number> = { agent: 0, operator: 1, admin: 2 };
@@ -112,10 +69,12 @@ export function roleCovers(role: IdentityRole, needed: IdentityRole): boolean {
   return ROLE_RANK[role] >= ROLE_RANK[needed];
 }
 
-/** What the gate reports to its server. */
+/** What the gate reports to its server, and the server's clock. */
 export interface GateHooks {
   logger: Logger;
   onFailure(reason: string): void;
+  /** The server's clock (ms): failures are counted and refilled on it, handshakes and HTTP alike. */
+  now(): number;
 }
 
 /**
@@ -132,7 +91,7 @@ export class AuthGate {
   readonly #hooks: GateHooks;
   readonly #agentMethods: readonly RegExp[];
   readonly #grantCache = new WeakMap<readonly string[], RegExp[]>();
-  readonly enrolment: Enrolment | undefined;
+  readonly #enrolment: EnrolmentGate | undefined;
 
   constructor(auth: ServerAuthOptions | undefined, standalone: boolean, hooks: GateHooks) {
     if (standalone && auth !== undefined) {
@@ -159,7 +118,20 @@ export class AuthGate {
     if (auth?.failureBurst !== undefined) limits.burst = auth.failureBurst;
     this.#limiter = new AuthFailureLimiter(limits);
     this.#agentMethods = (auth?.agentMethods ?? []).map(globToRegExp);
-    this.enrolment = auth?.approve === true ? new Enrolment() : undefined;
+    if (auth?.approve === true) {
+      const o: ConstructorParameters<typeof EnrolmentGate>[2] = {};
+      if (auth.enrolmentMaxPendingPerToken !== undefined)
+        o.maxPendingPerToken = auth.enrolmentMaxPendingPerToken;
+      if (auth.enrolmentMaxPendingPerAddress !== undefined)
+        o.maxPendingPerAddress = auth.enrolmentMaxPendingPerAddress;
+      if (auth.enrolledTokenTtlMs !== undefined) o.enrolledTokenTtlMs = auth.enrolledTokenTtlMs;
+      this.#enrolment = new EnrolmentGate(auth.key, hooks.logger, o);
+    }
+  }
+
+  /** The enrolment book (servers with `approve`). */
+  get enrolment(): Enrolment | undefined {
+    return this.#enrolment?.book;
   }
 
   /** The key's fingerprint (for the start-up log), or undefined when standalone. */
@@ -176,8 +148,53 @@ export class AuthGate {
     return this.#verifier?.clear() ?? 0;
   }
 
-  /** Checks the credential of a HELLO. Never throws. */
-  async checkHello(hello: HelloBody, transport: Transport, now: number): Promise<GateVerdict> {
+  /**
+   * Checks the credential of a HELLO; `now` is the server's clock. `resuming`: the HELLO
+   * resumes a live session of this server (its session token is known). Never throws: an
+   * unexpected failure is a refusal, logged.
+   *
+   * Failures are counted per address, but only to decide whether to spend a signature check on
+   * a credential this server does not know: a token already verified (in the cache), a resume
+   * of a live session and a client certificate the TLS layer verified always pass, whatever
+   * others failed from the same address.
+   */
+  async checkHello(
+    hello: HelloBody,
+    transport: Transport,
+    now: number,
+    resuming = false,
+  ): Promise<GateVerdict> {
+    try {
+      return await this.#checkHello(hello, transport, now, resuming);
+    } catch (err) {
+      const e = MusterError.from(err);
+      let remote: string;
+      try {
+        remote = transport.remoteAddress;
+      } catch {
+        remote = "unknown";
+      }
+      this.#hooks.logger.error(
+        { remote, name: hello.name, err: e.rawMessage },
+        "the handshake's credential check failed: refusing the connection",
+      );
+      return refuse(
+        CloseCode.REJECTED,
+        "the server could not check this credential (an internal error, which it logged)",
+        "internal",
+        {
+          failure: false,
+        },
+      );
+    }
+  }
+
+  async #checkHello(
+    hello: HelloBody,
+    transport: Transport,
+    now: number,
+    resuming: boolean,
+  ): Promise<GateVerdict> {
     if (this.standalone) {
       if (!transport.isLoopback) {
         return refuse(
@@ -190,16 +207,29 @@ export class AuthGate {
       return { ok: true, identity: { role, subject: hello.name, via: "standalone" } };
     }
     const ip = ipOf(transport.remoteAddress);
-    const wait = this.#limiter.check(ip, now);
-    if (wait > 0) {
-      return refuse(
-        CloseCode.BUSY,
-        `too many failed authentications from ${ip}: retry in ${Math.ceil(wait / 1000)} s`,
-        "rate_limited",
-        { retryAfterMs: wait, failure: false },
-      );
+    let verdict: GateVerdict;
+    const known = this.#known(hello.auth);
+    if ("refusal" in known) verdict = known.refusal;
+    else {
+      // What passes whatever others failed: a token verified before, a live session's resume,
+      // and a client certificate the TLS layer verified (no signature check is spent on them).
+      const trusted =
+        known.claims !== undefined ||
+        resuming ||
+        (hello.auth === undefined &&
+          this.#o?.certificates === true &&
+          transport.peerCertificate?.authorized === true);
+      const wait = trusted ? 0 : this.#limiter.check(ip, now);
+      if (wait > 0) {
+        return refuse(
+          CloseCode.BUSY,
+          `too many failed authentications from ${ip}: retry in ${Math.ceil(wait / 1000)} s`,
+          "rate_limited",
+          { retryAfterMs: wait, failure: false },
+        );
+      }
+      verdict = await this.#checkCredential(hello, transport, known.claims);
     }
-    const verdict = await this.#checkCredential(hello, transport);
     if (!verdict.ok && verdict.failure) {
       this.#limiter.fail(ip, now);
       this.#hooks.onFailure(verdict.reason);
@@ -207,7 +237,24 @@ export class AuthGate {
     return verdict;
   }
 
-  async #checkCredential(hello: HelloBody, transport: Transport): Promise<GateVerdict> {
+  /**
+   * A token's claims when the verification cache holds it (no signature check), a refusal when
+   * it holds it expired, or nothing known.
+   */
+  #known(token: string | undefined): { claims: TokenClaims | undefined } | { refusal: Refusal } {
+    if (token === undefined) return { claims: undefined };
+    try {
+      return { claims: this.#verifier!.lookup(token, Date.now()) };
+    } catch (err) {
+      return { refusal: tokenRefusal(err) };
+    }
+  }
+
+  async #checkCredential(
+    hello: HelloBody,
+    transport: Transport,
+    known: TokenClaims | undefined,
+  ): Promise<GateVerdict> {
     const o = this.#o!;
     if (hello.auth === undefined) {
       const cert = transport.peerCertificate;
@@ -221,18 +268,28 @@ export class AuthGate {
       );
     }
     let claims: TokenClaims;
-    try {
-      claims = await this.#verifier!.verify(hello.auth, Date.now());
-    } catch (err) {
-      const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
-      const reason = (e.details as { reason?: unknown } | undefined)?.reason;
-      return refuse(CloseCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
+    if (known !== undefined) claims = known;
+    else {
+      try {
+        claims = await this.#verifier!.verify(hello.auth, Date.now());
+      } catch (err) {
+        return tokenRefusal(err);
+      }
     }
     if (o.revocations?.has(claims.id)) {
       return refuse(CloseCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");
     }
     // Enrolment times are shown to people and kept for minutes: wall-clock time.
-    if (claims.role === "enrol") return this.#enrol(hello, transport, claims, Date.now());
+    if (claims.role === "enrol") {
+      if (this.#enrolment === undefined) {
+        return refuse(
+          CloseCode.REJECTED,
+          "this server does not take enrolment requests (start it with --approve), or present an agent token",
+          "enrol_disabled",
+        );
+      }
+      return this.#enrolment.check(hello, transport, claims, Date.now());
+    }
     const wanted = hello.role === "agent" ? "agent" : "operator or admin";
     if ((hello.role === "agent") !== (claims.role === "agent")) {
       return refuse(
@@ -306,119 +363,25 @@ export class AuthGate {
     return { ok: true, identity };
   }
 
-  async #enrol(
-    hello: HelloBody,
-    transport: Transport,
-    claims: TokenClaims,
+  /**
+   * Accepts or rejects a waiting enrolment request: the one with `fingerprint`, or the only one
+   * for `name` (INVALID_ARGUMENT when several wait: the fingerprint must choose). An accept whose
+   * token could not be issued fails with INVALID_ARGUMENT, and the agent is refused saying why.
+   */
+  decide(
+    action: "accept" | "reject",
+    name: string,
+    by: string,
     now: number,
-  ): Promise<GateVerdict> {
-    const book = this.enrolment;
-    if (book === undefined) {
-      return refuse(
-        CloseCode.REJECTED,
-        "this server does not take enrolment requests (start it with --approve), or present an agent token",
-        "enrol_disabled",
-      );
-    }
-    if (hello.role !== "agent") {
-      return refuse(CloseCode.REJECTED, "an enrolment token opens agent sessions only", "role");
-    }
-    if (!globToRegExp(claims.subject).test(hello.name)) {
-      return refuse(
-        CloseCode.REJECTED,
-        `this enrolment token is for agents named ${claims.subject}, not ${hello.name}`,
-        "name",
-      );
-    }
-    const bad = this.#checkAgentBinding(hello, hello.name, claims.labels);
-    if (bad) return bad;
-    if (hello.enrolId === undefined) {
-      return refuse(CloseCode.PROTOCOL_ERROR, "an enrolment HELLO must carry enrolId", "malformed");
-    }
-    const v = book.attempt(
-      { name: hello.name, labels: hello.labels, version: hello.version, enrolId: hello.enrolId },
-      transport.remoteAddress,
-      claims.id,
-      now,
-    );
-    const log = this.#hooks.logger;
-    switch (v.state) {
-      case "full":
-        return refuse(CloseCode.BUSY, "too many enrolment requests are waiting: retry later", "enrol_full", {
-          retryAfterMs: DEFAULTS.enrolmentRetentionMs / 10,
-          failure: false,
-        });
-      case "rejected":
-        return refuse(
-          CloseCode.REJECTED,
-          `enrolment of ${hello.name} was rejected by ${v.by}`,
-          "enrol_rejected",
-          {
-            failure: false,
-          },
-        );
-      case "pending":
-        if (v.request.firstSeen === now || v.replaced) {
-          log[v.replaced ? "warn" : "info"](
-            {
-              name: v.request.name,
-              remote: v.request.address,
-              fingerprint: v.request.fingerprint,
-              replaced: v.replaced,
-            },
-            v.replaced
-              ? "a new enrolment request replaces the waiting one (another agent, or the same agent restarted)"
-              : "enrolment request waiting: muster agents accept NAME",
-          );
-        }
-        return refuse(
-          CloseCode.PENDING,
-          `waiting for an operator to accept ${hello.name} (fingerprint ${v.request.fingerprint}): muster agents accept ${hello.name}`,
-          "pending",
-          { retryAfterMs: DEFAULTS.enrolmentRetryAfterMs, failure: false },
-        );
-      case "accepted": {
-        const o = this.#o!;
-        const ttlMs = o.enrolledTokenTtlMs ?? DEFAULTS.enrolledTokenTtlMs;
-        const issue: Parameters<typeof issueToken>[1] = {
-          role: "agent",
-          subject: hello.name,
-          labels: hello.labels,
-          ttlMs,
-        };
-        if (claims.methods !== undefined) issue.methods = claims.methods;
-        const token = await issueToken(o.key, issue);
-        log.info(
-          { name: hello.name, by: v.by, fingerprint: v.request.fingerprint },
-          "agent enrolled: token issued",
-        );
-        const identity: Identity = {
-          role: "agent",
-          subject: hello.name,
-          via: "enrolment",
-          expiresAt: Date.now() + ttlMs,
-        };
-        if (claims.methods !== undefined) identity.methods = claims.methods;
-        return { ok: true, identity, issued: token };
-      }
-    }
-  }
-
-  /** Accepts or rejects a waiting enrolment request. */
-  decide(action: "accept" | "reject", name: string, by: string, now: number): EnrolmentRequest {
-    const book = this.enrolment;
-    if (book === undefined) {
+    fingerprint?: string,
+  ): EnrolmentRequest {
+    if (this.#enrolment === undefined) {
       throw new MusterError(
         ErrorCode.INVALID_ARGUMENT,
         "this server does not take enrolment requests (--approve)",
       );
     }
-    const r = action === "accept" ? book.accept(name, by, now) : book.reject(name, by, now);
-    this.#hooks.logger.info(
-      { name, by, fingerprint: r.fingerprint },
-      action === "accept" ? "enrolment accepted" : "enrolment rejected",
-    );
-    return r;
+    return this.#enrolment.decide(action, name, by, now, fingerprint);
   }
 
   /**
@@ -463,33 +426,45 @@ export class AuthGate {
       }
       return { subject: "standalone", role: "admin" };
     }
-    const now = Date.now();
-    const wait = this.#limiter.check(remote, now);
-    if (wait > 0) {
-      this.#hooks.onFailure("rate_limited");
-      throw new MusterError(
-        ErrorCode.UNAUTHENTICATED,
-        `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
-        { details: { reason: "rate_limited", retryAfterMs: wait } },
-      );
-    }
+    const now = this.#hooks.now();
     const fail = (code: ErrorCode, message: string, reason: string): never => {
       this.#limiter.fail(remote, now);
       this.#hooks.onFailure(reason);
       throw new MusterError(code, message, { details: { reason } });
     };
     const header = req.headers.authorization;
-    if (header === undefined)
-      return fail(ErrorCode.UNAUTHENTICATED, "no credential: send Authorization: Bearer <token>", "missing");
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) return fail(ErrorCode.UNAUTHENTICATED, "Authorization must be: Bearer <token>", "malformed");
+    const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    // A token already verified passes whatever others failed from this address (see checkHello).
+    const known = m === null ? { claims: undefined } : this.#known(m[1]!);
+    if ("refusal" in known) {
+      return fail(ErrorCode.UNAUTHENTICATED, known.refusal.message, known.refusal.reason);
+    }
     let claims: TokenClaims;
-    try {
-      claims = await this.#verifier!.verify(m[1]!, now);
-    } catch (err) {
-      const e = MusterError.from(err, ErrorCode.UNAUTHENTICATED);
-      const reason = (e.details as { reason?: unknown } | undefined)?.reason;
-      return fail(ErrorCode.UNAUTHENTICATED, e.rawMessage, typeof reason === "string" ? reason : "invalid");
+    if (known.claims !== undefined) claims = known.claims;
+    else {
+      const wait = this.#limiter.check(remote, now);
+      if (wait > 0) {
+        this.#hooks.onFailure("rate_limited");
+        throw new MusterError(
+          ErrorCode.UNAUTHENTICATED,
+          `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
+          { details: { reason: "rate_limited", retryAfterMs: wait } },
+        );
+      }
+      if (header === undefined)
+        return fail(
+          ErrorCode.UNAUTHENTICATED,
+          "no credential: send Authorization: Bearer <token>",
+          "missing",
+        );
+      if (m === null)
+        return fail(ErrorCode.UNAUTHENTICATED, "Authorization must be: Bearer <token>", "malformed");
+      try {
+        claims = await this.#verifier!.verify(m[1]!, Date.now());
+      } catch (err) {
+        const r = tokenRefusal(err);
+        return fail(ErrorCode.UNAUTHENTICATED, r.message, r.reason);
+      }
     }
     if (this.isRevoked(claims.id))
       return fail(ErrorCode.UNAUTHENTICATED, `token ${claims.id} was revoked`, "revoked");

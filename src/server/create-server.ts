@@ -126,8 +126,16 @@ export interface MusterServer {
   readonly flags: RuntimeFlags;
   /** Enrolment requests waiting for a decision (servers with `auth.approve`). */
   pendingEnrolments(): EnrolmentRequest[];
-  /** Accepts or rejects a waiting enrolment request; `by` is logged. */
-  decideEnrolment(action: "accept" | "reject", name: string, by?: string): EnrolmentRequest;
+  /**
+   * Accepts or rejects a waiting enrolment request; `by` is logged. `fingerprint` chooses among
+   * several agents asking for the same name (required then: INVALID_ARGUMENT without it).
+   */
+  decideEnrolment(
+    action: "accept" | "reject",
+    name: string,
+    by?: string,
+    fingerprint?: string,
+  ): EnrolmentRequest;
   /** Stops listening, ends every session (pending calls fail with CLOSED), closes links. */
   close(): Promise<void>;
 }
@@ -306,6 +314,7 @@ class Server implements MusterServer, PeerHost {
     this.#gate = new AuthGate(options.auth, this.standalone, {
       logger: this.logger.child({ component: "auth" }),
       onFailure: (reason) => this.metrics.recordAuthFailure(reason),
+      now: () => this.clock.now(),
     });
     this.flags = defineServerFlags(new RuntimeFlags(this.logger), this, options);
     this.text = new TextService({
@@ -487,22 +496,26 @@ class Server implements MusterServer, PeerHost {
     const list = this.#presence.list();
     const book = this.#gate.enrolment;
     if (book === undefined || book.size === 0) return list;
-    return [...list, ...book.pending().map(pendingInfo)];
+    return [...list, ...book.rows()];
   }
 
   agent(name: string): AgentInfo | undefined {
     const known = this.#presence.get(name);
     if (known !== undefined) return known;
-    const waiting = this.#gate.enrolment?.pending().find((r) => r.name === name);
-    return waiting === undefined ? undefined : pendingInfo(waiting);
+    return this.#gate.enrolment?.rows().find((r) => r.name === name);
   }
 
   pendingEnrolments(): EnrolmentRequest[] {
     return this.#gate.enrolment?.pending() ?? [];
   }
 
-  decideEnrolment(action: "accept" | "reject", name: string, by = "the application"): EnrolmentRequest {
-    return this.#gate.decide(action, name, by, Date.now());
+  decideEnrolment(
+    action: "accept" | "reject",
+    name: string,
+    by = "the application",
+    fingerprint?: string,
+  ): EnrolmentRequest {
+    return this.#gate.decide(action, name, by, Date.now(), fingerprint);
   }
 
   /** Tells every connected agent a new setting (agents that predate `muster.config` ignore it). */
@@ -535,6 +548,9 @@ class Server implements MusterServer, PeerHost {
       caches: () => this.caches(),
       clearCache: (name: string | undefined, who: AdminIdentity) => this.clearCache(name, who),
       shutdown: (who: AdminIdentity) => this.shutdown(who),
+      enrolments: () => this.pendingEnrolments(),
+      decideEnrolment: (action, name, who, fingerprint) =>
+        this.decideEnrolment(action, name, who.subject, fingerprint),
     };
   }
 
@@ -730,12 +746,31 @@ class Server implements MusterServer, PeerHost {
       return;
     }
     link.verifying = true;
-    void this.#gate.checkHello(frame.hello, link.transport, this.clock.now()).then((verdict) => {
-      link.verifying = false;
-      this.#pending.delete(link.transport);
-      if (link.gone || this.#closed) return;
-      link.peer = this.#admitHello(link.transport, frame.hello, frame.ack, verdict);
-    });
+    const hello = frame.hello;
+    const resuming = hello.token !== undefined && this.#byToken.get(hello.token)?.ended === false;
+    this.#gate
+      .checkHello(hello, link.transport, this.clock.now(), resuming)
+      .then((verdict) => {
+        link.verifying = false;
+        this.#pending.delete(link.transport);
+        if (link.gone || this.#closed) return;
+        link.peer = this.#admitHello(link.transport, hello, frame.ack, verdict);
+      })
+      .catch((err: unknown) => {
+        // Nothing a peer sends may take the process down: this connection ends, the rest go on.
+        const e = MusterError.from(err);
+        this.logger.error(
+          { remote: link.transport.remoteAddress, err: e.rawMessage },
+          "handshake failed: closing",
+        );
+        this.#pending.delete(link.transport);
+        if (!link.gone)
+          this.#reject(
+            link.transport,
+            CloseCode.REJECTED,
+            "the server could not complete the handshake (an internal error, which it logged)",
+          );
+      });
   }
 
   /** A frame arrived while the HELLO's credential was being checked: the dialer did not wait. */
@@ -1209,24 +1244,6 @@ class Server implements MusterServer, PeerHost {
     this.logger.info("server closed");
     this.#closedDone.resolve();
   }
-}
-
-/** An enrolment request as a row of the agent list. */
-function pendingInfo(r: EnrolmentRequest): AgentInfo {
-  return {
-    name: r.name,
-    labels: r.labels,
-    version: r.version,
-    state: "pending",
-    address: r.address,
-    transport: "",
-    sessionId: "",
-    connectedSince: r.firstSeen,
-    lastSeen: r.lastSeen,
-    disconnectReason: `waiting for an operator: muster agents accept ${r.name} (fingerprint ${r.fingerprint})`,
-    pendingCalls: 0,
-    rttMs: -1,
-  };
 }
 
 /** The role each operator method needs (others: `operator`). */

@@ -42,13 +42,24 @@ export interface OperatorHost {
   agent(name: string): AgentInfo | undefined;
   /** Throws PERMISSION_DENIED when this operator's grants do not cover `method` on agents. */
   authorizeRelay(peer: PeerInfo, method: string): void;
-  decideEnrolment(action: "accept" | "reject", name: string, by?: string): EnrolmentRequest;
+  decideEnrolment(
+    action: "accept" | "reject",
+    name: string,
+    by?: string,
+    fingerprint?: string,
+  ): EnrolmentRequest;
+  pendingEnrolments(): EnrolmentRequest[];
 }
 
-/** Request of `muster.enrol` (admin role): accept or reject a waiting enrolment request. */
+/**
+ * Request of `muster.enrol` (admin role): accept or reject a waiting enrolment request. The
+ * fingerprint binds the decision to one agent's request; it must be given when several agents
+ * ask for the same name.
+ */
 export interface EnrolRequest {
   action: "accept" | "reject";
   name: string;
+  fingerprint?: string;
 }
 
 /** Request of `muster.call`. */
@@ -122,11 +133,14 @@ export function operatorHandlers(host: OperatorHost, relays: RelayLimiter): Map<
   m.set("muster.enrol", (req, ctx: CallContext): EnrolmentRequest => {
     const r = req as Partial<EnrolRequest> | undefined;
     if (typeof r !== "object" || r === null || (r.action !== "accept" && r.action !== "reject"))
-      throw invalid('muster.enrol needs {action: "accept" | "reject", name}');
+      throw invalid('muster.enrol needs {action: "accept" | "reject", name, fingerprint?}');
     if (typeof r.name !== "string" || r.name.length === 0)
       throw invalid("muster.enrol: name must be a non-empty string");
-    return host.decideEnrolment(r.action, r.name, ctx.peer.identity?.subject ?? ctx.peer.name);
+    if (r.fingerprint !== undefined && typeof r.fingerprint !== "string")
+      throw invalid("muster.enrol: fingerprint must be a string of 16 hexadecimal digits");
+    return host.decideEnrolment(r.action, r.name, ctx.peer.identity?.subject ?? ctx.peer.name, r.fingerprint);
   });
+  m.set("muster.enrolments", () => host.pendingEnrolments());
   m.set("muster.call", async (req, ctx: CallContext): Promise<OutcomeSummary> => {
     const r = checkRelay(req);
     // A precise INVALID_ARGUMENT before anything starts.

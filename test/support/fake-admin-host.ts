@@ -146,6 +146,10 @@ export function fakeAdminHost(
         }
       return out;
     },
+    enrolments: () => [],
+    decideEnrolment(_action, name) {
+      throw new MusterError(ErrorCode.NOT_FOUND, `no enrolment request from ${name} is waiting`);
+    },
     shutdown(who) {
       host.shutdowns.push(who);
       readiness = "draining";

@@ -5,7 +5,7 @@ import type { StreamOptions } from "../../rpc/stream.js";
 import { parseTarget } from "../../rpc/target.js";
 import { DEFAULT_SERVER_URL, dialTlsFrom, EXIT, fail, loggerFrom, withDialTls } from "../common.js";
 import { type CredentialFlags, credentialFrom, withCredentialOptions } from "../credentials.js";
-import { agentsTable, outcomeLine, summaryLine } from "../format.js";
+import { agentsTable, enrolmentsTable, outcomeLine, summaryLine } from "../format.js";
 import { parseBytes, parseDuration, parseJsonArg } from "../parse.js";
 
 interface OperatorFlags extends CredentialFlags {
@@ -55,34 +55,54 @@ export function registerOperatorCommands(program: Command): void {
         "list the agents the server knows (live, pending enrolment, then recently offline), or accept or reject an agent's enrolment request (admin role)",
       )
       .argument("[action]", "list (default), accept or reject")
-      .argument("[name]", "with accept or reject: the agent"),
-  ).action(async (action: string | undefined, name: string | undefined, flags: OperatorFlags) => {
-    const verb = action ?? "list";
-    if (verb !== "list" && verb !== "accept" && verb !== "reject")
-      fail(`unknown action ${JSON.stringify(verb)}: give list, accept NAME or reject NAME`, EXIT.USAGE);
-    if (verb === "list" && name !== undefined) fail("list takes no name", EXIT.USAGE);
-    if (verb !== "list" && name === undefined) fail(`${verb} needs the agent's name`, EXIT.USAGE);
-    const op = await connect(flags);
-    try {
-      if (verb === "list") {
-        const agents = await op.agents();
-        if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
-        else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
-      } else {
-        const r = await op.enrol(verb, name as string);
-        if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-        else
-          process.stdout.write(
-            `${verb === "accept" ? "accepted" : "rejected"} ${r.name} (fingerprint ${r.fingerprint}, from ${r.address})\n`,
-          );
+      .argument("[name]", "with accept or reject: the agent")
+      .option(
+        "--fingerprint <hex>",
+        "with accept or reject: the request's fingerprint (as listed, and in the agent's log); required when several agents ask for the name",
+      ),
+  ).action(
+    async (
+      action: string | undefined,
+      name: string | undefined,
+      flags: OperatorFlags & { fingerprint?: string },
+    ) => {
+      const verb = action ?? "list";
+      if (verb !== "list" && verb !== "accept" && verb !== "reject")
+        fail(`unknown action ${JSON.stringify(verb)}: give list, accept NAME or reject NAME`, EXIT.USAGE);
+      if (verb === "list" && name !== undefined) fail("list takes no name", EXIT.USAGE);
+      if (verb === "list" && flags.fingerprint !== undefined)
+        fail("--fingerprint goes with accept or reject", EXIT.USAGE);
+      if (verb !== "list" && name === undefined) fail(`${verb} needs the agent's name`, EXIT.USAGE);
+      if (flags.fingerprint !== undefined && !/^[0-9a-f]{16}$/.test(flags.fingerprint))
+        fail("--fingerprint: 16 hexadecimal digits, as muster agents lists them", EXIT.USAGE);
+      const op = await connect(flags);
+      try {
+        if (verb === "list") {
+          const agents = await op.agents();
+          if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
+          else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
+          if (!flags.json && agents.some((a) => a.state === "pending")) {
+            const requests = await op.enrolments();
+            process.stdout.write(
+              `\nenrolment requests (muster agents accept NAME --fingerprint F):\n${enrolmentsTable(requests)}\n`,
+            );
+          }
+        } else {
+          const r = await op.enrol(verb, name as string, flags.fingerprint);
+          if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+          else
+            process.stdout.write(
+              `${verb === "accept" ? "accepted" : "rejected"} ${r.name} (fingerprint ${r.fingerprint}, from ${r.address})\n`,
+            );
+        }
+      } catch (err) {
+        const e = MusterError.from(err);
+        fail(e.message, e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED);
+      } finally {
+        await op.close();
       }
-    } catch (err) {
-      const e = MusterError.from(err);
-      fail(e.message, e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED);
-    } finally {
-      await op.close();
-    }
-  });
+    },
+  );
 
   withServer(
     program

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { type AuthKey, defaultKeyPath, loadKeyFile, loadOrCreateKeyFile } from "../../auth/keys.js";
 import { defaultRevocationsPath, RevocationList } from "../../auth/revocations.js";
 import type { MusterError } from "../../errors/muster-error.js";
@@ -35,6 +35,8 @@ interface ServerFlags extends LogFlags, TextFlags {
   standalone: boolean;
   authKey?: string;
   approve: boolean;
+  maxEnrolmentsPerToken?: number;
+  maxEnrolmentsPerAddress?: number;
   revocations?: string;
   agentMethods?: string;
   tlsClientCa?: string;
@@ -164,6 +166,16 @@ export function registerServer(program: Command): void {
             false,
           )
           .option(
+            "--max-enrolments-per-token <n>",
+            `with --approve: enrolment requests waiting at once made with one enrol token; more are told busy (default: ${DEFAULTS.enrolmentMaxPendingPerToken})`,
+            parsePositive,
+          )
+          .option(
+            "--max-enrolments-per-address <n>",
+            `with --approve: enrolment requests waiting at once from one address, an IPv6 /64 (default: ${DEFAULTS.enrolmentMaxPendingPerAddress})`,
+            parsePositive,
+          )
+          .option(
             "--agent-methods <globs>",
             "server methods agents may call when their token grants none, comma-separated globs (default: none)",
           )
@@ -206,6 +218,8 @@ export function registerServer(program: Command): void {
         [flags.tlsClientCa, "--tls-client-ca"],
         [flags.agentMethods, "--agent-methods"],
         [flags.revocations, "--revocations"],
+        [flags.maxEnrolmentsPerToken, "--max-enrolments-per-token"],
+        [flags.maxEnrolmentsPerAddress, "--max-enrolments-per-address"],
       ] as const)
         if (set !== undefined)
           fail(`--standalone has no authentication: ${name} does not go with it`, EXIT.USAGE);
@@ -284,6 +298,13 @@ export function registerServer(program: Command): void {
   });
 }
 
+/** A count of at least 1 (a cap of 0 would refuse every enrolment). */
+function parsePositive(text: string): number {
+  const n = parseCount(text);
+  if (n < 1) throw new InvalidArgumentError(`"${text}" must be at least 1`);
+  return n;
+}
+
 /** The authentication of `muster server` from its flags (exits 2 with a clear message). */
 function authFrom(flags: ServerFlags): ServerAuthOptions {
   let key: AuthKey;
@@ -312,6 +333,15 @@ function authFrom(flags: ServerFlags): ServerAuthOptions {
     fail(`--revocations: ${(err as MusterError).rawMessage ?? (err as Error).message}`, EXIT.USAGE);
   }
   const auth: ServerAuthOptions = { key, revocations, approve: flags.approve };
+  for (const [value, name] of [
+    [flags.maxEnrolmentsPerToken, "--max-enrolments-per-token"],
+    [flags.maxEnrolmentsPerAddress, "--max-enrolments-per-address"],
+  ] as const)
+    if (value !== undefined && !flags.approve) fail(`${name} goes with --approve`, EXIT.USAGE);
+  if (flags.maxEnrolmentsPerToken !== undefined)
+    auth.enrolmentMaxPendingPerToken = flags.maxEnrolmentsPerToken;
+  if (flags.maxEnrolmentsPerAddress !== undefined)
+    auth.enrolmentMaxPendingPerAddress = flags.maxEnrolmentsPerAddress;
   if (flags.tlsClientCa) auth.certificates = true;
   if (flags.agentMethods !== undefined) {
     const globs = flags.agentMethods
