@@ -55,6 +55,20 @@ describe("AuthGate", () => {
     assert.equal((await g.checkHello(hello("web-1", fresh), from("10.0.0.1:4000"), clock.t)).ok, true);
   });
 
+  it("text tokens: failures counted on the same clock, and a token verified before still passes", async () => {
+    const clock = { t: 5_000 };
+    const g = gate(clock);
+    const admin = await issueToken(key, { role: "admin", subject: "ops" });
+    assert.equal((await g.checkTextToken(admin, "10.0.0.2")).role, "admin");
+    for (let i = 0; i < 2; i++) await assert.rejects(g.checkTextToken("garbage", "10.0.0.2"), /malformed/);
+    await assert.rejects(g.checkTextToken("garbage", "10.0.0.2"), /too many failed authentications/);
+    assert.equal((await g.checkTextToken(admin, "10.0.0.2")).subject, "ops", "verified before: passes");
+    const other = await issueToken(key, { role: "operator", subject: "ann" });
+    await assert.rejects(g.checkTextToken(other, "10.0.0.2"), /retry in 6 s/);
+    clock.t += 6000; // refilled on the clock it was given, not on the wall clock
+    assert.equal((await g.checkTextToken(other, "10.0.0.2")).subject, "ann");
+  });
+
   it("a token verified before, and a resume of a live session, pass an address with no failure left", async () => {
     const clock = { t: 0 };
     const g = gate(clock);

@@ -4,7 +4,7 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import type { Logger } from "../internal/logger.js";
-import { globToRegExp } from "../rpc/target.js";
+import { globMatcher } from "../rpc/target.js";
 import type { Transport } from "../transport/types.js";
 import { CloseCode, type HelloBody } from "../wire/frame.js";
 import { Enrolment, type EnrolmentLimits, type EnrolmentRequest } from "./enrolment.js";
@@ -41,7 +41,7 @@ export class EnrolmentGate {
     if (hello.role !== "agent") {
       return refuse(CloseCode.REJECTED, "an enrolment token opens agent sessions only", "role");
     }
-    if (!globToRegExp(claims.subject).test(hello.name)) {
+    if (!globMatcher(claims.subject)(hello.name)) {
       return refuse(
         CloseCode.REJECTED,
         `this enrolment token is for agents named ${claims.subject}, not ${hello.name}`,
