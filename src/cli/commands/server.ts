@@ -48,6 +48,10 @@ interface ServerFlags extends LogFlags, TextFlags {
   maxFrame: number;
   maxJsonDepth: number;
   maxHello: number;
+  ipv6Prefix: number;
+  allowOrigin?: string[];
+  httpHeadersTimeout: number;
+  httpRequestTimeout: number;
 }
 
 export function registerServer(program: Command): void {
@@ -104,6 +108,12 @@ export function registerServer(program: Command): void {
             DEFAULTS.handshakesPerSecond,
           )
           .option(
+            "--ipv6-prefix <bits>",
+            "per-address limits count an IPv6 client by its network of this many bits (128: each address)",
+            parseCount,
+            DEFAULTS.ipv6PrefixBits,
+          )
+          .option(
             "--handshake-burst <n>",
             "new connections admitted at once above the average rate",
             parseCount,
@@ -126,6 +136,23 @@ export function registerServer(program: Command): void {
             "largest handshake (HELLO) accepted; over TCP a larger first frame is refused from its header",
             parseBytes,
             DEFAULTS.maxHelloBytes,
+          )
+          .option(
+            "--http-headers-timeout <duration>",
+            "an HTTP connection (admin API, WebSocket upgrade) must send its headers within this time, or it is answered 408 and closed",
+            parseDuration,
+            DEFAULTS.httpHeadersTimeoutMs,
+          )
+          .option(
+            "--http-request-timeout <duration>",
+            "an HTTP request must arrive whole (headers and body) within this time",
+            parseDuration,
+            DEFAULTS.httpRequestTimeoutMs,
+          )
+          .option(
+            "--allow-origin <origin>",
+            "web origin whose pages may open WebSocket connections (https://host[:port]), repeatable; other browser origins get 403 (default: none)",
+            collectList,
           )
           .option(
             "--admin <host:port>",
@@ -192,6 +219,7 @@ export function registerServer(program: Command): void {
         [flags.tlsClientCa, "--tls-client-ca"],
         [flags.agentMethods, "--agent-methods"],
         [flags.revocations, "--revocations"],
+        [flags.allowOrigin, "--allow-origin"],
       ] as const)
         if (set !== undefined)
           fail(`--standalone has no authentication: ${name} does not go with it`, EXIT.USAGE);
@@ -228,6 +256,7 @@ export function registerServer(program: Command): void {
         ...(auth !== undefined ? { auth } : { standalone: true }),
         maxConnections: flags.maxConnections,
         maxConnectionsPerIp: flags.maxConnectionsPerIp,
+        ipv6PrefixBits: flags.ipv6Prefix,
         handshakesPerSecond: flags.handshakeRate,
         handshakeBurst: Math.max(1, flags.handshakeBurst),
         slowConsumerBytes: flags.slowConsumerBytes,
@@ -235,6 +264,9 @@ export function registerServer(program: Command): void {
         maxFrameBytes: flags.maxFrame,
         maxJsonDepth: flags.maxJsonDepth,
         maxHelloBytes: flags.maxHello,
+        httpHeadersTimeoutMs: flags.httpHeadersTimeout,
+        httpRequestTimeoutMs: flags.httpRequestTimeout,
+        ...(flags.allowOrigin ? { allowedOrigins: flags.allowOrigin } : {}),
         admin: { ...(flags.admin ? { listen: flags.admin } : {}), metricsPublic: flags.metricsPublic },
         text: {
           listen: textUrls,
