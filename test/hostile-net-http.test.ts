@@ -2,7 +2,10 @@
 // limits across address forms, over real sockets on loopback. 127.0.0.2 plays the attacker
 // (another address on loopback), 127.0.0.1 the honest agent, which must keep answering.
 import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
@@ -13,6 +16,7 @@ import { connectOperator } from "../src/operator/create-operator.js";
 import { createServer, type MusterServer } from "../src/server/create-server.js";
 import type { ServerOptions } from "../src/server/options.js";
 import { FrameType } from "../src/wire/frame.js";
+import { hasOpenssl, makeCertificates } from "./support/certs.js";
 import { runCli } from "./support/cli.js";
 import { quickReconnect, until } from "./support/fleet.js";
 import { rawTcp, rawWs } from "./support/raw-peers.js";
@@ -41,7 +45,11 @@ interface HalfSent {
   closed: boolean;
 }
 
-function partialRequest(port: number, localAddress = "127.0.0.2"): Promise<HalfSent> {
+function partialRequest(
+  port: number,
+  localAddress = "127.0.0.2",
+  start = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+): Promise<HalfSent> {
   return new Promise((resolve, reject) => {
     const socket = connect({ port, host: "127.0.0.1", localAddress });
     const p: HalfSent = { socket, answer: "", closed: false };
@@ -54,7 +62,7 @@ function partialRequest(port: number, localAddress = "127.0.0.2"): Promise<HalfS
     socket.once("connect", () => {
       socket.off("error", reject);
       socket.on("error", () => {});
-      socket.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+      if (start !== "") socket.write(start);
       resolve(p);
     });
     socket.once("error", reject);
@@ -242,6 +250,33 @@ describe("slowloris on the HTTP/WebSocket port", () => {
       const p = await partialRequest(Number(new URL(server.adminUrl!).port));
       await until(() => p.closed, 10_000, "the half-sent admin request to time out");
       assert.match(p.answer, /^HTTP\/1\.1 408/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("on wss:// a connection that never starts its TLS handshake is closed after the headers timeout", {
+    skip: !hasOpenssl && "needs openssl",
+  }, async () => {
+    const pem = makeCertificates(mkdtempSync(join(tmpdir(), "muster-net-")));
+    const server = createServer({
+      listen: ["wss://127.0.0.1:0"],
+      tls: pem.server,
+      standalone: true,
+      httpHeadersTimeoutMs: 500,
+      maxConnectionsPerIp: 5,
+    });
+    await server.start();
+    try {
+      const port = server.listeners[0]!.port;
+      const silent = await Promise.all(
+        Array.from({ length: 8 }, () => partialRequest(port, "127.0.0.2", "")),
+      );
+      // Over TLS nothing can be said before the handshake: the excess is closed at once.
+      await until(() => silent.filter((p) => p.closed).length >= 3, 5000, "the excess to be closed");
+      assert.equal(server.admission.open, 5);
+      await until(() => silent.every((p) => p.closed), 10_000, "the silent ones to be closed");
+      await until(() => server.admission.open === 0, 5000, "their places to be freed");
     } finally {
       await server.close();
     }

@@ -91,13 +91,13 @@ export function registerServer(program: Command): void {
           )
           .option(
             "--max-connections <n>",
-            "connections held at once; more get CLOSE busy with a retry hint (0: no limit)",
+            "connections held at once, HTTP ones included; more get CLOSE busy (HTTP: 503) with a retry hint (0: no limit)",
             parseCount,
             DEFAULTS.maxConnections,
           )
           .option(
             "--max-connections-per-ip <n>",
-            "connections held at once from one IP address (0: no limit)",
+            "connections held at once from one IP address (an IPv6 /64, see --ipv6-prefix), HTTP ones included (0: no limit)",
             parseCount,
             DEFAULTS.maxConnectionsPerIp,
           )
@@ -133,7 +133,7 @@ export function registerServer(program: Command): void {
           )
           .option(
             "--max-hello <size>",
-            "largest handshake (HELLO) accepted; over TCP a larger first frame is refused from its header",
+            "largest handshake (HELLO) accepted; a larger first frame is refused from its header (TCP, WebSocket)",
             parseBytes,
             DEFAULTS.maxHelloBytes,
           )
