@@ -277,6 +277,17 @@ describe("slowloris on the HTTP/WebSocket port", () => {
       assert.equal(server.admission.open, 5);
       await until(() => silent.every((p) => p.closed), 10_000, "the silent ones to be closed");
       await until(() => server.admission.open === 0, 5000, "their places to be freed");
+      // An agent over wss:// counts once, as its transport, once its TLS connection is upgraded.
+      const agent = createAgent({
+        name: "tls-agent",
+        servers: [`wss://127.0.0.1:${port}`],
+        tls: { ca: pem.ca.cert },
+        reconnect: quickReconnect,
+      });
+      agent.start();
+      await agent.connected();
+      assert.equal(server.admission.open, 1);
+      await agent.close();
     } finally {
       await server.close();
     }

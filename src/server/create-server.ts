@@ -751,7 +751,7 @@ class Server implements MusterServer, PeerHost {
     link.peer = this.#admitHello(link.transport, frame.hello, frame.ack, verdict);
   }
 
-  /** A frame arrived while the HELLO's credential was being checked: the dialer did not wait. */
+  /** A frame arrived after the HELLO, before the WELCOME was written: the dialer did not wait. */
   linkEarlyFrame(link: Link): void {
     this.logger.warn({ remote: link.transport.remoteAddress }, "frame before the WELCOME: closing");
     this.#reject(link.transport, CloseCode.PROTOCOL_ERROR, "a frame arrived before the WELCOME: wait for it");
