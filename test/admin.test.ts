@@ -98,7 +98,8 @@ describe("the admin API", () => {
     const text = await r.text();
     assert.equal(sample(text, "muster_agents", 'state="connected"'), 2);
     assert.equal(sample(text, "muster_agents", 'state="offline"'), 0);
-    assert.equal(sample(text, "muster_connections_open"), 2);
+    // The two agents, and the HTTP connections open now (this request's, kept-alive ones).
+    assert.ok((sample(text, "muster_connections_open") ?? 0) >= 3);
     assert.equal(sample(text, "muster_calls_total", 'method="sys.ping",outcome="ok"'), 2);
     assert.equal(sample(text, "muster_calls_total", 'method="sys.info",outcome="ok"'), 1);
     assert.equal(sample(text, "muster_calls_total", 'method="sys.info",outcome="not_connected"'), 1);

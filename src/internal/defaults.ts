@@ -186,4 +186,19 @@ export const DEFAULTS = {
    */
   refusalLogBurst: 10,
   refusalLogIntervalMs: 60_000,
+
+  // --- Hostile peers on the network: HTTP, WebSocket upgrades, per-address limits ---------
+  /**
+   * Per-address limits count an IPv6 client per network of this many leading bits (a /64 is
+   * one subscriber, who may use any address in it); IPv4 addresses count one by one.
+   */
+  ipv6PrefixBits: 64,
+  /**
+   * An HTTP connection (admin API, or a WebSocket upgrade) must have sent its request's
+   * headers within this time, or it is answered 408 and closed; on wss:// the TLS handshake
+   * gets as long again.
+   */
+  httpHeadersTimeoutMs: 5_000,
+  /** An HTTP request must have arrived whole (headers and body) within this time. */
+  httpRequestTimeoutMs: 30_000,
 } as const;

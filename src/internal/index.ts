@@ -2,6 +2,7 @@
 
 export { ReplayBuffer } from "../session/replay-buffer.js";
 export { Session, type SessionHooks, type SessionOptions, type SessionState } from "../session/session.js";
+export { type AddressKeyOptions, addressKey } from "./address-key.js";
 export { AsyncQueue } from "./async-queue.js";
 export { Backoff, type BackoffOptions } from "./backoff.js";
 export { type Clock, ManualClock, systemClock, type TimerHandle } from "./clock.js";

@@ -8,6 +8,7 @@ const open: AdmissionLimits = {
   handshakesPerSecond: 0,
   handshakeBurst: 1,
   maxRetryAfterMs: 10_000,
+  ipv6PrefixBits: 64,
 };
 
 describe("ipOf", () => {
@@ -16,6 +17,7 @@ describe("ipOf", () => {
     assert.equal(ipOf("[::1]:5000"), "::1");
     assert.equal(ipOf("[::ffff:10.0.0.1]:1"), "::ffff:10.0.0.1");
     assert.equal(ipOf("memory"), "memory");
+    assert.equal(ipOf("::1"), "::1");
   });
 });
 
@@ -48,10 +50,55 @@ describe("Admission", () => {
     assert.equal(a.admit("[::1]:1", 0).ok, true);
     assert.equal(a.admit("[::1]:2", 0).ok, true);
     const r = a.admit("[::1]:3", 0);
-    assert.ok(!r.ok && r.reason === "max_connections_per_ip" && r.message.includes("::1"));
+    assert.ok(!r.ok && r.reason === "max_connections_per_ip");
+    assert.equal(r.message, "too many connections from ::/64 (limit 2)");
     assert.equal(a.admit("127.0.0.1:4", 0).ok, true);
-    a.release("::1");
+    a.release(a.keyOf("[::1]:1"));
     assert.equal(a.admit("[::1]:5", 0).ok, true);
+  });
+
+  it("counts an IPv6 client by its /64: rotating source addresses does not escape the limit", () => {
+    const a = new Admission({ ...open, maxConnectionsPerIp: 3 }, 0);
+    const admitted = [1, 2, 3].map((i) => a.admit(`[2001:db8:0:7::${i}]:4000`, 0));
+    assert.ok(admitted.every((r) => r.ok && r.key === "2001:db8:0:7::/64"));
+    const rotated = a.admit("[2001:db8:0:7:dead:beef:0:99]:4000", 0);
+    assert.ok(!rotated.ok && rotated.reason === "max_connections_per_ip");
+    assert.equal(rotated.message, "too many connections from 2001:db8:0:7::/64 (limit 3)");
+    assert.equal(a.admit("[2001:db8:0:8::1]:4000", 0).ok, true, "the next /64 is another client");
+    assert.equal(a.openFrom("2001:db8:0:7::/64"), 3);
+    a.release("2001:db8:0:7::/64");
+    assert.equal(a.admit("[2001:db8:0:7::1234]:1", 0).ok, true, "a place freed in the /64");
+  });
+
+  it("counts an IPv4-mapped IPv6 client as its IPv4 address", () => {
+    const a = new Admission({ ...open, maxConnectionsPerIp: 2 }, 0);
+    assert.equal(a.admit("[::ffff:198.51.100.4]:1", 0).ok, true);
+    assert.equal(a.admit("198.51.100.4:2", 0).ok, true);
+    const r = a.admit("[::ffff:198.51.100.4]:3", 0);
+    assert.ok(!r.ok && r.message === "too many connections from 198.51.100.4 (limit 2)");
+  });
+
+  it("takes the IPv6 prefix length from its limits (128: every address on its own)", () => {
+    const a = new Admission({ ...open, maxConnectionsPerIp: 1, ipv6PrefixBits: 128 }, 0);
+    assert.equal(a.admit("[2001:db8::1]:1", 0).ok, true);
+    assert.equal(a.admit("[2001:db8::2]:1", 0).ok, true);
+    assert.equal(a.admit("[2001:db8::1]:2", 0).ok, false);
+    const wide = new Admission({ ...open, maxConnectionsPerIp: 1, ipv6PrefixBits: 48 }, 0);
+    assert.equal(wide.admit("[2001:db8:5:1::1]:1", 0).ok, true);
+    assert.equal(wide.admit("[2001:db8:5:2::1]:1", 0).ok, false, "same /48");
+  });
+
+  it("an HTTP connection (rate: false) counts against the connection limits, not the handshake rate", () => {
+    const a = new Admission(
+      { ...open, maxConnectionsPerIp: 3, handshakesPerSecond: 1, handshakeBurst: 1 },
+      0,
+    );
+    assert.equal(a.admit("10.1.1.1:1", 0, { rate: false }).ok, true);
+    assert.equal(a.admit("10.1.1.1:2", 0, { rate: false }).ok, true);
+    assert.equal(a.admit("10.1.1.1:3", 0).ok, true, "the handshake's token is still there");
+    const r = a.admit("10.1.1.1:4", 0, { rate: false });
+    assert.ok(!r.ok && r.reason === "max_connections_per_ip");
+    assert.equal(a.refused.handshake_rate, 0);
   });
 
   it("admits a burst, then the set rate, and spreads the retry hints at that rate", () => {

@@ -3,8 +3,10 @@
  * a global limit, a limit per address, and a bounded rate of new handshakes. A connection
  * refused for the rate is told when to come back, and the hints handed out are spread over
  * time at the admitted rate, so that a reconnect storm turns into a steady stream instead of
- * coming back all at once.
+ * coming back all at once. Addresses are counted by `addressKey`: an IPv6 client by its
+ * network (a /64 by default), so that rotating source addresses does not escape the limit.
  */
+import { addressKey, hostOf } from "../internal/address-key.js";
 
 export interface AdmissionLimits {
   /** Connections open at once (handshaking or attached); 0 = no limit. */
@@ -17,9 +19,12 @@ export interface AdmissionLimits {
   handshakeBurst: number;
   /** Longest retry hint handed out. */
   maxRetryAfterMs: number;
+  /** IPv6 addresses count per network of this many bits (see `addressKey`). */
+  ipv6PrefixBits: number;
 }
 
-export type Admitted = { ok: true; ip: string };
+/** `key`: what the connection counts under (see `addressKey`); give it back to `release`. */
+export type Admitted = { ok: true; key: string };
 export type Refused = {
   ok: false;
   reason: "max_connections" | "max_connections_per_ip" | "handshake_rate";
@@ -27,14 +32,9 @@ export type Refused = {
   retryAfterMs: number;
 };
 
-/** The IP of a `host:port` or `[v6]:port` address (as transports report it). */
+/** The IP of a `host:port` or `[v6]:port` address (as transports report it), or of a bare IP. */
 export function ipOf(remoteAddress: string): string {
-  if (remoteAddress.startsWith("[")) {
-    const end = remoteAddress.indexOf("]");
-    return end > 0 ? remoteAddress.slice(1, end) : remoteAddress;
-  }
-  const colon = remoteAddress.lastIndexOf(":");
-  return colon > 0 ? remoteAddress.slice(0, colon) : remoteAddress;
+  return hostOf(remoteAddress);
 }
 
 export class Admission {
@@ -63,30 +63,36 @@ export class Admission {
     return this.#open;
   }
 
-  /** Connections open now from `ip`. */
-  openFrom(ip: string): number {
-    return this.#perIp.get(ip) ?? 0;
+  /** What connections from `address` (any form `addressKey` takes) count under. */
+  keyOf(address: string): string {
+    return addressKey(address, this.limits);
+  }
+
+  /** Connections open now under `key` (see `keyOf`). */
+  openFrom(key: string): number {
+    return this.#perIp.get(key) ?? 0;
   }
 
   /**
    * Decides on a new connection from `remoteAddress`. An admitted one counts as open until
-   * `release(ip)` is called for it.
+   * `release(key)` is called with the key returned. With `rate: false` (an HTTP connection,
+   * which is no handshake yet) only the connection limits apply.
    */
-  admit(remoteAddress: string, now: number): Admitted | Refused {
+  admit(remoteAddress: string, now: number, { rate = true }: { rate?: boolean } = {}): Admitted | Refused {
     const l = this.limits;
-    const ip = ipOf(remoteAddress);
+    const key = this.keyOf(remoteAddress);
     if (l.maxConnections > 0 && this.#open >= l.maxConnections) {
       return this.#refuse("max_connections", `server is at its connection limit (${l.maxConnections})`, now);
     }
-    const fromIp = this.#perIp.get(ip) ?? 0;
+    const fromIp = this.#perIp.get(key) ?? 0;
     if (l.maxConnectionsPerIp > 0 && fromIp >= l.maxConnectionsPerIp) {
       return this.#refuse(
         "max_connections_per_ip",
-        `too many connections from ${ip} (limit ${l.maxConnectionsPerIp})`,
+        `too many connections from ${key} (limit ${l.maxConnectionsPerIp})`,
         now,
       );
     }
-    if (l.handshakesPerSecond > 0) {
+    if (rate && l.handshakesPerSecond > 0) {
       this.#refill(now);
       if (this.#tokens < 1) {
         return this.#refuse(
@@ -98,16 +104,16 @@ export class Admission {
       this.#tokens -= 1;
     }
     this.#open++;
-    this.#perIp.set(ip, fromIp + 1);
-    return { ok: true, ip };
+    this.#perIp.set(key, fromIp + 1);
+    return { ok: true, key };
   }
 
-  /** An admitted connection from `ip` has closed. */
-  release(ip: string): void {
-    const n = this.#perIp.get(ip);
+  /** An admitted connection has closed: `key` is the one `admit` returned. */
+  release(key: string): void {
+    const n = this.#perIp.get(key);
     if (n === undefined) return;
-    if (n <= 1) this.#perIp.delete(ip);
-    else this.#perIp.set(ip, n - 1);
+    if (n <= 1) this.#perIp.delete(key);
+    else this.#perIp.set(key, n - 1);
     this.#open--;
   }
 

@@ -55,6 +55,27 @@ describe("AuthGate", () => {
     assert.equal((await g.checkHello(hello("web-1", fresh), from("10.0.0.1:4000"), clock.t)).ok, true);
   });
 
+  it("counts failures per address key: every address of one IPv6 /64 together, mapped IPv4 as IPv4", async () => {
+    const clock = { t: 0 };
+    const g = gate(clock);
+    await assert.rejects(g.checkHttp(request("2001:db8:1:2::a")), /no credential/);
+    await assert.rejects(g.checkHttp(request("2001:db8:1:2::b")), /no credential/);
+    const fresh = await issueToken(key, { role: "agent", subject: "web-1" });
+    const busy = refused(await g.checkHello(hello("web-1", fresh), from("[2001:db8:1:2::c]:4000"), clock.t));
+    assert.equal(busy.close, CloseCode.BUSY, "a third address of the same /64 is the same client");
+    assert.equal(
+      (await g.checkHello(hello("web-1", fresh), from("[2001:db8:1:3::c]:4000"), clock.t)).ok,
+      true,
+    );
+    await assert.rejects(g.checkHttp(request("::ffff:10.9.9.9")), /no credential/);
+    await assert.rejects(g.checkHttp(request("10.9.9.9")), /no credential/);
+    const other = await issueToken(key, { role: "agent", subject: "web-2" });
+    assert.equal(
+      refused(await g.checkHello(hello("web-2", other), from("10.9.9.9:1"), clock.t)).close,
+      CloseCode.BUSY,
+    );
+  });
+
   it("text tokens: failures counted on the same clock, and a token verified before still passes", async () => {
     const clock = { t: 5_000 };
     const g = gate(clock);

@@ -6,13 +6,13 @@ import type { TokenClaims } from "../auth/tokens.js";
 import { TokenVerifier } from "../auth/verifier.js";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
+import { addressKey } from "../internal/address-key.js";
 import { isLoopbackAddress } from "../internal/host-port.js";
 import type { Logger } from "../internal/logger.js";
 import { globMatcher } from "../rpc/target.js";
 import type { PeerCertificate, Transport } from "../transport/types.js";
 import { CloseCode, type HelloBody } from "../wire/frame.js";
 import type { AdminIdentity } from "./admin-host.js";
-import { ipOf } from "./admission.js";
 import type { Enrolment, EnrolmentRequest } from "./enrolment.js";
 import { EnrolmentGate } from "./enrolment-gate.js";
 import {
@@ -78,6 +78,12 @@ export interface GateHooks {
   onFailure(reason: string): void;
   /** The server's clock (ms): failures are counted and refilled on it, handshakes and HTTP alike. */
   now(): number;
+  /**
+   * What an address counts under for per-address limits (failed authentications, enrolment
+   * requests): the server's admission key, so that an IPv6 client counts by its /64 here too.
+   * @default `addressKey` with its defaults
+   */
+  keyOf?(address: string): string;
 }
 
 /**
@@ -92,6 +98,7 @@ export class AuthGate {
   readonly #verifier: TokenVerifier | undefined;
   readonly #limiter: AuthFailureLimiter;
   readonly #hooks: GateHooks;
+  readonly #keyOf: (address: string) => string;
   readonly #agentMethods: readonly Matcher[];
   readonly #grantCache = new WeakMap<readonly string[], Matcher[]>();
   readonly #enrolment: EnrolmentGate | undefined;
@@ -115,6 +122,7 @@ export class AuthGate {
     this.standalone = standalone;
     this.#o = auth;
     this.#hooks = hooks;
+    this.#keyOf = hooks.keyOf ?? ((address) => addressKey(address));
     this.#verifier = auth ? new TokenVerifier(auth.key) : undefined;
     const limits: { perMinute?: number; burst?: number } = {};
     if (auth?.failuresPerMinute !== undefined) limits.perMinute = auth.failuresPerMinute;
@@ -128,6 +136,7 @@ export class AuthGate {
       if (auth.enrolmentMaxPendingPerAddress !== undefined)
         o.maxPendingPerAddress = auth.enrolmentMaxPendingPerAddress;
       if (auth.enrolledTokenTtlMs !== undefined) o.enrolledTokenTtlMs = auth.enrolledTokenTtlMs;
+      o.keyOf = this.#keyOf;
       this.#enrolment = new EnrolmentGate(auth.key, hooks.logger, o);
     }
   }
@@ -209,7 +218,7 @@ export class AuthGate {
       const role: IdentityRole = hello.role === "operator" ? "admin" : "agent";
       return { ok: true, identity: { role, subject: hello.name, via: "standalone" } };
     }
-    const ip = ipOf(transport.remoteAddress);
+    const ip = this.#keyOf(transport.remoteAddress);
     let verdict: GateVerdict;
     const known = this.#known(hello.auth);
     if ("refusal" in known) verdict = known.refusal;
@@ -419,7 +428,7 @@ export class AuthGate {
    * loopback is an admin. Rejects with UNAUTHENTICATED or PERMISSION_DENIED.
    */
   async checkHttp(req: IncomingMessage): Promise<AdminIdentity> {
-    const remote = req.socket.remoteAddress ?? "";
+    const remote = this.#keyOf(req.socket.remoteAddress ?? "");
     if (this.standalone) {
       if (!isLoopbackAddress(remote)) {
         throw new MusterError(
@@ -487,7 +496,8 @@ export class AuthGate {
    * budget; only operator and admin tokens are taken. Rejects with UNAUTHENTICATED or
    * PERMISSION_DENIED, with a message that never holds the token.
    */
-  async checkTextToken(token: string, remote: string): Promise<Identity> {
+  async checkTextToken(token: string, address: string): Promise<Identity> {
+    const remote = this.#keyOf(address);
     // The limiter runs on the server's clock, as for handshakes and admin requests (one clock:
     // a wall-clock time against a monotonic one locked addresses out for good).
     const now = this.#hooks.now();

@@ -1,12 +1,8 @@
-import {
-  createServer as createHttpServer,
-  type Server as HttpServer,
-  type IncomingMessage,
-  type ServerResponse,
-} from "node:http";
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
+import { checkIpv6PrefixBits } from "../internal/address-key.js";
 import { type Clock, systemClock } from "../internal/clock.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { formatHostPort, splitHostPort } from "../internal/host-port.js";
@@ -23,6 +19,7 @@ import type { CallOptions, Handler, OutcomeStatus, PeerInfo } from "../rpc/types
 import { resolveSessionLimits, type SessionLimits, type SessionState } from "../session/session.js";
 import { listenTextAll, type TextListener } from "../text/endpoint.js";
 import { TextService } from "../text/service.js";
+import { createHttpListener, type HttpLimits } from "../transport/http-server.js";
 import { listenAll } from "../transport/listen.js";
 import { TrafficStats } from "../transport/traffic.js";
 import type { Listener, Transport, TransportCloseInfo } from "../transport/types.js";
@@ -39,10 +36,11 @@ import {
 } from "../wire/frame.js";
 import { createAdminHandler } from "./admin.js";
 import type { AdminHost, AdminIdentity, Readiness } from "./admin-host.js";
-import { Admission, ipOf } from "./admission.js";
+import { Admission } from "./admission.js";
 import { AuthGate, type GateVerdict, type Identity, roleCovers } from "./auth-gate.js";
 import type { EnrolmentRequest } from "./enrolment.js";
 import { RuntimeFlags } from "./flags.js";
+import { httpLimits, resolveAllowedOrigins, upgradeOriginCheck } from "./http-guard.js";
 import { ServerMetrics } from "./metrics.js";
 import { operatorHandlers, operatorStreams, relayLimiter } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
@@ -155,12 +153,14 @@ export interface DrainResult {
 class Link {
   peer: Peer | undefined;
   timer: ReturnType<Clock["setTimeout"]> | undefined;
-  /** The HELLO's credential is being checked: nothing else may arrive before the WELCOME. */
+  /** The HELLO is in and the WELCOME not yet written: any frame now closes the link. */
   verifying = false;
   gone = false;
   constructor(
     readonly transport: Transport,
     readonly server: Server,
+    /** What the connection counts under at admission (see `addressKey`). */
+    readonly key: string,
   ) {}
   stopTimer(clock: Clock): void {
     if (this.timer) clock.clearTimeout(this.timer);
@@ -179,6 +179,28 @@ class Link {
   onDrain(): void {
     this.peer?.session.linkDrained(this.transport);
   }
+}
+
+/**
+ * An immediate runs after the reads of its loop iteration: one queued from it runs after the
+ * next iteration's reads, which take whatever arrived meanwhile.
+ */
+function afterNextRead(
+  server: Server,
+  link: Link,
+  frame: FrameOf<typeof FrameType.HELLO>,
+  verdict: GateVerdict,
+): void {
+  setImmediate(applyVerdict, server, link, frame, verdict);
+}
+
+function applyVerdict(
+  server: Server,
+  link: Link,
+  frame: FrameOf<typeof FrameType.HELLO>,
+  verdict: GateVerdict,
+): void {
+  server.linkVerdict(link, frame, verdict);
 }
 
 /** Creates a server. Call `start()` to listen. */
@@ -220,6 +242,9 @@ class Server implements MusterServer, PeerHost {
   readonly #peers = new Set<Peer>();
   readonly #pending = new Set<Transport>();
   readonly #admission: Admission;
+  /** Timeouts and admission of HTTP connections; the origins whose pages may use WebSockets. */
+  readonly #http: Required<HttpLimits>;
+  readonly #allowedOrigins: ReadonlySet<string>;
   readonly #slowBytes: number;
   readonly #slowMs: number;
   #listeners: Listener[] = [];
@@ -290,9 +315,12 @@ class Server implements MusterServer, PeerHost {
           optionLimit(options.handshakeBurst, DEFAULTS.handshakeBurst, "handshakeBurst"),
         ),
         maxRetryAfterMs: DEFAULTS.maxRetryAfterMs,
+        ipv6PrefixBits: checkIpv6PrefixBits(options.ipv6PrefixBits),
       },
       this.clock.now(),
     );
+    this.#http = httpLimits(options, this.#admission, () => this.clock.now(), this.logger);
+    this.#allowedOrigins = resolveAllowedOrigins(options.allowedOrigins, this.standalone);
     this.#slowBytes = optionLimit(options.slowConsumerBytes, DEFAULTS.slowConsumerBytes, "slowConsumerBytes");
     this.#slowMs = optionLimit(options.slowConsumerMs, DEFAULTS.slowConsumerMs, "slowConsumerMs");
     this.metrics = new ServerMetrics({
@@ -315,6 +343,7 @@ class Server implements MusterServer, PeerHost {
       logger: this.logger.child({ component: "auth" }),
       onFailure: (reason) => this.metrics.recordAuthFailure(reason),
       now: () => this.clock.now(),
+      keyOf: (address) => this.#admission.keyOf(address),
     });
     this.flags = defineServerFlags(new RuntimeFlags(this.logger), this, options);
     this.text = new TextService({
@@ -375,6 +404,8 @@ class Server implements MusterServer, PeerHost {
       firstFrameMaxBytes: Math.min(this.maxFrameBytes, HEADER_BYTES + this.decodeLimits.maxHelloBytes),
       accept: (t) => this.accept(t),
       onHttpRequest: this.#adminHandler(),
+      http: this.#http,
+      checkUpgrade: upgradeOriginCheck(this.#allowedOrigins, this.standalone, this.logger),
       traffic: this.#traffic,
     });
     for (const l of this.#listeners) this.logger.info({ url: l.url }, "listening");
@@ -429,7 +460,7 @@ class Server implements MusterServer, PeerHost {
         `admin address ${JSON.stringify(hostPort)}: expected host:port`,
       );
     const { host, port } = hp;
-    const server = createHttpServer(this.#adminHandler());
+    const server = createHttpListener(this.#adminHandler(), undefined, this.#http).server as HttpServer;
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) =>
         reject(
@@ -726,7 +757,7 @@ class Server implements MusterServer, PeerHost {
       return;
     }
     this.#pending.add(transport);
-    const link = new Link(transport, this);
+    const link = new Link(transport, this, verdict.key);
     link.timer = this.clock.setTimeout(() => {
       link.timer = undefined;
       if (link.peer) return;
@@ -751,29 +782,47 @@ class Server implements MusterServer, PeerHost {
     this.#gate
       .checkHello(hello, link.transport, this.clock.now(), resuming)
       .then((verdict) => {
-        link.verifying = false;
-        this.#pending.delete(link.transport);
-        if (link.gone || this.#closed) return;
-        link.peer = this.#admitHello(link.transport, hello, frame.ack, verdict);
+        // The verdict may come in the very read that brought the HELLO (a cached or standalone
+        // check resolves at once): the WELCOME then waits for the next turn of I/O, so that a
+        // frame the dialer sent with or right behind its HELLO is read first and refused
+        // (protocol §6.1) however the bytes were split, rather than refused or served by chance.
+        setImmediate(afterNextRead, this, link, frame, verdict);
       })
-      .catch((err: unknown) => {
-        // Nothing a peer sends may take the process down: this connection ends, the rest go on.
-        const e = MusterError.from(err);
-        this.logger.error(
-          { remote: link.transport.remoteAddress, err: e.rawMessage },
-          "handshake failed: closing",
-        );
-        this.#pending.delete(link.transport);
-        if (!link.gone)
-          this.#reject(
-            link.transport,
-            CloseCode.REJECTED,
-            "the server could not complete the handshake (an internal error, which it logged)",
-          );
-      });
+      .catch((err: unknown) => this.linkFailed(link, err));
   }
 
-  /** A frame arrived while the HELLO's credential was being checked: the dialer did not wait. */
+  /** The HELLO's verdict, one turn of I/O after it came (see linkHello). */
+  linkVerdict(link: Link, frame: FrameOf<typeof FrameType.HELLO>, verdict: GateVerdict): void {
+    link.verifying = false;
+    this.#pending.delete(link.transport);
+    // Gone, or closing (a frame came before the WELCOME): no session for it.
+    if (link.gone || this.#closed || !link.transport.open) return;
+    try {
+      link.peer = this.#admitHello(link.transport, frame.hello, frame.ack, verdict);
+    } catch (err) {
+      this.linkFailed(link, err);
+    }
+  }
+
+  /** The handshake failed inside the server: this connection ends, the rest go on. */
+  linkFailed(link: Link, err: unknown): void {
+    // Nothing a peer sends may take the process down.
+    const e = MusterError.from(err);
+    this.logger.error(
+      { remote: link.transport.remoteAddress, err: e.rawMessage },
+      "handshake failed: closing",
+    );
+    link.verifying = false;
+    this.#pending.delete(link.transport);
+    if (!link.gone)
+      this.#reject(
+        link.transport,
+        CloseCode.REJECTED,
+        "the server could not complete the handshake (an internal error, which it logged)",
+      );
+  }
+
+  /** A frame arrived after the HELLO, before the WELCOME was written: the dialer did not wait. */
   linkEarlyFrame(link: Link): void {
     this.logger.warn({ remote: link.transport.remoteAddress }, "frame before the WELCOME: closing");
     this.#reject(link.transport, CloseCode.PROTOCOL_ERROR, "a frame arrived before the WELCOME: wait for it");
@@ -782,7 +831,7 @@ class Server implements MusterServer, PeerHost {
   linkGone(link: Link): void {
     link.stopTimer(this.clock);
     this.#pending.delete(link.transport);
-    this.#admission.release(ipOf(link.transport.remoteAddress));
+    this.#admission.release(link.key);
   }
 
   #reject(transport: Transport, code: CloseCode, message: string, retryAfterMs?: number): void {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isMusterError } from "../../test/support/errors.js";
-import { addressKey, Enrolment, type EnrolmentVerdict } from "./enrolment.js";
+import { Enrolment, type EnrolmentVerdict } from "./enrolment.js";
 
 const hello = (name: string, enrolId: string) => ({ name, labels: { zone: "eu" }, version: "1", enrolId });
 const T1 = { id: "token1", methods: undefined };
@@ -134,13 +134,5 @@ describe("Enrolment", () => {
       by: "ada",
       why: "it was accepted, but its token could not be issued",
     });
-  });
-
-  it("addressKey: IPv4 as it is (mapped IPv6 too), IPv6 by its /64", () => {
-    assert.equal(addressKey("10.1.2.3:4000"), "10.1.2.3");
-    assert.equal(addressKey("[::ffff:10.1.2.3]:4000"), "10.1.2.3");
-    assert.equal(addressKey("[2001:db8::1]:4000"), "2001:db8:0:0::/64");
-    assert.equal(addressKey("[2001:0db8:0000:0001:aaaa:bbbb:cccc:dddd]:1"), "2001:db8:0:1::/64");
-    assert.equal(addressKey("[::1]:1"), "0:0:0:0::/64");
   });
 });

@@ -1,10 +1,9 @@
 import { createHash } from "node:crypto";
-import { isIPv6 } from "node:net";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
+import { addressKey } from "../internal/address-key.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import type { AgentInfo } from "../presence/presence.js";
-import { ipOf } from "./admission.js";
 
 /** An agent waiting for an operator to accept it (Salt-style key acceptance). */
 export interface EnrolmentRequest {
@@ -44,6 +43,8 @@ export interface EnrolmentLimits {
   maxPendingPerAddress?: number;
   /** A request not retried, or a decision not collected, is forgotten after this. @default DEFAULTS.enrolmentRetentionMs */
   retentionMs?: number;
+  /** What an address counts under (the server's per-address key). @default `addressKey` with its defaults */
+  keyOf?: (address: string) => string;
 }
 
 interface Entry {
@@ -62,23 +63,6 @@ interface Entry {
 /** The full SHA-256 of an enrolment id, in hex; its first 16 digits are the fingerprint. */
 function hashId(enrolId: string): string {
   return createHash("sha256").update(enrolId).digest("hex");
-}
-
-/** Where requests are counted: the IP, or for IPv6 its /64 (one host usually holds a whole /64). */
-export function addressKey(remoteAddress: string): string {
-  const ip = ipOf(remoteAddress);
-  if (ip.startsWith("::ffff:") && ip.includes(".")) return ip.slice(7);
-  if (!isIPv6(ip)) return ip;
-  const [head = "", tail = ""] = ip.split("::");
-  const left = head === "" ? [] : head.split(":");
-  const right = tail === "" ? [] : tail.split(":");
-  const groups = ip.includes("::")
-    ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right]
-    : left;
-  return `${groups
-    .slice(0, 4)
-    .map((g) => Number.parseInt(g, 16).toString(16))
-    .join(":")}::/64`;
 }
 
 const FINGERPRINT = /^[0-9a-f]{16}$/;
@@ -101,6 +85,7 @@ export class Enrolment {
   readonly #maxPerToken: number;
   readonly #maxPerAddress: number;
   readonly #retentionMs: number;
+  readonly #keyOf: (address: string) => string;
 
   constructor(options: EnrolmentLimits = {}) {
     const whole = (v: number | undefined, fallback: number, name: string): number => {
@@ -124,6 +109,7 @@ export class Enrolment {
       "maxPendingPerAddress",
     );
     this.#retentionMs = options.retentionMs ?? DEFAULTS.enrolmentRetentionMs;
+    this.#keyOf = options.keyOf ?? ((address) => addressKey(address));
   }
 
   /** One attempt by an agent holding a valid enrolment token. */
@@ -155,7 +141,7 @@ export class Enrolment {
         why: `another agent (fingerprint ${chosen.request.fingerprint}) was accepted as ${hello.name}`,
       };
     }
-    const key = addressKey(address);
+    const key = this.#keyOf(address);
     const full = this.#full(token.id, key);
     if (full !== undefined) return { state: "full", message: full };
     const entry: Entry = {

@@ -101,7 +101,7 @@ export class ServerMetrics {
       this.registry.removeSingleMetric(name);
     new Gauge({
       name: "muster_connections_open",
-      help: "Connections held now (agents, operators, and links still in their handshake).",
+      help: "Connections held now (agents, operators, links still in their handshake, HTTP connections).",
       registers,
       collect() {
         this.set(source.admission.open);

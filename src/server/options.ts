@@ -61,6 +61,28 @@ export interface ServerOptions {
   /** New connections admitted at once above the average rate. @default 1000 */
   handshakeBurst?: number;
   /**
+   * Per-address limits (`maxConnectionsPerIp`, failed authentications) count an IPv6 client
+   * by its network of this many leading bits, since a client can pick any source address in
+   * its /64; 128 counts every address. IPv4 (and IPv4-mapped IPv6) addresses count one by one.
+   * @default 64
+   */
+  ipv6PrefixBits?: number;
+  /**
+   * Web origins (`https://dash.example.com`) whose pages may open WebSocket connections:
+   * an upgrade carrying any other `Origin` (or a browser's `Sec-Fetch-Site`) is answered 403
+   * before it is upgraded, so that a web page cannot use a browser's access to the server.
+   * Not with `standalone`, which refuses every browser. @default [] (no browser)
+   */
+  allowedOrigins?: string[];
+  /**
+   * An HTTP connection on a ws/wss listener (or `admin.listen`) must send its request's
+   * headers within this time, or it is answered 408 and closed (slowloris); on wss:// the TLS
+   * handshake gets as long again. At most `httpRequestTimeoutMs`. @default 5000
+   */
+  httpHeadersTimeoutMs?: number;
+  /** An HTTP request must arrive whole (headers and body) within this time. @default 30000 */
+  httpRequestTimeoutMs?: number;
+  /**
    * A link holding more than this many unsent bytes for `slowConsumerMs` (or four times as
    * many at any moment) is dropped with `slow_consumer`; the session stays resumable.
    * @default 8388608

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { parseListenUrl } from "./dial.js";
+import type { HttpLimits, HttpRefusal } from "./http-server.js";
 import type { MemoryNetwork } from "./memory.js";
 import { listenTcp } from "./tcp.js";
 import type { TrafficStats } from "./traffic.js";
@@ -19,6 +20,10 @@ export interface ListenAllOptions {
   traffic?: TrafficStats | undefined;
   /** Plain HTTP requests on ws/wss listeners (the admin API). */
   onHttpRequest?: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  /** Timeouts and admission of the HTTP connections of ws/wss listeners. */
+  http?: HttpLimits | undefined;
+  /** Asked before every WebSocket upgrade: a refusal is answered and the connection closed. */
+  checkUpgrade?: ((req: IncomingMessage) => HttpRefusal | undefined) | undefined;
 }
 
 /**
@@ -56,7 +61,12 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
       if (kind === "ws" || kind === "wss")
         out.push(
           await listenWebSocket(
-            options.onHttpRequest ? { ...common, onHttpRequest: options.onHttpRequest } : common,
+            {
+              ...common,
+              ...(options.onHttpRequest ? { onHttpRequest: options.onHttpRequest } : {}),
+              ...(options.http ? { http: options.http } : {}),
+              ...(options.checkUpgrade ? { checkUpgrade: options.checkUpgrade } : {}),
+            },
             options.accept,
           ),
         );

@@ -90,7 +90,8 @@ export interface TransportOptions {
   maxFrameBytes?: number;
   /**
    * A lower limit for the first frame received (a server's HELLO). Stream transports check it
-   * from the length prefix; WebSocket frames are bounded by `maxFrameBytes` alone.
+   * from the length prefix; the WebSocket transport from the first frame's header, and it
+   * bounds what the reads before the first message is whole may cost (see FirstMessageGuard).
    */
   firstFrameMaxBytes?: number;
   /**

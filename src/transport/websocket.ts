@@ -1,19 +1,16 @@
-import {
-  createServer as createHttpServer,
-  type Server as HttpServer,
-  type IncomingMessage,
-  type ServerResponse,
-} from "node:http";
-import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from "node:http";
+import type { Server as HttpsServer } from "node:https";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { type ClientOptions, type RawData, WebSocket, WebSocketServer } from "ws";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
+import { createHttpListener, type HttpLimits, type HttpRefusal, refuseHttp } from "./http-server.js";
 import { LinkState } from "./link-state.js";
 import { readPeerCertificate } from "./peer-certificate.js";
-import { bindServer, formatHostPort, isLoopbackAddress, tlsServerOptions } from "./tcp.js";
+import { bindServer, formatHostPort, isLoopbackAddress } from "./tcp.js";
 import { type TrafficCounters, trafficCounters } from "./traffic.js";
 import type {
   AcceptFn,
@@ -26,6 +23,7 @@ import type {
   TransportHandler,
   TransportOptions,
 } from "./types.js";
+import { FirstMessageGuard } from "./ws-first-message.js";
 
 /** A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5). */
 const MAX_REASON_BYTES = 123;
@@ -88,6 +86,8 @@ class WsTransport implements Transport {
   #wantDrain = false;
   #corked = false;
   #corkedFrames = 0;
+  /** Until the first message is whole, on a server: what the peer may make us hold. */
+  #first: FirstMessageGuard | undefined;
   readonly #link = new LinkState(this);
 
   constructor(
@@ -110,6 +110,9 @@ class WsTransport implements Transport {
     this.isLoopback = isLoopbackAddress(address);
     socket?.setNoDelay(true);
     socket?.on("drain", this.#onWritten);
+    const firstMax = options.firstFrameMaxBytes;
+    if (socket !== undefined && firstMax !== undefined && firstMax < this.#maxFrameBytes)
+      this.#first = new FirstMessageGuard(socket, firstMax, (message) => this.#refuseFirst(message));
     ws.on("message", (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
     ws.on("error", (error: Error) => this.#onError(error));
     ws.on("close", (status: number, reason: Buffer) => {
@@ -187,6 +190,7 @@ class WsTransport implements Transport {
 
   close(code: CloseCode = CloseCode.NORMAL, message = "closed"): void {
     if (!this.#link.open) return;
+    this.#stopFirst();
     this.#uncork();
     this.#link.shut({ code, message });
     this.#ws.close(wsStatus(code), closeReason(code, message));
@@ -205,7 +209,25 @@ class WsTransport implements Transport {
     this.#link.handler?.onDrain();
   };
 
+  #stopFirst(): void {
+    this.#first?.stop();
+    this.#first = undefined;
+  }
+
+  /**
+   * The first message went over its limit: closed with frame_too_large, and nothing more is
+   * read (what ws holds goes with the connection, at the latest CLOSE_GRACE_MS later).
+   */
+  #refuseFirst(message: string): void {
+    this.#first = undefined;
+    if (!this.#link.open) return;
+    this.#socket?.pause();
+    this.#link.shut({ code: CloseCode.FRAME_TOO_LARGE, message });
+    this.#ws.close(wsStatus(CloseCode.FRAME_TOO_LARGE), closeReason(CloseCode.FRAME_TOO_LARGE, message));
+  }
+
   #onMessage(data: RawData, isBinary: boolean): void {
+    if (this.#first !== undefined) this.#stopFirst();
     if (!this.#link.open) return; // closing: whatever still arrives is dropped
     if (!isBinary) {
       const message = "text message received; only binary frames are allowed";
@@ -225,6 +247,7 @@ class WsTransport implements Transport {
 
   /** ws has already started closing (with the right status) when it reports a receive error. */
   #onError(error: Error): void {
+    this.#stopFirst();
     const wsCode = (error as { code?: unknown }).code;
     if (wsCode === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
       const message = `frame exceeds limit of ${this.#maxFrameBytes} bytes`;
@@ -251,7 +274,9 @@ function notFound(_req: IncomingMessage, res: ServerResponse): void {
  * Listens for WebSocket upgrades on any path of an HTTP (or, with `tls`, HTTPS) server on
  * `host` (default 127.0.0.1); other requests go to `onHttpRequest` (default: 404 JSON).
  * Resolves once the port is bound. With `tls.ca`, accepted transports carry the client's
- * certificate (`peerCertificate`).
+ * certificate (`peerCertificate`). `http` bounds the HTTP phase of every connection (timeouts,
+ * admission); `checkUpgrade` may refuse an upgrade before it happens (answered, then closed).
+ * With `firstFrameMaxBytes`, a connection's first message is held to it (see FirstMessageGuard).
  */
 export async function listenWebSocket(
   options: {
@@ -259,28 +284,37 @@ export async function listenWebSocket(
     port: number;
     tls?: TlsServerOptions;
     onHttpRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+    http?: HttpLimits;
+    checkUpgrade?: (req: IncomingMessage) => HttpRefusal | undefined;
   } & TransportOptions,
   accept: AcceptFn,
 ): Promise<WebSocketListener> {
   const kind = options.tls ? "wss" : "ws";
   const host = options.host ?? "127.0.0.1";
-  const onRequest = options.onHttpRequest ?? notFound;
-  const server: HttpServer | HttpsServer = options.tls
-    ? createHttpsServer(tlsServerOptions(options.tls), onRequest)
-    : createHttpServer(onRequest);
+  const http = createHttpListener(options.onHttpRequest ?? notFound, options.tls, options.http ?? {});
+  const server = http.server;
   const traffic = trafficCounters(options.traffic, kind);
   const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false,
     maxPayload: options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
     perMessageDeflate: false,
+    // Every message of a read is handed over in that read, in order, as over TCP: a frame
+    // that comes with the HELLO is seen before the WELCOME can be written (protocol §6.1).
+    allowSynchronousEvents: true,
   });
   let closed = false;
-  server.on("upgrade", (req: IncomingMessage, socket, head: Buffer) => {
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (closed) {
       socket.destroy();
       return;
     }
+    const refusal = options.checkUpgrade?.(req);
+    if (refusal !== undefined) {
+      refuseHttp(socket, refusal);
+      return;
+    }
+    http.upgraded(socket);
     wss.handleUpgrade(req, socket, head, (ws) =>
       accept(new WsTransport(kind, ws, req.socket, options, traffic, readPeerCertificate(req.socket))),
     );

@@ -52,6 +52,10 @@ interface ServerFlags extends LogFlags, TextFlags {
   maxHello: number;
   maxStreamWindow: number;
   maxRelayedCallsPerAgent: number;
+  ipv6Prefix: number;
+  allowOrigin?: string[];
+  httpHeadersTimeout: number;
+  httpRequestTimeout: number;
 }
 
 export function registerServer(program: Command): void {
@@ -91,13 +95,13 @@ export function registerServer(program: Command): void {
           )
           .option(
             "--max-connections <n>",
-            "connections held at once; more get CLOSE busy with a retry hint (0: no limit)",
+            "connections held at once, HTTP ones included; more get CLOSE busy (HTTP: 503) with a retry hint (0: no limit)",
             parseCount,
             DEFAULTS.maxConnections,
           )
           .option(
             "--max-connections-per-ip <n>",
-            "connections held at once from one IP address (0: no limit)",
+            "connections held at once from one IP address (an IPv6 /64, see --ipv6-prefix), HTTP ones included (0: no limit)",
             parseCount,
             DEFAULTS.maxConnectionsPerIp,
           )
@@ -106,6 +110,12 @@ export function registerServer(program: Command): void {
             "new connections admitted per second on average; the excess is told when to retry (0: no limit)",
             parseCount,
             DEFAULTS.handshakesPerSecond,
+          )
+          .option(
+            "--ipv6-prefix <bits>",
+            "per-address limits count an IPv6 client by its network of this many bits (128: each address)",
+            parseCount,
+            DEFAULTS.ipv6PrefixBits,
           )
           .option(
             "--handshake-burst <n>",
@@ -127,7 +137,7 @@ export function registerServer(program: Command): void {
           )
           .option(
             "--max-hello <size>",
-            "largest handshake (HELLO) accepted; over TCP a larger first frame is refused from its header",
+            "largest handshake (HELLO) accepted; a larger first frame is refused from its header (TCP, WebSocket)",
             parseBytes,
             DEFAULTS.maxHelloBytes,
           )
@@ -142,6 +152,23 @@ export function registerServer(program: Command): void {
             "calls one operator may relay to one agent at once; more are refused with RESOURCE_EXHAUSTED",
             parseCount,
             DEFAULTS.maxRelayedCallsPerAgent,
+          )
+          .option(
+            "--http-headers-timeout <duration>",
+            "an HTTP connection (admin API, WebSocket upgrade) must send its headers within this time, or it is answered 408 and closed",
+            parseDuration,
+            DEFAULTS.httpHeadersTimeoutMs,
+          )
+          .option(
+            "--http-request-timeout <duration>",
+            "an HTTP request must arrive whole (headers and body) within this time",
+            parseDuration,
+            DEFAULTS.httpRequestTimeoutMs,
+          )
+          .option(
+            "--allow-origin <origin>",
+            "web origin whose pages may open WebSocket connections (https://host[:port]), repeatable; other browser origins get 403 (default: none)",
+            collectList,
           )
           .option(
             "--admin <host:port>",
@@ -220,6 +247,7 @@ export function registerServer(program: Command): void {
         [flags.revocations, "--revocations"],
         [flags.maxEnrolmentsPerToken, "--max-enrolments-per-token"],
         [flags.maxEnrolmentsPerAddress, "--max-enrolments-per-address"],
+        [flags.allowOrigin, "--allow-origin"],
       ] as const)
         if (set !== undefined)
           fail(`--standalone has no authentication: ${name} does not go with it`, EXIT.USAGE);
@@ -261,6 +289,7 @@ export function registerServer(program: Command): void {
         ...(auth !== undefined ? { auth } : { standalone: true }),
         maxConnections: flags.maxConnections,
         maxConnectionsPerIp: flags.maxConnectionsPerIp,
+        ipv6PrefixBits: flags.ipv6Prefix,
         handshakesPerSecond: flags.handshakeRate,
         handshakeBurst: Math.max(1, flags.handshakeBurst),
         slowConsumerBytes: flags.slowConsumerBytes,
@@ -270,6 +299,9 @@ export function registerServer(program: Command): void {
         maxHelloBytes: flags.maxHello,
         maxStreamWindowBytes: flags.maxStreamWindow,
         maxRelayedCallsPerAgent: flags.maxRelayedCallsPerAgent,
+        httpHeadersTimeoutMs: flags.httpHeadersTimeout,
+        httpRequestTimeoutMs: flags.httpRequestTimeout,
+        ...(flags.allowOrigin ? { allowedOrigins: flags.allowOrigin } : {}),
         admin: { ...(flags.admin ? { listen: flags.admin } : {}), metricsPublic: flags.metricsPublic },
         text: {
           listen: textUrls,
