@@ -1,14 +1,4 @@
-import {
-  type AdminRequest,
-  fail,
-  intParam,
-  isJsonType,
-  json,
-  MAX_ADMIN_BODY_BYTES,
-  parseJsonBody,
-  quote,
-  readBody,
-} from "./admin-http.js";
+import { type AdminRequest, fail, intParam, json, quote, readJsonRequest } from "./admin-http.js";
 
 /** Agent states `?state=` accepts (besides any state an agent is in now). */
 export const AGENT_STATES = ["connected", "suspect", "resuming", "pending", "offline"] as const;
@@ -72,29 +62,8 @@ function firstAfter(sorted: readonly { name: string }[], name: string): number {
 
 /** `PUT /api/flags`: the body is read only now, after authentication. */
 export async function setFlags(c: AdminRequest): Promise<void> {
-  const type = c.req.headers["content-type"];
-  if (type !== undefined && !isJsonType(type)) {
-    fail(
-      c.res,
-      415,
-      "unsupported_media_type",
-      `the body must be JSON (content-type: application/json), not ${quote(type)}`,
-    );
-    return;
-  }
-  const body = await readBody(c.req);
-  if (body.kind === "gone") return;
-  if (body.kind === "too-large") {
-    fail(c.res, 413, "payload_too_large", `the body is larger than ${MAX_ADMIN_BODY_BYTES} bytes`, {
-      connection: "close",
-    });
-    return;
-  }
-  const parsed = parseJsonBody(body.bytes);
-  if (!parsed.ok) {
-    fail(c.res, 400, "invalid_argument", parsed.message);
-    return;
-  }
+  const parsed = await readJsonRequest(c);
+  if (!parsed.ok) return;
   const patch = parsed.value;
   if (typeof patch !== "object" || patch === null || Array.isArray(patch)) {
     fail(

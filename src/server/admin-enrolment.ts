@@ -1,13 +1,4 @@
-import {
-  type AdminRequest,
-  fail,
-  isJsonType,
-  json,
-  MAX_ADMIN_BODY_BYTES,
-  parseJsonBody,
-  quote,
-  readBody,
-} from "./admin-http.js";
+import { type AdminRequest, fail, json, readJsonRequest } from "./admin-http.js";
 
 /** `GET /api/enrolments`: the waiting requests, each with its fingerprint and conflict flag. */
 export function listEnrolments(c: AdminRequest): void {
@@ -21,24 +12,8 @@ export function listEnrolments(c: AdminRequest): void {
  * fingerprint, or a token that could not be issued).
  */
 export async function decideEnrolment(c: AdminRequest): Promise<void> {
-  const type = c.req.headers["content-type"];
-  if (type !== undefined && !isJsonType(type)) {
-    fail(c.res, 415, "unsupported_media_type", `the body must be JSON, not ${quote(type)}`);
-    return;
-  }
-  const body = await readBody(c.req);
-  if (body.kind === "gone") return;
-  if (body.kind === "too-large") {
-    fail(c.res, 413, "payload_too_large", `the body is larger than ${MAX_ADMIN_BODY_BYTES} bytes`, {
-      connection: "close",
-    });
-    return;
-  }
-  const parsed = parseJsonBody(body.bytes);
-  if (!parsed.ok) {
-    fail(c.res, 400, "invalid_argument", parsed.message);
-    return;
-  }
+  const parsed = await readJsonRequest(c);
+  if (!parsed.ok) return;
   const v = parsed.value as { action?: unknown; fingerprint?: unknown } | null;
   const usage = 'the body must be {"action":"accept"|"reject","fingerprint":"<16 hex digits>"}';
   if (

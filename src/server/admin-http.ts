@@ -221,3 +221,37 @@ export function quote(s: string, max = 120): string {
   const t = JSON.stringify(s);
   return t.length > max ? `${t.slice(0, max - 1)}…"` : t;
 }
+
+/** What `readJsonRequest` found: the parsed body, or nothing once it has answered the error. */
+export type JsonRequest = { ok: true; value: unknown } | { ok: false };
+
+/**
+ * Reads a request's JSON body: 415 for another content type, 413 (unread) beyond
+ * MAX_ADMIN_BODY_BYTES, 400 for malformed JSON, each answered here; nothing when the client left.
+ */
+export async function readJsonRequest(c: AdminRequest): Promise<JsonRequest> {
+  const type = c.req.headers["content-type"];
+  if (type !== undefined && !isJsonType(type)) {
+    fail(
+      c.res,
+      415,
+      "unsupported_media_type",
+      `the body must be JSON (content-type: application/json), not ${quote(type)}`,
+    );
+    return { ok: false };
+  }
+  const body = await readBody(c.req);
+  if (body.kind === "gone") return { ok: false };
+  if (body.kind === "too-large") {
+    fail(c.res, 413, "payload_too_large", `the body is larger than ${MAX_ADMIN_BODY_BYTES} bytes`, {
+      connection: "close",
+    });
+    return { ok: false };
+  }
+  const parsed = parseJsonBody(body.bytes);
+  if (!parsed.ok) {
+    fail(c.res, 400, "invalid_argument", parsed.message);
+    return { ok: false };
+  }
+  return parsed;
+}

@@ -314,15 +314,7 @@ export class AuthGate {
       const bad = this.#checkAgentBinding(hello, claims.subject, claims.labels);
       if (bad) return bad;
     }
-    const identity: Identity = {
-      role: claims.role,
-      subject: claims.subject,
-      via: "token",
-      tokenId: claims.id,
-    };
-    if (claims.expiresAt !== undefined) identity.expiresAt = claims.expiresAt;
-    if (claims.methods !== undefined) identity.methods = claims.methods;
-    return { ok: true, identity };
+    return { ok: true, identity: identityOf(claims, claims.role) };
   }
 
   #checkAgentBinding(
@@ -538,15 +530,7 @@ export class AuthGate {
         `a ${claims.role} token does not send text commands: it needs an operator or admin token`,
         "role",
       );
-    const identity: Identity = {
-      role: claims.role,
-      subject: claims.subject,
-      via: "token",
-      tokenId: claims.id,
-    };
-    if (claims.expiresAt !== undefined) identity.expiresAt = claims.expiresAt;
-    if (claims.methods !== undefined) identity.methods = claims.methods;
-    return identity;
+    return identityOf(claims, claims.role);
   }
 
   /**
@@ -576,4 +560,12 @@ export class AuthGate {
       );
     return { role, subject: cn, via: "certificate" };
   }
+}
+
+/** Who a verified token says its bearer is (`role`: the claims' role, narrowed by the caller). */
+function identityOf(claims: TokenClaims, role: IdentityRole): Identity {
+  const identity: Identity = { role, subject: claims.subject, via: "token", tokenId: claims.id };
+  if (claims.expiresAt !== undefined) identity.expiresAt = claims.expiresAt;
+  if (claims.methods !== undefined) identity.methods = claims.methods;
+  return identity;
 }
