@@ -264,7 +264,10 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
       const lags = new Map<string, number>();
       const failed = new Set<string>();
       for (let round = -p.fanout1k.warmup; round < p.fanout1k.rounds; round++) {
-        const order = ready.map((_, k) => ready[(k + round + ready.length) % ready.length]!);
+        // Rotated by the round; warm-up rounds are negative, so the index is kept non-negative.
+        const order = ready.map(
+          (_, k) => ready[(((k + round) % ready.length) + ready.length) % ready.length]!,
+        );
         for (const l of order) {
           if (failed.has(l.ref.name)) continue;
           try {
