@@ -217,7 +217,7 @@ export class RpcEndpoint implements StreamHost {
       return o;
     }
     const frame = encodeCall(1, 0, id, timeoutMs, method, payload);
-    const tooLarge = this.#oversize(frame, `the request of ${truncateForLog(method, 80)}`);
+    const tooLarge = this.#oversize(frame, "the request of", method);
     if (tooLarge !== undefined) {
       cb.onSettle(tooLarge, undefined);
       return o;
@@ -312,7 +312,7 @@ export class RpcEndpoint implements StreamHost {
       if (options.signal?.aborted)
         throw new MusterError(ErrorCode.CANCELLED, `stream ${name} aborted before it opened`);
       frame = encodeOpen(1, 0, id, timeoutMs ?? 0, window, name, encodeValue(request));
-      const tooLarge = this.#oversize(frame, `the request of stream ${truncateForLog(name, 80)}`);
+      const tooLarge = this.#oversize(frame, "the request of stream", name);
       if (tooLarge !== undefined) throw tooLarge;
     } catch (err) {
       s._settle(MusterError.from(err, ErrorCode.INVALID_ARGUMENT), undefined);
@@ -387,13 +387,18 @@ export class RpcEndpoint implements StreamHost {
     this.#authorizer?.flowControlBroken?.(this.#violations, err);
   }
 
-  /** RESOURCE_EXHAUSTED when `frame` is larger than the peer accepts (`what` is, e.g., "the result of m"). */
-  #oversize(frame: Uint8Array, what: string): MusterError | undefined {
+  /**
+   * RESOURCE_EXHAUSTED when `frame` is larger than the peer accepts (`what`, `method` and `item`
+   * say which: "the result of" m, "item" 3 of m). On every call's path: the message is made only
+   * when the frame is too large.
+   */
+  #oversize(frame: Uint8Array, what: string, method: string, item?: number): MusterError | undefined {
     const max = this.#maxFrameBytes;
     if (max === undefined || frame.length <= max) return undefined;
+    const which = item === undefined ? what : `${what} ${item} of`;
     return new MusterError(
       ErrorCode.RESOURCE_EXHAUSTED,
-      `${what} is ${frame.length} bytes as a frame, over the ${max}-byte frame limit of ${this.#peerName()}`,
+      `${which} ${truncateForLog(method, 80)} is ${frame.length} bytes as a frame, over the ${max}-byte frame limit of ${this.#peerName()}`,
       { details: { frameBytes: frame.length, maxFrameBytes: max } },
     );
   }
@@ -575,7 +580,7 @@ export class RpcEndpoint implements StreamHost {
   /** An ITEM frame of call `i`; throws RESOURCE_EXHAUSTED when the peer would refuse its size. */
   #itemFrame(i: Incoming, p: Payload): Buffer {
     const frame = encodeFrame({ type: FrameType.ITEM, seq: 1, ack: 0, id: i.id, payload: p });
-    const tooLarge = this.#oversize(frame, `item ${i.position + 1} of ${truncateForLog(i.method, 80)}`);
+    const tooLarge = this.#oversize(frame, "item", i.method, i.position + 1);
     if (tooLarge !== undefined) throw tooLarge;
     return frame;
   }
@@ -619,7 +624,7 @@ export class RpcEndpoint implements StreamHost {
 
   /** A RESULT frame, or when the peer would refuse its size, an error RESULT saying so. */
   #fitResult(i: Incoming, frame: Buffer): Buffer {
-    const tooLarge = this.#oversize(frame, `the result of ${truncateForLog(i.method, 80)}`);
+    const tooLarge = this.#oversize(frame, "the result of", i.method);
     if (tooLarge === undefined) return frame;
     return encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, error: tooLarge.toBody() });
   }
