@@ -686,10 +686,15 @@ class Server implements MusterServer, PeerHost {
         .filter(match)
         .map((a) => a.name);
     }
-    this.logger.debug(
-      { target: truncateForLog(formatTarget(t)), method: truncateForLog(method), expected: expected.length },
-      "fan-out",
-    );
+    if (this.logger.isLevelEnabled("debug"))
+      this.logger.debug(
+        {
+          target: truncateForLog(formatTarget(t)),
+          method: truncateForLog(method),
+          expected: expected.length,
+        },
+        "fan-out",
+      );
     const fanOut = new FanOutCall<T>(
       expected,
       { clock: this.clock, timeoutMs, signal: options.signal, method, decodeLimits: this.decodeLimits },
