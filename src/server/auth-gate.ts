@@ -446,15 +446,7 @@ export class AuthGate {
     let claims: TokenClaims;
     if (known.claims !== undefined) claims = known.claims;
     else {
-      const wait = this.#limiter.check(remote, now);
-      if (wait > 0) {
-        this.#hooks.onFailure("rate_limited");
-        throw new MusterError(
-          ErrorCode.UNAUTHENTICATED,
-          `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
-          { details: { reason: "rate_limited", retryAfterMs: wait } },
-        );
-      }
+      this.#throwIfLimited(remote, now);
       if (header === undefined)
         return fail(
           ErrorCode.UNAUTHENTICATED,
@@ -482,6 +474,18 @@ export class AuthGate {
     return { subject: claims.subject, role: claims.role };
   }
 
+  /** UNAUTHENTICATED (`rate_limited`, with the wait) while `remote` has no failure left. */
+  #throwIfLimited(remote: string, now: number): void {
+    const wait = this.#limiter.check(remote, now);
+    if (wait <= 0) return;
+    this.#hooks.onFailure("rate_limited");
+    throw new MusterError(
+      ErrorCode.UNAUTHENTICATED,
+      `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
+      { details: { reason: "rate_limited", retryAfterMs: wait } },
+    );
+  }
+
   /**
    * Who sent a text message with `token=<token>` (docs/auth.md, "Text endpoints"): the token is
    * verified as at a handshake, revocation included, and failures count against `remote`'s
@@ -495,15 +499,7 @@ export class AuthGate {
     const now = this.#hooks.now();
     // A token verified before passes whatever others failed from this address (see checkHello).
     const known = this.#known(token);
-    const wait = "claims" in known && known.claims !== undefined ? 0 : this.#limiter.check(remote, now);
-    if (wait > 0) {
-      this.#hooks.onFailure("rate_limited");
-      throw new MusterError(
-        ErrorCode.UNAUTHENTICATED,
-        `too many failed authentications from ${remote}: retry in ${Math.ceil(wait / 1000)} s`,
-        { details: { reason: "rate_limited", retryAfterMs: wait } },
-      );
-    }
+    if (!("claims" in known && known.claims !== undefined)) this.#throwIfLimited(remote, now);
     const fail = (code: ErrorCode, message: string, reason: string): never => {
       this.#limiter.fail(remote, now);
       this.#hooks.onFailure(reason);

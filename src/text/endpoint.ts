@@ -2,16 +2,17 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
 import { lstatSync, unlinkSync } from "node:fs";
 import { connect, createServer as createNetServer, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, TLSSocket } from "node:tls";
+import { createServer as createTlsServer } from "node:tls";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import { optionLimit } from "../internal/limits.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
+import { readPeerCertificate } from "../transport/peer-certificate.js";
 import { CLOSE_GRACE_MS, type ConnectionLimits, EndpointBudget, TextConnection } from "./connection.js";
 import { PeerLogLimiter, type PeerLogLimits } from "./log-limiter.js";
 import { MESSAGE_LIMITS, type Message, parseMessage } from "./message.js";
-import type { TextContext, TextPeerCertificate, TextService, TextTransport } from "./service.js";
+import type { TextContext, TextService, TextTransport } from "./service.js";
 import { formatTextAddress, isLoopbackHost, parseTextAddress, type TextAddress } from "./url.js";
 
 /** The largest UDP datagram a text endpoint takes (upstream's DATAGRAM_MAX_SIZE). */
@@ -179,7 +180,7 @@ async function listenStream(
       return;
     }
     const remote = socket.remoteAddress;
-    const certificate = readCertificate(socket);
+    const certificate = readPeerCertificate(socket);
     const connection = new TextConnection({
       socket,
       transport,
@@ -257,27 +258,6 @@ async function listenStream(
       return closing;
     },
   };
-}
-
-/** The client certificate of a TLS connection (when it sent one), for the service's guard. */
-function readCertificate(socket: Socket): TextPeerCertificate | undefined {
-  if (!(socket instanceof TLSSocket)) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (!cert?.fingerprint256) return undefined;
-  const list = (v: string | string[] | undefined): string[] =>
-    v === undefined ? [] : Array.isArray(v) ? v : [v];
-  const subject = (cert.subject ?? {}) as { CN?: string | string[]; OU?: string | string[] };
-  const out: TextPeerCertificate = {
-    authorized: socket.authorized,
-    organizationalUnits: list(subject.OU),
-    fingerprint256: cert.fingerprint256,
-    validTo: cert.valid_to,
-  };
-  const cn = list(subject.CN)[0];
-  if (cn !== undefined) out.commonName = cn;
-  const why: unknown = socket.authorizationError;
-  if (!socket.authorized && why) out.authorizationError = String(why);
-  return out;
 }
 
 function secretMatches(expected: string, given: string): boolean {

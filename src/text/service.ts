@@ -1,6 +1,7 @@
 import { MusterError } from "../errors/muster-error.js";
 import { truncateForLog } from "../internal/log-safe.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
+import type { PeerCertificate } from "../transport/types.js";
 import {
   createDispatcher,
   type DispatchContext,
@@ -37,17 +38,8 @@ export interface TextContext extends DispatchContext {
   readonly secretVerified?: boolean;
 }
 
-/** A client certificate presented on a `tls://` text endpoint, read once its handshake is done. */
-export interface TextPeerCertificate {
-  /** Whether it chains to the endpoint's `ca` and is valid now. */
-  authorized: boolean;
-  /** Why not, when not authorized (OpenSSL's code). */
-  authorizationError?: string;
-  commonName?: string;
-  organizationalUnits: string[];
-  fingerprint256: string;
-  validTo: string;
-}
+/** The client certificate of a `tls://` text connection, as transports read it. */
+export type TextPeerCertificate = PeerCertificate;
 
 /**
  * Whether a message that came from an endpoint may be handled: `ok` with the message to handle
