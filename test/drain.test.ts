@@ -103,7 +103,8 @@ describe("graceful shutdown (drain)", () => {
   it("an agent told the server shuts down moves on to its next server", async () => {
     const a = await standalone();
     const b = await standalone();
-    const agent = agentOf([a.listeners[0]!.url, b.listeners[0]!.url], "mover");
+    // In order, so that it starts on the server that drains.
+    const agent = agentOf([a.listeners[0]!.url, b.listeners[0]!.url], "mover", { serverOrder: "ordered" });
     try {
       await agent.connected();
       assert.equal(a.agent("mover")?.state, "connected");

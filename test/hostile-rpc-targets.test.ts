@@ -1,7 +1,7 @@
 // Hostile targets over real TCP: an operator whose token grants only sys.ping sends globs built
 // to make a backtracking matcher run for ever, an overlong target, and selectors naming
 // Object.prototype members. The server answers each at once and precisely, and honest calls
-// go on meanwhile.
+// go on meanwhile. No operator may call the agents' built-ins.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
@@ -75,6 +75,46 @@ describe("hostile targets", () => {
       });
       assert.equal(r.status, 400, `state=${state}`);
       assert.match(await r.text(), /is not one of connected, suspect, resuming, pending, offline/);
+    }
+  });
+
+  it("an operator cannot call an agent's built-ins (muster.servers would send agents and their tokens to any host)", async () => {
+    // An operator with every grant: its relays reach any method of the agents but these.
+    const full = await connectOperator({
+      server: server.listeners[0]!.url,
+      token: await issueToken(key, { role: "operator", subject: "trent" }),
+    });
+    try {
+      const before = agents.map((a) => a.servers.map((x) => x.url));
+      for (const method of ["muster.servers", "muster.config", "muster.text"]) {
+        const call = full.call("all", method, { servers: [{ name: "evil", urls: ["tcp://203.0.113.9:1"] }] });
+        await assert.rejects(
+          call.done,
+          (e: MusterError) =>
+            e.code === "PERMISSION_DENIED" && e.rawMessage.includes(`${method} is an agent's built-in`),
+          method,
+        );
+      }
+      assert.deepEqual(
+        agents.map((a) => a.servers.map((x) => x.url)),
+        before,
+        "no agent's server list changed",
+      );
+      // Nor open an agent's built-in stream (a run's start, which would run its stage).
+      const agentName = agents[0]!.name;
+      const s = full.stream(agentName, "muster.run.start", { run: "r1", stage: 0 });
+      await assert.rejects(
+        (async () => {
+          for await (const _ of s);
+        })(),
+        (e: MusterError) =>
+          e.code === "PERMISSION_DENIED" && e.rawMessage.includes("muster.run.start is an agent's built-in"),
+      );
+      // The same operator's honest relay goes through.
+      const ok = await full.call("all", "sys.ping", undefined, { timeoutMs: 5000 }).done;
+      assert.equal(ok.summary.ok, NAMES.length);
+    } finally {
+      await full.close();
     }
   });
 

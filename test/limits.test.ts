@@ -204,7 +204,7 @@ describe("slow consumer", () => {
       );
       const logged = lines.find((l) => l.level === "warn" && l.msg.startsWith("slow consumer"));
       assert.ok(logged, "a warning names the slow consumer");
-      assert.equal((logged.obj as { name: string }).name, "stuck");
+      assert.equal((logged.obj as { peer: string }).peer, "stuck");
       // Unacknowledged frames stay in the replay window (bounded by replayMaxBytes): the session
       // can resume; the link's own buffers are gone with the link.
       assert.equal(server.agent("stuck")?.state, "resuming");

@@ -1,8 +1,9 @@
 // The short soak: the same run as `npm run soak`, smaller and shorter, with a fixed seed.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { describe, it } from "node:test";
 import { formatReport, runSoak, SOAK_DEFAULTS } from "../src/soak/run.js";
+import { natsServerMissing } from "./support/nats-server.js";
 
 describe("soak (short)", () => {
   it("60 agents in 2 processes through 8 s of random faults: nothing lost, repeated or reordered", async () => {
@@ -24,6 +25,43 @@ describe("soak (short)", () => {
     assert.ok(report.ok);
   });
 
+  it("--servers 3 through the CLI: a cluster with a server killed and one drained, every check passed", {
+    skip: natsServerMissing(),
+  }, async () => {
+    const main = new URL("../src/soak/main.js", import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [
+        main,
+        "--servers",
+        "3",
+        "--duration",
+        "9s",
+        "--agents",
+        "60",
+        "--processes",
+        "2",
+        "--seed",
+        "20261202",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    console.log(out);
+    assert.equal(code, 0, out);
+    assert.match(out, /soak passed/);
+    assert.match(out, /cluster: 3 servers; s2 killed holding [1-9]\d* agents/);
+    assert.match(out, /ok {5}the drain handed every session over/);
+    assert.doesNotMatch(out, /FAILED/);
+  });
+
   it("npm run soak rejects a bad flag with a precise message and exit status 2", () => {
     const main = new URL("../src/soak/main.js", import.meta.url).pathname;
     for (const [args, pattern] of [
@@ -31,6 +69,7 @@ describe("soak (short)", () => {
       [["--agents", "0"], /--agents must be an integer ≥ 1, got "0"/],
       [["--seed", "99999999999"], /--seed must be at most 4294967295/],
       [["--bogus"], /Unknown option '--bogus'/],
+      [["--servers", "2"], /--servers: a cluster soak needs 3 servers or more/],
     ] as const) {
       const r = spawnSync(process.execPath, [main, ...args], { encoding: "utf8" });
       assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);

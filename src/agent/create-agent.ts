@@ -13,22 +13,44 @@ import { VERSION } from "../internal/version.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
 import { failedStream, type MusterStream, type StreamHandler, type StreamOptions } from "../rpc/stream.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
+import type { AgentRunOptions } from "../run/agent-runs.js";
+import { runInstance } from "../run/agent-runs.js";
+import type { InstanceHost } from "../run/instance-host.js";
 import { resolveSessionLimits, Session, type SessionLimits } from "../session/session.js";
 import { type TextHooks, TextService } from "../text/service.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions, Transport } from "../transport/types.js";
-import { checkLabels, checkName, type DecodeLimits } from "../wire/codec.js";
-import { type CloseBody, CloseCode, HEADER_BYTES, type HelloBody } from "../wire/frame.js";
+import {
+  checkLabels,
+  checkName,
+  type DecodeHooks,
+  type DecodeLimits,
+  readWelcomeServers,
+} from "../wire/codec.js";
+import { type CloseBody, CloseCode, HEADER_BYTES, type HelloBody, type WelcomeBody } from "../wire/frame.js";
 import { builtinHandlers } from "./builtins.js";
+import { DEFAULT_SERVER_ORDER, type KnownServer, ServerList, type ServerOrder } from "./server-list.js";
 import { textCallHandler } from "./text.js";
+
+export type { KnownServer, ServerOrder } from "./server-list.js";
 
 /** Options of `createAgent`. Durations in milliseconds; defaults in `DEFAULTS`. */
 export interface AgentOptions {
   /** Public, unique name of the agent. */
   name: string;
   labels?: Record<string, string>;
-  /** Server URLs (ws, wss, tcp, tls, memory), tried in turn. */
+  /**
+   * Server URLs (ws, wss, tcp, tls, memory). The agent also dials the servers a cluster
+   * announces in WELCOME (`agent.servers` lists them all); these URLs are never forgotten.
+   */
   servers: readonly string[];
+  /**
+   * `shuffle`: the first attempt goes to a random one of `servers`, and the list is tried in a
+   * random order, so that agents given the same list spread over the servers; `ordered`:
+   * `servers[0]` first, then in turn. Either way a dropped link is resumed on the same server
+   * first, and a failed attempt moves on to the next server. @default "shuffle"
+   */
+  serverOrder?: ServerOrder;
   tls?: TlsClientOptions;
   memory?: MemoryNetwork;
   logger?: Logger;
@@ -46,6 +68,11 @@ export interface AgentOptions {
    * `agent.text`). @default true
    */
   builtins?: boolean;
+  /**
+   * Take part in coordinated runs: the run methods (`muster.run.*`) are answered, for the kinds
+   * of stage given. Absent: runs are refused (UNIMPLEMENTED).
+   */
+  runs?: AgentRunOptions;
   /** What the built-in text commands STOP, QUITTING, RESTART, READY and LOG_ROTATE do. */
   textHooks?: TextHooks;
   /** Reconnect backoff: 500 ms doubling to 30 s, ±50 % jitter after the cap, reset after 10 s connected. */
@@ -105,6 +132,11 @@ export interface MusterAgent {
   readonly state: AgentState;
   /** Public id of the current session, once connected. */
   readonly sessionId: string | undefined;
+  /**
+   * The servers this agent may dial: its `servers`, in the order it tries them, then those the
+   * last WELCOME announced, with their name, load and state when known. Read-only snapshot.
+   */
+  readonly servers: readonly KnownServer[];
   /** Starts connecting (and reconnecting, for ever). Returns at once. */
   start(): void;
   /** Resolves when the agent is connected (now or later); rejects if it is closed first. */
@@ -139,6 +171,9 @@ export function createAgent(options: AgentOptions): MusterAgent {
   return new Agent(options);
 }
 
+/** The most an agent told `moved` waits before resuming elsewhere (spreads a server's agents). */
+const MOVED_SPREAD_MS = 250;
+
 /** CLOSE codes after which the server has forgotten the session. */
 const SESSION_ENDING = new Set<string>([
   CloseCode.NORMAL,
@@ -165,6 +200,8 @@ class Agent implements MusterAgent {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #handlers = new Map<string, Handler>();
+  /** Stages of coordinated runs booted or running here (with `runs`). */
+  #runs: InstanceHost | undefined;
   readonly #streamHandlers = new Map<string, StreamHandler>();
   readonly #backoff: Backoff;
   readonly #subscribers = new Set<AsyncQueue<AgentEvent>>();
@@ -182,15 +219,20 @@ class Agent implements MusterAgent {
   #ticker: TimerHandle | undefined;
   #detachedAt = 0;
   readonly #maxFrameBytes: number;
-  readonly #decodeLimits: DecodeLimits;
+  readonly #decodeLimits: DecodeLimits & DecodeHooks;
   readonly #sessionLimits: { -readonly [K in keyof SessionLimits]: SessionLimits[K] };
   /** A token the server issued at enrolment: presented instead of `options.token`. */
   #issued: string | undefined;
   /** Identifies this agent while an enrolment request waits (see HelloBody.enrolId). */
   readonly #enrolId = randomBytes(18).toString("base64url");
-  /** The server said it shuts down: the next attempt goes to the next URL. */
+  /** The server said it shuts down: the next attempt goes to another server, not back to it. */
   #advance = false;
+  /** The server handed the session over (CLOSE moved): resume elsewhere now, not after a backoff. */
+  #moved = false;
+  /** The URL and server name of the last WELCOME: where a CLOSE's `servers` came from. */
+  #welcomedBy: { url: string; name: string } | undefined;
   #pendingSince = 0;
+  readonly #servers: ServerList;
   #waiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
 
   constructor(options: AgentOptions) {
@@ -198,6 +240,18 @@ class Agent implements MusterAgent {
     if (bad) throw new MusterError(ErrorCode.INVALID_ARGUMENT, bad);
     if (options.servers.length === 0)
       throw new MusterError(ErrorCode.INVALID_ARGUMENT, "no server URL given");
+    const order = options.serverOrder ?? DEFAULT_SERVER_ORDER;
+    if (order !== "shuffle" && order !== "ordered")
+      throw new MusterError(
+        ErrorCode.INVALID_ARGUMENT,
+        `serverOrder must be "shuffle" or "ordered", got ${JSON.stringify(order)}`,
+      );
+    this.#servers = new ServerList({
+      configured: options.servers,
+      order,
+      canDial: (p) =>
+        p === "ws:" || p === "wss:" || p === "tcp:" || p === "tls:" || (p === "memory:" && !!options.memory),
+    });
     this.name = options.name;
     this.#labels = { ...(options.labels ?? {}) };
     this.#o = options;
@@ -209,6 +263,8 @@ class Agent implements MusterAgent {
     );
     this.#decodeLimits = {
       maxJsonDepth: optionLimit(options.maxJsonDepth, DEFAULTS.maxJsonDepth, "maxJsonDepth", 1),
+      // A bad `servers` in a WELCOME or CLOSE is dropped by the codec, said here: the link goes on.
+      onDropped: (message: string) => this.#log.warn({ reason: message }, "frame field ignored"),
     };
     this.#sessionLimits = {
       ...resolveSessionLimits({
@@ -237,7 +293,14 @@ class Agent implements MusterAgent {
         this.#handlers.set(k, v);
       this.#handlers.set("muster.text", textCallHandler(this.text) as Handler);
     }
+    if (options.runs !== undefined) {
+      const runs = runInstance(options.runs, this.#log.child({ component: "runs" }));
+      this.#runs = runs.host;
+      for (const [k, v] of runs.handlers) this.#handlers.set(k, v);
+      for (const [k, v] of runs.streams) this.#streamHandlers.set(k, v);
+    }
     this.#handlers.set("muster.config", (req) => this.#applyConfig(req, "the server"));
+    this.#handlers.set("muster.servers", (req) => this.#applyServers(req));
     this.#newSession();
   }
 
@@ -246,6 +309,9 @@ class Agent implements MusterAgent {
   }
   get sessionId(): string | undefined {
     return this.#sessionId;
+  }
+  get servers(): readonly KnownServer[] {
+    return this.#servers.servers;
   }
 
   handle<Req, Res>(method: string, handler: Handler<Req, Res>): this {
@@ -320,6 +386,7 @@ class Agent implements MusterAgent {
   async close(): Promise<void> {
     if (this.#state === "closed") return;
     this.#setState("closed");
+    void this.#runs?.close();
     if (this.#ticker) this.#clock.clearTimeout(this.#ticker);
     this.#dialAbort?.abort();
     this.#wake?.();
@@ -391,7 +458,25 @@ class Agent implements MusterAgent {
 
   #onServerClose(close: CloseBody): void {
     this.#retryAfterMs = close.retryAfterMs ?? 0;
-    if (close.code === CloseCode.SHUTDOWN) this.#advance = true;
+    // A draining server: go to another one (with `moved`, resuming the session there).
+    if (close.code === CloseCode.SHUTDOWN || close.code === CloseCode.MOVED) {
+      this.#advance = true;
+      // The servers of the cluster as the one sending this agent away sees them now: newer than
+      // the last WELCOME's, which may name servers since gone and miss those since started.
+      if (close.servers !== undefined && this.#welcomedBy !== undefined) {
+        const { url, name } = this.#welcomedBy;
+        const learned = this.#servers.learn(close.servers, url, name);
+        this.#log.debug(
+          {
+            announced: close.servers.length,
+            learned: learned.learned,
+            configured: learned.matchedConfigured,
+          },
+          "cluster servers announced on leaving",
+        );
+      }
+    }
+    if (close.code === CloseCode.MOVED) this.#moved = true;
     if (close.code === CloseCode.UNAUTHENTICATED) {
       this.#log.error({ reason: close.message }, "the server no longer accepts this agent's credential");
     }
@@ -420,13 +505,16 @@ class Agent implements MusterAgent {
   }
 
   async #run(): Promise<void> {
-    const urls = this.#o.servers;
-    let i = 0;
+    let pick = this.#servers.first();
+    this.#log.debug({ url: pick.url, why: pick.why }, "server picked");
+    /** The server of the last connection, until the agent has said it moves away from it. */
+    let leaving: string | undefined;
     while (!this.#isClosed()) {
-      const url = urls[i % urls.length]!;
+      const url = pick.url;
       let error: string;
       try {
         await this.#connectOnce(url);
+        leaving = url;
         const since = this.#clock.now();
         await new Promise<void>((resolve) => {
           this.#linkDown = resolve;
@@ -438,9 +526,15 @@ class Agent implements MusterAgent {
         }
         error = "link lost";
         if (this.#advance) {
+          // The server shuts down or drains: straight to another one, not back to it.
           this.#advance = false;
-          i++;
-        }
+          // A session handed over in order is no failure: attempts after it start from the
+          // shortest backoff, whatever came before.
+          if (this.#moved) this.#backoff.reset();
+          this.#servers.draining(url);
+          pick = this.#servers.next(url);
+          error = "the server shuts down";
+        } else pick = this.#servers.resume();
       } catch (err) {
         const e = MusterError.from(err, ErrorCode.UNAVAILABLE);
         error = e.rawMessage;
@@ -449,19 +543,53 @@ class Agent implements MusterAgent {
           this.#onRefused(url, err);
         } else this.#log.debug({ url, err: e.rawMessage }, "connect failed");
         // A pending enrolment asks the same server again; anything else tries the next one.
-        if (!(err instanceof RefusedError && err.close.code === CloseCode.PENDING)) i++;
+        if (!(err instanceof RefusedError && err.close.code === CloseCode.PENDING)) {
+          if (err instanceof RefusedError && err.close.code === CloseCode.SHUTDOWN)
+            this.#servers.draining(url);
+          pick = this.#servers.next(url);
+        }
       }
       if (this.#isClosed()) break;
-      const delayMs = Math.max(this.#backoff.next(), this.#retryAfterMs);
+      if (leaving !== undefined && pick.url !== leaving) {
+        this.#log.info(
+          { from: leaving, to: pick.url, why: pick.why, after: error },
+          "moving to another server",
+        );
+        leaving = undefined;
+      } else this.#log.debug({ url: pick.url, why: pick.why }, "server picked");
+      // A session handed over waits on its server (10 s at most): go at once, a little spread
+      // out, and without counting it as a failure.
+      const delayMs = this.#moved
+        ? Math.floor(Math.random() * MOVED_SPREAD_MS)
+        : Math.max(this.#backoff.next(), this.#retryAfterMs);
+      this.#moved = false;
       this.#retryAfterMs = 0;
       this.#emit({
         type: "retry",
-        url: urls[i % urls.length]!,
+        url: pick.url,
         attempt: this.#backoff.attempt,
         delayMs,
         error,
       });
       await this.#sleep(delayMs);
+    }
+  }
+
+  /** A WELCOME came in on a link to `url`: it is the server to resume on, and says who else is there. */
+  #welcomed(url: string, w: WelcomeBody): void {
+    this.#servers.connected(url);
+    this.#welcomedBy = { url, name: w.server.name };
+    const learned = this.#servers.learn(w.servers, url, w.server.name);
+    if (w.servers !== undefined) {
+      this.#log.debug(
+        {
+          announced: w.servers.length,
+          learned: learned.learned,
+          configured: learned.matchedConfigured,
+          ...(learned.unusable.length > 0 ? { unusable: learned.unusable.slice(0, 8) } : {}),
+        },
+        "cluster servers announced",
+      );
     }
   }
 
@@ -494,6 +622,23 @@ class Agent implements MusterAgent {
     if (this.#issued !== undefined) return this.#issued;
     const t = this.#o.token;
     return typeof t === "function" ? await t() : t;
+  }
+
+  /**
+   * The cluster's servers, told by the server when they change (`muster.servers`, with the
+   * checks and effect of a WELCOME's `servers`): a malformed list is refused, the list kept.
+   */
+  #applyServers(req: unknown): { servers: number } {
+    const read = readWelcomeServers((req as { servers?: unknown } | undefined)?.servers);
+    if ("error" in read) throw new MusterError(ErrorCode.INVALID_ARGUMENT, `muster.servers: ${read.error}`);
+    const by = this.#welcomedBy;
+    if (by === undefined) throw new MusterError(ErrorCode.UNAVAILABLE, "muster.servers: not connected yet");
+    const learned = this.#servers.learn(read.servers, by.url, by.name);
+    this.#log.debug(
+      { announced: read.servers.length, learned: learned.learned, configured: learned.matchedConfigured },
+      "cluster servers announced",
+    );
+    return { servers: this.#servers.servers.length };
   }
 
   /** Settings the server pushes (`muster.config`), or announces in WELCOME. */
@@ -586,6 +731,7 @@ class Agent implements MusterAgent {
       this.#emit({ type: "credential", token: w.auth });
     }
     this.#pendingSince = 0;
+    this.#welcomed(url, w);
     // The server's heartbeat unless this agent was given its own.
     if (
       this.#o.heartbeatIntervalMs === undefined &&

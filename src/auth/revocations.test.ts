@@ -193,4 +193,37 @@ describe("RevocationList", () => {
       list.close();
     }
   });
+
+  it("addShared: ids from the cluster, in memory only, kept whatever the file says; list() tells each id's story", async () => {
+    const path = fresh();
+    appendRevocation(path, "fromfile", "by hand", Date.parse("2030-01-01T00:00:00Z"));
+    const list = new RevocationList({ path, pollMs: 10, now: () => Date.parse("2030-01-03T00:00:00Z") });
+    list.load();
+    const seen: string[][] = [];
+    list.watch((ids) => seen.push(ids));
+    try {
+      assert.equal(
+        list.addShared("shared1", { at: "2030-01-02T00:00:00.000Z", reason: "lost", by: "ada" }),
+        true,
+      );
+      assert.equal(list.addShared("shared1", { by: "someone else" }), false, "idempotent");
+      assert.deepEqual(seen, [["shared1"]], "reported once");
+      assert.ok(!readFileSync(path, "utf8").includes("shared1"), "never written to the file");
+      list.add("local1", "mine", "bob");
+      assert.deepEqual(list.list(), [
+        { id: "fromfile", at: "2030-01-01T00:00:00.000Z", reason: "by hand", source: "file" },
+        { id: "shared1", at: "2030-01-02T00:00:00.000Z", reason: "lost", by: "ada", source: "cluster" },
+        { id: "local1", at: "2030-01-03T00:00:00.000Z", reason: "mine", by: "bob", source: "file" },
+      ]);
+      // The file rewritten without any of them: the file's go, the cluster's stay.
+      writeFileSync(path, "other\n");
+      await until(() => list.has("other"), "the rewritten file");
+      assert.equal(list.has("fromfile"), false);
+      assert.equal(list.has("local1"), false);
+      assert.equal(list.has("shared1"), true);
+      assert.throws(() => list.addShared("not an id"), /cannot revoke/);
+    } finally {
+      list.close();
+    }
+  });
 });

@@ -36,9 +36,32 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d
 
 const invalid = (message: string): MusterError => new MusterError(ErrorCode.INVALID_ARGUMENT, message);
 
+/** One revoked token id, as listed (`RevocationList.list`, `GET /api/revocations`). */
+export interface Revocation {
+  id: string;
+  /** When it was revoked (ISO 8601), when known. */
+  at?: string;
+  reason?: string;
+  /** Who revoked it, when it was revoked through the server (admin API, cluster). */
+  by?: string;
+  /**
+   * `file`: a line of the revocations file; `memory`: revoked in this process only (a list
+   * without a file, or a file that could not be written); `cluster`: learned from the cluster.
+   */
+  source: "file" | "memory" | "cluster";
+}
+
 /** The ids of a revocations file's text; throws INVALID_ARGUMENT naming the first bad line. */
 export function parseRevocations(text: string, where: string): Set<string> {
-  const ids = new Set<string>();
+  return new Set(parseRevocationLines(text, where).keys());
+}
+
+/** As parseRevocations, with each line's time and reason (when written). */
+export function parseRevocationLines(
+  text: string,
+  where: string,
+): Map<string, { at?: string; reason?: string }> {
+  const ids = new Map<string, { at?: string; reason?: string }>();
   const lines = text.split("\n");
   for (const [i, raw] of lines.entries()) {
     const line = raw.trim();
@@ -54,7 +77,11 @@ export function parseRevocations(text: string, where: string): Set<string> {
       throw invalid(
         `${at}: ${JSON.stringify(time.slice(0, 40))} after the id is not an ISO time such as 2026-01-31T12:00:00Z`,
       );
-    ids.add(id);
+    const reason = time === undefined ? "" : line.slice(line.indexOf(time, id.length) + time.length).trim();
+    ids.set(id, {
+      ...(time !== undefined ? { at: time } : {}),
+      ...(reason !== "" ? { reason } : {}),
+    });
   }
   return ids;
 }
@@ -115,18 +142,32 @@ function signature(path: string): string {
   }
 }
 
-/** The set of revoked token ids, from a file (re-read when it changes) or in memory only. */
+/** What is known of an id besides the file: who revoked it, and whether the file has it. */
+interface Known {
+  at?: string;
+  reason?: string;
+  by?: string;
+  /** Kept whatever the file says: added where it could not be written, or from the cluster. */
+  held?: "memory" | "cluster";
+}
+
+/**
+ * The set of revoked token ids, from a file (re-read when it changes) or in memory only, plus
+ * the ids a cluster shares (`addShared`), kept whatever the file says.
+ */
 export class RevocationList {
   readonly #path: string | undefined;
   readonly #pollMs: number;
   readonly #logger: Logger;
   readonly #now: () => number;
   #ids = new Set<string>();
+  /** The file's lines: id → time and reason. */
+  #lines = new Map<string, { at?: string; reason?: string }>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #seen = "";
   #onChange: (added: string[]) => void = () => {};
-  /** Ids add() could not write to the file: revoked in memory still, whatever the file says. */
-  readonly #unsaved = new Set<string>();
+  /** Ids revoked through this process (add, addShared), with what is known of them. */
+  readonly #known = new Map<string, Known>();
 
   constructor(options: RevocationListOptions = {}) {
     const pollMs = options.pollMs ?? DEFAULTS.revocationsPollMs;
@@ -145,13 +186,44 @@ export class RevocationList {
     return this.#ids.has(id);
   }
 
+  /** Every id revoked now, oldest first when the time is known (ids without a time last). */
+  list(): Revocation[] {
+    const out: Revocation[] = [];
+    for (const id of this.#ids) {
+      const line = this.#lines.get(id);
+      const known = this.#known.get(id);
+      const at = known?.at ?? line?.at;
+      const reason = known?.reason ?? line?.reason;
+      out.push({
+        id,
+        ...(at !== undefined ? { at } : {}),
+        ...(reason !== undefined ? { reason } : {}),
+        ...(known?.by !== undefined ? { by: known.by } : {}),
+        // Added here and written to the file (held: no), the file has it even before a poll.
+        source:
+          line !== undefined || (known !== undefined && known.held === undefined)
+            ? "file"
+            : (known?.held ?? "memory"),
+      });
+    }
+    const time = (r: Revocation) => (r.at === undefined ? Number.POSITIVE_INFINITY : Date.parse(r.at));
+    return out.sort((a, b) => time(a) - time(b));
+  }
+
+  /** The file's lines, plus the ids held whatever it says. */
+  #withHeld(lines: Map<string, { at?: string; reason?: string }>): Set<string> {
+    const ids = new Set(lines.keys());
+    for (const [id, k] of this.#known) if (k.held !== undefined) ids.add(id);
+    return ids;
+  }
+
   /** Loads the file now: a missing file is an empty list, a malformed line an INVALID_ARGUMENT error. */
   load(): void {
     if (this.#path === undefined) return;
     const seen = signature(this.#path);
     const text = readText(this.#path);
-    this.#ids = text === undefined ? new Set() : parseRevocations(text, this.#path);
-    for (const id of this.#unsaved) this.#ids.add(id);
+    this.#lines = text === undefined ? new Map() : parseRevocationLines(text, this.#path);
+    this.#ids = this.#withHeld(this.#lines);
     this.#seen = seen;
   }
 
@@ -159,8 +231,8 @@ export class RevocationList {
    * Checks the file every pollMs (its inode, size and mtime; re-read on a change; the timer is
    * unref()ed) and calls onChange with the ids a change newly revoked, when there are any. A file
    * that became malformed or unreadable keeps the previous list and logs one error per change.
-   * `add()` reports its id to onChange at once, with or without a file. A second call replaces
-   * the callback.
+   * `add()` and `addShared()` report their id to onChange at once, with or without a file. A
+   * second call replaces the callback.
    */
   watch(onChange: (added: string[]) => void): void {
     const path = this.#path;
@@ -175,10 +247,10 @@ export class RevocationList {
     const seen = signature(path);
     if (seen === this.#seen) return;
     this.#seen = seen;
-    let next: Set<string>;
+    let lines: Map<string, { at?: string; reason?: string }>;
     try {
       const text = readText(path);
-      next = text === undefined ? new Set() : parseRevocations(text, path);
+      lines = text === undefined ? new Map() : parseRevocationLines(text, path);
     } catch (err) {
       this.#logger.error(
         { err: (err as MusterError).rawMessage ?? String(err), path },
@@ -186,30 +258,55 @@ export class RevocationList {
       );
       return;
     }
-    for (const id of this.#unsaved) next.add(id);
+    const next = this.#withHeld(lines);
     const added = [...next].filter((id) => !this.#ids.has(id));
     this.#ids = next;
+    this.#lines = lines;
     if (added.length > 0) this.#notify(added);
   }
 
   /**
    * Revokes an id: in memory, and appended to the file when there is one (created with its
    * directory). Idempotent. When the file cannot be written (or is malformed) it throws
-   * INVALID_ARGUMENT, and the id stays revoked in memory all the same.
+   * INVALID_ARGUMENT, and the id stays revoked in memory all the same. `by` (who asked) is
+   * kept in memory for `list()`.
    */
-  add(id: string, reason?: string): void {
+  add(id: string, reason?: string, by?: string): void {
     checkId(id);
     if (this.#ids.has(id)) return;
     this.#ids.add(id);
+    const known: Known = { at: new Date(this.#now()).toISOString() };
+    if (reason !== undefined && reason !== "") known.reason = reason;
+    if (by !== undefined) known.by = by;
+    this.#known.set(id, known);
     try {
       if (this.#path !== undefined) appendRevocation(this.#path, id, reason, this.#now());
+      else known.held = "memory";
     } catch (err) {
-      this.#unsaved.add(id);
+      known.held = "memory";
       throw err;
     } finally {
       // Whoever watches hears of it now, not at the next poll (which will not see it as new).
       this.#notify([id]);
     }
+  }
+
+  /**
+   * Revokes an id that another server revoked (the cluster's list): in memory only, kept
+   * whatever the file says, never written to it. Idempotent; returns whether it is new.
+   */
+  addShared(id: string, meta: { at?: string; reason?: string; by?: string } = {}): boolean {
+    checkId(id);
+    const fresh = !this.#ids.has(id);
+    const known = this.#known.get(id) ?? {};
+    // What the revoking server said wins over nothing; an id revoked here keeps its own story.
+    if (fresh) Object.assign(known, stripUndefined(meta));
+    known.held = known.held === "memory" ? "memory" : "cluster";
+    this.#known.set(id, known);
+    if (!fresh) return false;
+    this.#ids.add(id);
+    this.#notify([id]);
+    return true;
   }
 
   #notify(added: string[]): void {
@@ -225,4 +322,8 @@ export class RevocationList {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
   }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -74,7 +74,10 @@ export interface ChaosStats {
 export interface ChaosProxy {
   /** Where clients should connect instead of the target. */
   readonly address: HostPort;
+  /** Where connections are relayed to: `options.target`, or the last `setTarget`. */
   readonly target: HostPort;
+  /** New connections go to `target` from now on (a service started again elsewhere); live ones stay. */
+  setTarget(target: HostPort): void;
   /** The seed of every random draw: pass it back as `seed` to replay the same decisions. */
   readonly seed: number;
   /** A snapshot of the counters. */
@@ -130,12 +133,15 @@ type Item = Buffer | typeof FIN | typeof RST;
 
 const isMs = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v >= 0;
 
-function checkOptions(o: ChaosProxyOptions): void {
-  const t = o.target;
+function checkTarget(t: HostPort | undefined): void {
   if (!t || typeof t.host !== "string" || t.host === "")
     throw new TypeError("target.host must be a host name or address");
   if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535)
     throw new RangeError(`target.port must be an integer from 1 to 65535, got ${String(t.port)}`);
+}
+
+function checkOptions(o: ChaosProxyOptions): void {
+  checkTarget(o.target);
   const lp = o.listen?.port;
   if (lp !== undefined && (!Number.isInteger(lp) || lp < 0 || lp > 65535))
     throw new RangeError(`listen.port must be an integer from 0 to 65535, got ${String(lp)}`);
@@ -431,7 +437,7 @@ class Link {
 }
 
 class ChaosProxyImpl implements ChaosProxy {
-  readonly target: HostPort;
+  target: HostPort;
   readonly seed: number;
   readonly clock: Clock;
   address: HostPort = { host: "", port: 0 };
@@ -490,6 +496,11 @@ class ChaosProxyImpl implements ChaosProxy {
       onStep: (step) => this.#applyStep(step),
       onRandom: (d) => this.#applyRandom(d),
     });
+  }
+
+  setTarget(target: HostPort): void {
+    checkTarget(target);
+    this.target = { host: target.host, port: target.port };
   }
 
   async listen(): Promise<void> {

@@ -12,9 +12,15 @@ import { RpcEndpoint } from "../rpc/endpoint.js";
 import { summarize } from "../rpc/fan-out.js";
 import type { MusterStream, StreamOptions } from "../rpc/stream.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
+import { type AgentRunOptions, runInstance } from "../run/agent-runs.js";
+import type { RunEvent, RunStatus } from "../run/events.js";
+import { type FileRef, RUN_METHODS } from "../run/protocol.js";
+import type { SubmitRequest } from "../run/submit.js";
+import { uploadFiles } from "../run/upload.js";
 import type { AgentsPage, AgentsPageRequest } from "../server/agents-page.js";
 import type { EnrolmentRequest } from "../server/enrolment.js";
 import type { RelayCallItem, RelayStreamRequest } from "../server/operator-methods.js";
+import type { ServerInfo } from "../server/server-info.js";
 import { Session } from "../session/session.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions } from "../transport/types.js";
@@ -36,6 +42,11 @@ export interface OperatorOptions {
   clock?: Clock;
   /** @default 10000 */
   connectTimeoutMs?: number;
+  /**
+   * Take part in the runs this operator submits, as their instance "local": the run methods
+   * are answered for these kinds of stage (`muster run --server` without --disable-local).
+   */
+  runs?: AgentRunOptions;
 }
 
 /** A fan-out relayed by the server: outcomes stream in as the agents answer. */
@@ -71,6 +82,20 @@ export interface MusterOperator {
   enrol(action: "accept" | "reject", name: string, fingerprint?: string): Promise<EnrolmentRequest>;
   /** The enrolment requests waiting, each with its fingerprint and whether it is in conflict. */
   enrolments(): Promise<EnrolmentRequest[]>;
+  /** The servers of the cluster (or the one server): name, URLs, agents, load, state. */
+  servers(): Promise<ServerInfo[]>;
+  /**
+   * Submits a run: its files are uploaded first (those the server lacks), then the run starts
+   * and its events stream in; the stream's value says whether every stage completed.
+   */
+  submitRun(
+    request: SubmitRequest,
+    files: Array<FileRef & { bytes: Uint8Array }>,
+  ): Promise<MusterStream<RunEvent>>;
+  /** Runs under way on the server, then the latest ones over. */
+  runs(): Promise<RunStatus[]>;
+  /** Stops a run: the stage under way ends on every instance, its stats still gathered. */
+  stopRun(id: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -79,6 +104,8 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   let rpc!: RpcEndpoint;
+  const runs =
+    options.runs === undefined ? undefined : runInstance(options.runs, logger.child({ component: "runs" }));
   const session = new Session(
     { clock, logger },
     {
@@ -98,10 +125,11 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
   rpc = new RpcEndpoint(session, {
     clock,
     logger,
-    handlers: new Map(),
+    handlers: runs?.handlers ?? new Map(),
+    ...(runs !== undefined && { streamHandlers: runs.streams }),
     peer: { role: "server", name: "server", labels: {}, sessionId: "", remoteAddress: options.server },
     defaultTimeoutMs: DEFAULTS.callTimeoutMs,
-    maxIncomingCalls: 0,
+    maxIncomingCalls: runs === undefined ? 0 : 64,
     describePeer: "the server",
     describeSelf: "this operator",
   });
@@ -219,7 +247,17 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
         ...(fingerprint !== undefined ? { fingerprint } : {}),
       }) as Promise<EnrolmentRequest>,
     enrolments: () => rpc.call("muster.enrolments", undefined) as Promise<EnrolmentRequest[]>,
+    servers: () => rpc.call("muster.servers", undefined) as Promise<ServerInfo[]>,
+    async submitRun(request, files) {
+      await uploadFiles((m, r) => rpc.call(m, r, { timeoutMs: 30_000 }), request.run, files);
+      return rpc.openStream<RunEvent>("muster.run.submit", request);
+    },
+    runs: () => rpc.call("muster.runs", undefined) as Promise<RunStatus[]>,
+    async stopRun(id) {
+      await rpc.call(RUN_METHODS.STOP, { run: id });
+    },
     async close() {
+      await runs?.host.close();
       if (ticker) clock.clearTimeout(ticker);
       rpc.fail(new MusterError(ErrorCode.CLOSED, "operator closed"));
       session.close(CloseCode.NORMAL, "operator done");

@@ -32,6 +32,8 @@ export interface AgentInfo {
   pendingCalls: number;
   /** Last measured round trip in ms, or -1. */
   rttMs: number;
+  /** In a cluster: the server holding the agent's session (absent on a lone server). */
+  server?: string;
 }
 
 /** Changes to the agent list, as events (readable with `for await`). */

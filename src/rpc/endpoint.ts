@@ -14,6 +14,7 @@ import {
 } from "../wire/codec.js";
 import { FrameType, itemCost, type Payload } from "../wire/frame.js";
 import {
+  checkStreamOpen,
   DEFAULT_STREAM_WINDOW,
   iteratorOf,
   MusterStream,
@@ -154,6 +155,14 @@ export interface EndpointOptions {
  */
 export class RpcEndpoint implements StreamHost {
   #nextId = 1;
+
+  /** The id the next call will take; moves with a handed-over session (ids are never reused). */
+  get nextCallId(): number {
+    return this.#nextId;
+  }
+  set nextCallId(id: number) {
+    if (Number.isInteger(id) && id >= 1 && id <= 0xffffffff) this.#nextId = id;
+  }
   // The two call tables are made on first use, and the options are kept field by field rather
   // than as the caller's object: a server holds one endpoint per agent, mostly idle.
   #out: Map<number, Outgoing> | undefined;
@@ -302,15 +311,7 @@ export class RpcEndpoint implements StreamHost {
     const timeoutMs = options.timeoutMs;
     let frame: Buffer;
     try {
-      if (!(window >= 1 && window <= 0xffffffff))
-        throw new MusterError(
-          ErrorCode.INVALID_ARGUMENT,
-          `windowBytes must be 1…4294967295, got ${options.windowBytes}`,
-        );
-      if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= 0xffffffff))
-        throw new MusterError(ErrorCode.INVALID_ARGUMENT, `timeoutMs must be 1…4294967295, got ${timeoutMs}`);
-      if (options.signal?.aborted)
-        throw new MusterError(ErrorCode.CANCELLED, `stream ${name} aborted before it opened`);
+      checkStreamOpen(name, window, options);
       frame = encodeOpen(1, 0, id, timeoutMs ?? 0, window, name, encodeValue(request));
       const tooLarge = this.#oversize(frame, "the request of stream", name);
       if (tooLarge !== undefined) throw tooLarge;
@@ -430,7 +431,19 @@ export class RpcEndpoint implements StreamHost {
       }
       case FrameType.CANCEL: {
         const i = this.#in?.get(frame.id);
-        if (i) this.#endIncoming(i, new MusterError(ErrorCode.CANCELLED, "the caller cancelled the call"));
+        if (i === undefined) return;
+        // A CANCEL carries no reason: one that comes at the call's deadline is the caller's
+        // timer (its clock and this one agree within a transit), so the handler is told so.
+        const margin = Math.max(20, i.timeoutMs * 0.02);
+        this.#endIncoming(
+          i,
+          i.timeoutMs > 0 && this.#clock.now() >= i.deadline - margin
+            ? new MusterError(
+                ErrorCode.DEADLINE_EXCEEDED,
+                `deadline of ${i.timeoutMs} ms passed (the caller gave up)`,
+              )
+            : new MusterError(ErrorCode.CANCELLED, "the caller cancelled the call"),
+        );
         return;
       }
       case FrameType.OPEN:

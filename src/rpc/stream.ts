@@ -294,6 +294,24 @@ export function iteratorOf(value: unknown): AsyncIterator<unknown> | Iterator<un
   return undefined;
 }
 
+/**
+ * Checks a stream's opening options, as every opener does before sending anything: the window
+ * (`window`, from `options.windowBytes`) and deadline in range, and the signal not aborted
+ * already. Throws INVALID_ARGUMENT or CANCELLED.
+ */
+export function checkStreamOpen(name: string, window: number, options: StreamOptions): void {
+  if (!(window >= 1 && window <= 0xffffffff))
+    throw new MusterError(
+      ErrorCode.INVALID_ARGUMENT,
+      `windowBytes must be 1…4294967295, got ${options.windowBytes}`,
+    );
+  const timeoutMs = options.timeoutMs;
+  if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= 0xffffffff))
+    throw new MusterError(ErrorCode.INVALID_ARGUMENT, `timeoutMs must be 1…4294967295, got ${timeoutMs}`);
+  if (options.signal?.aborted)
+    throw new MusterError(ErrorCode.CANCELLED, `stream ${name} aborted before it opened`);
+}
+
 /** A stream that failed before it could open (no such agent, a bad option). */
 export function failedStream<T>(name: string, err: MusterError): MusterStream<T> {
   const s = new MusterStream<T>(name, NO_HOST, DEFAULT_STREAM_WINDOW);

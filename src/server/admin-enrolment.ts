@@ -7,9 +7,9 @@ export function listEnrolments(c: AdminRequest): void {
 
 /**
  * `POST /api/enrolments/:name` with `{"action":"accept"|"reject","fingerprint":"…"}`: decides a
- * waiting request. The fingerprint binds the decision to one agent's request, and is required
- * when several ask for the name; errors are the host's (404 none waits, 400 several and no
- * fingerprint, or a token that could not be issued).
+ * waiting request, on whichever server of the cluster holds it. The fingerprint binds the
+ * decision to one agent's request, and is required when several ask for the name; errors are
+ * the host's (404 none waits, 400 several and no fingerprint, or a token that could not be issued).
  */
 export async function decideEnrolment(c: AdminRequest): Promise<void> {
   const parsed = await readJsonRequest(c);
@@ -29,6 +29,7 @@ export async function decideEnrolment(c: AdminRequest): Promise<void> {
     fail(c.res, 400, "invalid_argument", usage);
     return;
   }
-  const decided = c.host.decideEnrolment(v.action, c.param, c.who!, v.fingerprint);
-  json(c.res, 200, { action: v.action, request: decided });
+  const { request, server } = await c.host.decideEnrolment(v.action, c.param, c.who!, v.fingerprint);
+  // `server`: the server that applied it (in a cluster, the one the agent dialed).
+  json(c.res, 200, { action: v.action, request, server });
 }

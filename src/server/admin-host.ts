@@ -1,12 +1,18 @@
 import type { IncomingMessage } from "node:http";
+import type { Revocation } from "../auth/revocations.js";
 import type { Logger } from "../internal/logger.js";
 import type { AgentInfo } from "../presence/presence.js";
 import type { EnrolmentRequest } from "./enrolment.js";
 import type { RuntimeFlags } from "./flags.js";
 import type { ServerMetrics } from "./metrics.js";
+import type { ServerInfo } from "./server-info.js";
+import type { EnrolmentDecision, RevocationOutcome } from "./shared-ops.js";
 
-/** Where the server is in its life: `/readyz` answers 200 only when `ready`. */
-export type Readiness = "starting" | "ready" | "draining";
+/**
+ * Where the server is in its life: `/readyz` answers 200 when `ready`, and when `degraded` (in
+ * a cluster whose backplane is unreachable: it serves its own agents, not the others').
+ */
+export type Readiness = "starting" | "ready" | "degraded" | "draining";
 
 /** The roles of the admin API: an operator reads, an admin also changes things. */
 export type AdminRole = "operator" | "admin";
@@ -37,24 +43,33 @@ export interface AdminHost {
    * client.
    */
   authenticate(req: IncomingMessage): Promise<AdminIdentity>;
+  /** The servers of the cluster (or this one alone). */
+  servers(): ServerInfo[];
   /** Every known agent: live, pending enrolment (state `pending`), then recently offline. */
   agents(): AgentInfo[];
   /** One agent's details (AgentInfo plus session state, pending calls, …) as a JSON-able object, or undefined. */
   agentDetails(name: string): Record<string, unknown> | undefined;
-  /** Enrolment requests waiting (none on a server without `approve`). */
+  /** Enrolment requests waiting (none on a server without `approve`); in a cluster, every server's. */
   enrolments(): EnrolmentRequest[];
   /**
    * Accepts or rejects a waiting enrolment request (the one with `fingerprint`, required when
-   * several agents ask for `name`), logged with who decided. Throws a MusterError: NOT_FOUND,
-   * INVALID_ARGUMENT (several wait and no fingerprint; a server without `approve`; an accept
-   * whose token cannot be issued).
+   * several agents ask for `name`), logged with who decided, on the server of the cluster that
+   * holds it. Rejects with a MusterError: NOT_FOUND, INVALID_ARGUMENT (several wait and no
+   * fingerprint; a server without `approve`; an accept whose token cannot be issued).
    */
   decideEnrolment(
     action: "accept" | "reject",
     name: string,
     who: AdminIdentity,
     fingerprint?: string,
-  ): EnrolmentRequest;
+  ): Promise<EnrolmentDecision>;
+  /** The revoked token ids; UNIMPLEMENTED on a server without a revocation list. */
+  revocations(): Revocation[];
+  /**
+   * Revokes a token id here and, in a cluster, on every server; logged with who asked.
+   * UNIMPLEMENTED without a revocation list, INVALID_ARGUMENT for a malformed id.
+   */
+  revoke(id: string, reason: string | undefined, who: AdminIdentity): Promise<RevocationOutcome>;
   /** The runtime flags; `set` logs every change with who made it. */
   readonly flags: RuntimeFlags;
   /** The server's caches. */

@@ -9,6 +9,7 @@ import {
 import { decideEnrolment, listEnrolments } from "./admin-enrolment.js";
 import type { AdminHost, AdminRole } from "./admin-host.js";
 import { type AdminRequest, fail, intParam, json, send } from "./admin-http.js";
+import { listRevocations, revoke } from "./admin-revocations.js";
 
 /** Who may use an endpoint: anyone, an operator (or admin), or an admin only. */
 export type AdminAccess = "none" | AdminRole;
@@ -46,11 +47,11 @@ export const ROUTES: readonly AdminRoute[] = [
     path: "/readyz",
     methods: READ,
     role: "none",
-    what: "readiness: 200 ready, 503 starting or draining (and a warning line in standalone mode)",
+    what: "readiness: 200 ready (or degraded: in a cluster whose NATS is unreachable), 503 starting or draining (and a warning line in standalone mode)",
     handle: (c) => {
       const state = c.host.readiness();
       const warning = c.host.standalone ? `${STANDALONE_WARNING}\n` : "";
-      send(c.res, state === "ready" ? 200 : 503, TEXT, `${state}\n${warning}`);
+      send(c.res, state === "ready" || state === "degraded" ? 200 : 503, TEXT, `${state}\n${warning}`);
     },
   },
   {
@@ -90,6 +91,13 @@ export const ROUTES: readonly AdminRoute[] = [
     handle: listAgents,
   },
   {
+    path: "/api/servers",
+    methods: ["GET"],
+    role: "operator",
+    what: "the cluster's servers (or this one alone): name, URLs, agents, lag, version, state, last heartbeat",
+    handle: (c) => json(c.res, 200, { servers: c.host.servers() }),
+  },
+  {
     path: "/api/agents/:name",
     methods: ["GET"],
     role: "operator",
@@ -105,28 +113,42 @@ export const ROUTES: readonly AdminRoute[] = [
     path: "/api/enrolments",
     methods: ["GET"],
     role: "operator",
-    what: "enrolment requests waiting (servers with --approve): name, fingerprint, address, conflict",
+    what: "enrolment requests waiting (servers with --approve; in a cluster, every server's): name, fingerprint, address, conflict, server",
     handle: listEnrolments,
   },
   {
     path: "/api/enrolments/:name",
     methods: ["POST"],
     role: "admin",
-    what: 'accepts or rejects a waiting enrolment request: {"action":"accept"|"reject","fingerprint":"…"} (the fingerprint is required when several agents ask for the name)',
+    what: 'accepts or rejects a waiting enrolment request, on whichever server of the cluster holds it: {"action":"accept"|"reject","fingerprint":"…"} (the fingerprint is required when several agents ask for the name)',
     handle: decideEnrolment,
+  },
+  {
+    path: "/api/revocations",
+    methods: ["GET"],
+    role: "operator",
+    what: "the revoked token ids: id, when, reason, who, source (file, memory, cluster)",
+    handle: listRevocations,
+  },
+  {
+    path: "/api/revocations",
+    methods: ["POST"],
+    role: "admin",
+    what: 'revokes a token here and, in a cluster, on every server: {"token":"…"} or {"id":"…"}, with an optional "reason"',
+    handle: revoke,
   },
   {
     path: "/api/flags",
     methods: ["GET"],
     role: "operator",
-    what: "the runtime flags: value, unit, source (default, option, api), description",
+    what: "the runtime flags: value, unit, source (default, option, api, cluster), scope (cluster, server), who set it, description",
     handle: (c) => json(c.res, 200, { flags: c.host.flags.list() }),
   },
   {
     path: "/api/flags",
     methods: ["PUT", "PATCH"],
     role: "admin",
-    what: 'changes runtime flags, all or none: a JSON object such as {"log-level":"debug"}',
+    what: 'changes runtime flags, all or none: a JSON object such as {"log-level":"debug"}; in a cluster, flags of scope cluster change on every server',
     handle: setFlags,
   },
   {

@@ -1,8 +1,11 @@
 // The admin HTTP layer over a fake AdminHost, with real HTTP requests: routing, authentication
 // and roles, every endpoint, malformed input, debug profiles, and clients that go away.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   type FakeAdminHost,
@@ -11,6 +14,8 @@ import {
   serveAdmin,
   TOKENS,
 } from "../../test/support/fake-admin-host.js";
+import { generateKeyFile } from "../auth/keys.js";
+import { decodeTokenUnverified, issueToken } from "../auth/tokens.js";
 import { ADMIN_ENDPOINTS } from "./admin.js";
 
 interface Reply {
@@ -47,6 +52,13 @@ function call(base: string, path: string, r: Req = {}): Promise<Reply> {
     else if (r.body !== undefined) req.write(r.body);
     req.end();
   });
+}
+
+/** A signing key in a fresh temporary folder (removed at exit). */
+async function makeKey() {
+  const dir = mkdtempSync(join(tmpdir(), "muster-admin-key-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return generateKeyFile(join(dir, "k"), "EdDSA");
 }
 
 const parse = (r: Reply): Record<string, unknown> => JSON.parse(r.body) as Record<string, unknown>;
@@ -110,9 +122,12 @@ describe("the admin API over an AdminHost", () => {
         "GET,HEAD /version operator",
         "GET,HEAD /metrics operator",
         "GET /api/agents operator",
+        "GET /api/servers operator",
         "GET /api/agents/:name operator",
         "GET /api/enrolments operator",
         "POST /api/enrolments/:name admin",
+        "GET /api/revocations operator",
+        "POST /api/revocations admin",
         "GET /api/flags operator",
         "PUT,PATCH /api/flags admin",
         "GET /api/caches operator",
@@ -266,6 +281,60 @@ describe("the admin API over an AdminHost", () => {
       const b = await call(base, "/api/agents/%E0%A4%A", { token: TOKENS.operator });
       assert.equal(b.status, 400);
       assert.match(String(parse(b).message), /^the path segment "%E0%A4%A" is not valid percent-encoding$/);
+    });
+  });
+
+  describe("/api/revocations", () => {
+    const post = (body: string, token: string = TOKENS.admin) =>
+      call(base, "/api/revocations", { method: "POST", token, body });
+
+    it("POST revokes an id or a whole token (its id, unverified), with a reason; GET lists them", async () => {
+      const key = await makeKey();
+      const token = await issueToken(key, { role: "agent", subject: "web-9", ttlMs: 60_000 });
+      const id = decodeTokenUnverified(token).id;
+      const byToken = await post(JSON.stringify({ token, reason: "laptop lost" }));
+      assert.equal(byToken.status, 200, byToken.body);
+      const answer = parse(byToken);
+      assert.deepEqual(
+        { ...answer, token: { ...(answer.token as object), expiresAt: "?" } },
+        { id, fresh: true, reach: "server", token: { role: "agent", subject: "web-9", expiresAt: "?" } },
+      );
+      assert.ok(!byToken.body.includes(token), "the token is not answered back");
+      const byId = await post('{"id":"Qm9vYmFyYmF6cXV4MTIz"}');
+      assert.equal(byId.status, 200);
+      assert.deepEqual(parse(byId), { id: "Qm9vYmFyYmF6cXV4MTIz", fresh: true, reach: "server" });
+      const again = await post('{"id":"Qm9vYmFyYmF6cXV4MTIz"}');
+      assert.equal(parse(again).fresh, false);
+      const list = await call(base, "/api/revocations", { token: TOKENS.operator });
+      assert.equal(list.status, 200);
+      assert.deepEqual(
+        (parse(list).revocations as Array<{ id: string; reason?: string; by: string }>).map((r) => [
+          r.id,
+          r.reason,
+          r.by,
+        ]),
+        [
+          [id, "laptop lost", "ada"],
+          ["Qm9vYmFyYmF6cXV4MTIz", undefined, "ada"],
+        ],
+      );
+    });
+
+    it("refuses malformed bodies with 400, an operator with 403", async () => {
+      const usage = /^the body must be \{"token":"<a whole token>"\} or \{"id":"<token id>"\}/;
+      for (const body of ["{}", '{"id":"a","token":"b"}', '{"id":1}', '{"id":"a","why":"x"}', "[]", '"a"']) {
+        const r = await post(body);
+        assert.equal(r.status, 400, body);
+        assert.match(String(parse(r).message), usage, body);
+      }
+      const long = await post(JSON.stringify({ id: "abc", reason: "x".repeat(501) }));
+      assert.equal(parse(long).message, "reason must be a string of at most 500 characters");
+      const notToken = await post('{"token":"a.b"}');
+      assert.equal(notToken.status, 400);
+      assert.match(String(parse(notToken).message), /^not a muster token/);
+      const operator = await post('{"id":"abc"}', TOKENS.operator);
+      assert.equal(operator.status, 403);
+      assert.match(String(parse(operator).message), /POST \/api\/revocations needs the admin role/);
     });
   });
 

@@ -80,7 +80,7 @@ export class EnrolmentGate {
     switch (v.state) {
       case "full":
         log.warn(
-          { name: hello.name, remote: transport.remoteAddress, why: v.message },
+          { peer: hello.name, remote: transport.remoteAddress, why: v.message },
           "enrolment request refused",
         );
         return refuse(CloseCode.BUSY, v.message, "enrol_full", {
@@ -100,7 +100,7 @@ export class EnrolmentGate {
         if (v.isNew) {
           log[rivals.length > 0 ? "warn" : "info"](
             {
-              name: r.name,
+              peer: r.name,
               remote: r.address,
               fingerprint: r.fingerprint,
               rivals: rivals.map((o) => o.fingerprint),
@@ -177,7 +177,7 @@ export class EnrolmentGate {
     } catch (err) {
       const why = `its token could not be issued: ${MusterError.from(err).rawMessage}`;
       log.error(
-        { name: hello.name, by, fingerprint: request.fingerprint, why },
+        { peer: hello.name, by, fingerprint: request.fingerprint, why },
         "enrolment accepted, but failed",
       );
       book.failed(request, by, `it was accepted, but ${why}`, Date.now());
@@ -191,7 +191,7 @@ export class EnrolmentGate {
       );
     }
     book.collected(request);
-    log.info({ name: hello.name, by, fingerprint: request.fingerprint }, "agent enrolled: token issued");
+    log.info({ peer: hello.name, by, fingerprint: request.fingerprint }, "agent enrolled: token issued");
     const identity: Identity = {
       role: "agent",
       subject: hello.name,
@@ -218,7 +218,10 @@ export class EnrolmentGate {
       if (tooBig !== undefined) {
         const why = `its token cannot be issued: ${tooBig}`;
         book.reject(r, by, now, why);
-        log.warn({ name, by, fingerprint: r.fingerprint, why }, "enrolment cannot be accepted: rejected");
+        log.warn(
+          { peer: name, by, fingerprint: r.fingerprint, why },
+          "enrolment cannot be accepted: rejected",
+        );
         throw new MusterError(
           ErrorCode.INVALID_ARGUMENT,
           `cannot accept ${name}: ${why}; the agent is told so`,
@@ -227,7 +230,7 @@ export class EnrolmentGate {
       book.accept(r, by, now);
     } else book.reject(r, by, now);
     log.info(
-      { name, by, fingerprint: r.fingerprint, address: r.address },
+      { peer: name, by, fingerprint: r.fingerprint, address: r.address },
       action === "accept" ? "enrolment accepted" : "enrolment rejected",
     );
     return r;

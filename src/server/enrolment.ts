@@ -24,6 +24,8 @@ export interface EnrolmentRequest {
    * an admin chooses one by its fingerprint.
    */
   conflict: boolean;
+  /** In a cluster: the server holding the request (the one the agent dialed). */
+  server?: string;
 }
 
 /** What became of one enrolment attempt. */
@@ -261,6 +263,21 @@ export class Enrolment {
     this.#decide(chosen, "accepted", by, now);
   }
 
+  /**
+   * Another server of the cluster accepted the agent with `fingerprint` as `name`: the requests
+   * for the name waiting here with another fingerprint are rejected (the name is taken), each
+   * agent told `why` on its next attempt. Returns them.
+   */
+  rejectRivals(name: string, fingerprint: string, by: string, now: number, why: string): EnrolmentRequest[] {
+    const out: EnrolmentRequest[] = [];
+    for (const e of this.#names.get(name)?.values() ?? []) {
+      if (e.state !== "pending" || e.request.fingerprint === fingerprint) continue;
+      out.push(this.#view(e));
+      this.#decide(e, "rejected", by, now, why);
+    }
+    return out;
+  }
+
   /** The grants of the enrolment token a waiting request was made with (for the token to issue). */
   methodsOf(request: EnrolmentRequest): string[] | undefined {
     return this.#entry(request).methods;
@@ -343,15 +360,21 @@ export class Enrolment {
   }
 }
 
-/** The requests for one name as a row of the agent list. */
-function pendingRow(requests: EnrolmentRequest[]): AgentInfo {
+/**
+ * The requests for one name as a row of the agent list (state `pending`), with the server
+ * holding the latest when they say.
+ */
+export function pendingRow(requests: EnrolmentRequest[]): AgentInfo {
   const latest = requests.reduce((a, b) => (b.lastSeen > a.lastSeen ? b : a));
   const first = requests[0]!;
   const reason =
     requests.length === 1
       ? `waiting for an operator: muster agents accept ${first.name} --fingerprint ${first.fingerprint}`
       : `conflict: ${requests.length} agents ask to enrol as ${first.name} (fingerprints ${requests
-          .map((r) => `${r.fingerprint} from ${r.address}`)
+          .map(
+            (r) =>
+              `${r.fingerprint} from ${r.address}${r.server !== undefined ? ` on server ${r.server}` : ""}`,
+          )
           .join(
             ", ",
           )}): compare with the agents' logs, then muster agents accept ${first.name} --fingerprint F`;
@@ -368,5 +391,6 @@ function pendingRow(requests: EnrolmentRequest[]): AgentInfo {
     disconnectReason: reason,
     pendingCalls: 0,
     rttMs: -1,
+    ...(latest.server !== undefined ? { server: latest.server } : {}),
   };
 }

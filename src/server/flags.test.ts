@@ -42,6 +42,7 @@ function setup() {
       description: "PING interval",
       unit: "ms",
       parse: durationFlag("heartbeat-interval", 100, 60_000),
+      scope: "cluster",
       get: () => state.heartbeat,
       apply: (v) => {
         state.heartbeat = v;
@@ -65,15 +66,22 @@ describe("RuntimeFlags", () => {
   it("lists flags in definition order with value, source, unit and description", () => {
     const { flags } = setup();
     assert.deepEqual(flags.list(), [
-      { name: "log-level", value: "info", source: "option", description: "least severe level logged" },
+      {
+        name: "log-level",
+        value: "info",
+        source: "option",
+        scope: "server",
+        description: "least severe level logged",
+      },
       {
         name: "heartbeat-interval",
         value: 5000,
         source: "default",
+        scope: "cluster",
         unit: "ms",
         description: "PING interval",
       },
-      { name: "trace", value: false, source: "default", description: "log every frame" },
+      { name: "trace", value: false, source: "default", scope: "server", description: "log every frame" },
     ]);
     assert.equal(flags.get("trace")?.value, false);
     assert.equal(flags.get("nope"), undefined);
@@ -101,11 +109,57 @@ describe("RuntimeFlags", () => {
     );
   });
 
+  it("in a cluster: cluster flags set here are passed on and shown as the cluster's; applyShared takes the others'", () => {
+    const { flags, state, logger } = setup();
+    const passed: Array<{ changes: unknown; who: string }> = [];
+    const unshare = flags.share("s1", (changes, who) => passed.push({ changes, who }));
+    const list = flags.set({ "log-level": "debug", "heartbeat-interval": "2s" }, "alice");
+    assert.deepEqual(
+      list.map((f) => [f.name, f.source, f.scope, f.by, f.server]),
+      [
+        ["log-level", "api", "server", "alice", undefined],
+        ["heartbeat-interval", "cluster", "cluster", "alice", "s1"],
+        ["trace", "default", "server", undefined, undefined],
+      ],
+    );
+    assert.deepEqual(passed, [{ changes: [{ name: "heartbeat-interval", value: 2000 }], who: "alice" }]);
+    // Another server's value: parsed, applied, logged once; the same value again changes nothing.
+    assert.equal(flags.applyShared("heartbeat-interval", 3000, "bob", "s2"), true);
+    assert.equal(state.heartbeat, 3000);
+    assert.deepEqual(flags.get("heartbeat-interval"), {
+      name: "heartbeat-interval",
+      value: 3000,
+      source: "cluster",
+      scope: "cluster",
+      by: "bob",
+      server: "s2",
+      unit: "ms",
+      description: "PING interval",
+    });
+    assert.equal(flags.applyShared("heartbeat-interval", "3s", "bob", "s2"), false);
+    assert.deepEqual(logger.infos.at(-1)?.obj, {
+      flag: "heartbeat-interval",
+      from: 2000,
+      to: 3000,
+      by: "bob",
+      server: "s2",
+    });
+    assert.throws(() => flags.applyShared("log-level", "warn", "x", "s2"), /not a cluster flag here/);
+    assert.throws(() => flags.applyShared("nope", 1, "x", "s2"), /not a cluster flag here/);
+    assert.throws(() => flags.applyShared("heartbeat-interval", "soon", "x", "s2"), /is not a duration/);
+    assert.equal(state.heartbeat, 3000);
+    assert.equal(passed.length, 1, "what the cluster applies is not passed back to it");
+    unshare();
+    flags.set({ "heartbeat-interval": "4s" }, "carol");
+    assert.equal(flags.get("heartbeat-interval")?.source, "api");
+    assert.equal(passed.length, 1);
+  });
+
   it("applies nothing when one entry is invalid, and names it", () => {
     const { flags, state, logger } = setup();
     assert.throws(
-      () => flags.set({ "log-level": "debug", "heartbeat-interval": "5" }, "bob"),
-      isMusterError("INVALID_ARGUMENT", /^heartbeat-interval: "5" is not a duration/),
+      () => flags.set({ "log-level": "debug", "heartbeat-interval": "soon" }, "bob"),
+      isMusterError("INVALID_ARGUMENT", /^heartbeat-interval: "soon" is not a duration/),
     );
     assert.equal(state.level, "info");
     assert.equal(flags.get("log-level")?.source, "option");
@@ -195,8 +249,14 @@ describe("flag parsers", () => {
       () => d(3_600_001),
       isMusterError("INVALID_ARGUMENT", "resume-window: 3600001 is out of range; give 1s to 1h"),
     );
+    // A bare number is milliseconds, as a JSON number is.
+    assert.equal(d("5000"), 5000);
+    assert.throws(
+      () => d("5"),
+      isMusterError("INVALID_ARGUMENT", 'resume-window: "5" is out of range; give 1s to 1h'),
+    );
     for (const bad of [
-      "5",
+      "five",
       "5 s",
       "5d",
       "-5s",

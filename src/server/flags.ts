@@ -2,8 +2,17 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
 
-/** Where a flag's value came from: its default, a command-line option, or the admin API. */
-export type FlagSource = "default" | "option" | "api";
+/**
+ * Where a flag's value came from: its default, a command-line option, the admin API (of this
+ * server), or the cluster (a flag of scope `cluster` set on any of its servers).
+ */
+export type FlagSource = "default" | "option" | "api" | "cluster";
+
+/**
+ * Whom a flag concerns: `server` flags are this server's own; `cluster` flags are a policy of
+ * the whole fleet, and in a cluster a change on one server reaches every server.
+ */
+export type FlagScope = "cluster" | "server";
 
 /** One runtime setting: how to read, check and change it. */
 export interface FlagDefinition<T> {
@@ -23,6 +32,8 @@ export interface FlagDefinition<T> {
   apply(value: T): void;
   /** Where the initial value came from. */
   source: FlagSource;
+  /** @default "server" */
+  scope?: FlagScope;
 }
 
 /** A flag as listed: its value in force and where it came from. */
@@ -30,13 +41,27 @@ export interface FlagInfo {
   name: string;
   value: unknown;
   source: FlagSource;
+  scope: FlagScope;
+  /** Who set it last (source `api` or `cluster`). */
+  by?: string;
+  /** Source `cluster`: the server it was set on. */
+  server?: string;
   unit?: string;
   description: string;
+}
+
+/** One change of a flag, as `RuntimeFlags.share` passes it on. */
+export interface FlagChange {
+  name: string;
+  /** The parsed value now in force. */
+  value: unknown;
 }
 
 interface Entry {
   def: FlagDefinition<unknown>;
   source: FlagSource;
+  by?: string;
+  server?: string;
 }
 
 const NAME = /^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$/;
@@ -48,9 +73,49 @@ const NAME = /^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$/;
 export class RuntimeFlags {
   readonly #logger: Logger;
   readonly #flags = new Map<string, Entry>();
+  #share: ((changes: FlagChange[], who: string) => void) | undefined;
+  #server = "";
 
   constructor(logger: Logger) {
     this.#logger = logger;
+  }
+
+  /**
+   * In a cluster: from now on, `set` passes every change of a `cluster` flag to `fn` (which
+   * writes it for every server) and shows such flags with source `cluster`; `server` names
+   * this server in their listing. Undone by the returned function.
+   */
+  share(server: string, fn: (changes: FlagChange[], who: string) => void): () => void {
+    this.#share = fn;
+    this.#server = server;
+    return () => {
+      if (this.#share === fn) this.#share = undefined;
+    };
+  }
+
+  /**
+   * Applies a value of a `cluster` flag set on another server (or this one, seen back from the
+   * cluster): parsed as `set` would (throws INVALID_ARGUMENT for an unknown flag, a `server`
+   * flag or a value it refuses), then put in force with source `cluster`. A change of value is
+   * logged at info with who set it and where. Returns whether the value changed.
+   */
+  applyShared(name: string, value: unknown, by: string, server: string): boolean {
+    const entry = this.#flags.get(name);
+    if (entry === undefined || (entry.def.scope ?? "server") !== "cluster")
+      throw new MusterError(ErrorCode.INVALID_ARGUMENT, `${JSON.stringify(name)} is not a cluster flag here`);
+    const parsed = entry.def.parse(value);
+    const previous = entry.def.get();
+    const changed = JSON.stringify(previous) !== JSON.stringify(parsed);
+    if (changed) entry.def.apply(parsed);
+    entry.source = "cluster";
+    entry.by = by;
+    entry.server = server;
+    if (changed)
+      this.#logger.info(
+        { flag: name, from: previous, to: entry.def.get(), by, server },
+        "runtime flag changed by the cluster",
+      );
+    return changed;
   }
 
   /** Adds a flag; its name must be kebab-case and not defined yet. */
@@ -101,19 +166,30 @@ export class RuntimeFlags {
         });
       }
     });
-    const applied: Array<{ entry: Entry; previous: unknown; source: FlagSource }> = [];
+    const applied: Array<{
+      entry: Entry;
+      previous: unknown;
+      source: FlagSource;
+      by: string | undefined;
+      server: string | undefined;
+    }> = [];
     try {
       for (const { entry, value } of parsed) {
         const previous = entry.def.get();
         entry.def.apply(value);
-        applied.push({ entry, previous, source: entry.source });
-        entry.source = "api";
+        applied.push({ entry, previous, source: entry.source, by: entry.by, server: entry.server });
+        const shared = this.#share !== undefined && (entry.def.scope ?? "server") === "cluster";
+        entry.source = shared ? "cluster" : "api";
+        entry.by = who;
+        entry.server = shared ? this.#server : undefined;
       }
     } catch (err) {
       // An apply that throws breaks its contract; put back what was changed before it.
       for (const a of applied.reverse()) {
         a.entry.def.apply(a.previous);
         a.entry.source = a.source;
+        a.entry.by = a.by;
+        a.entry.server = a.server;
       }
       throw MusterError.from(err);
     }
@@ -122,19 +198,25 @@ export class RuntimeFlags {
         { flag: entry.def.name, from: previous, to: entry.def.get(), by: who },
         "runtime flag changed",
       );
+    const shared = applied
+      .filter((a) => a.entry.source === "cluster")
+      .map((a) => ({ name: a.entry.def.name, value: a.entry.def.get() }));
+    if (shared.length > 0) this.#share?.(shared, who);
     return this.list();
   }
 }
 
 function info(e: Entry): FlagInfo {
-  const out: FlagInfo = {
+  return {
     name: e.def.name,
     value: e.def.get(),
     source: e.source,
+    scope: e.def.scope ?? "server",
+    ...(e.by !== undefined ? { by: e.by } : {}),
+    ...(e.server !== undefined ? { server: e.server } : {}),
+    ...(e.def.unit !== undefined ? { unit: e.def.unit } : {}),
     description: e.def.description,
   };
-  if (e.def.unit !== undefined) out.unit = e.def.unit;
-  return out;
 }
 
 function invalid(message: string): MusterError {
@@ -171,8 +253,9 @@ export function durationFlag(name: string, min: number, max: number): (value: un
     let ms: number | undefined;
     if (typeof value === "number" && Number.isFinite(value)) ms = Math.round(value);
     else if (typeof value === "string") {
-      const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
-      if (m) ms = Math.round(Number(m[1]) * UNITS[m[2]!]!);
+      // A bare number is milliseconds, as a JSON number is: "250" is 250ms.
+      const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+      if (m) ms = Math.round(Number(m[1]) * UNITS[m[2] ?? "ms"]!);
     }
     if (ms === undefined)
       throw invalid(

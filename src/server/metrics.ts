@@ -19,8 +19,8 @@ export interface MetricsSource {
    */
   traffic?(): Array<[string, TrafficCounters]>;
   /**
-   * The server's readiness, as /readyz reports it ("starting", "ready", "draining"): exposed as
-   * the gauge `muster_ready`, 1 when "ready". Without it `muster_ready` is not exposed.
+   * The server's readiness, as /readyz reports it ("starting", "ready", "degraded", "draining"): exposed as
+   * the gauge `muster_ready`, 1 when "ready" or "degraded". Without it `muster_ready` is not exposed.
    */
   readiness?(): string;
 }
@@ -164,10 +164,11 @@ export class ServerMetrics {
     if (readiness) {
       new Gauge({
         name: "muster_ready",
-        help: "1 when the server is ready (as /readyz answers 200), 0 while starting or draining.",
+        help: "1 when the server is ready or degraded (as /readyz answers 200), 0 while starting or draining.",
         registers,
         collect() {
-          this.set(readiness() === "ready" ? 1 : 0);
+          const r = readiness();
+          this.set(r === "ready" || r === "degraded" ? 1 : 0);
         },
       });
     }

@@ -1,5 +1,6 @@
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
+import { truncateForLog } from "../internal/log-safe.js";
 import type { AgentInfo } from "../presence/presence.js";
 import { type FanOut, summarize } from "../rpc/fan-out.js";
 import {
@@ -22,6 +23,7 @@ import { agentsPage } from "./agents-page.js";
 import type { EnrolmentRequest } from "./enrolment.js";
 import { type RelayGate, RelayLimiter } from "./relay-limiter.js";
 import type { RpcLimits } from "./rpc-limits.js";
+import type { ServerInfo } from "./server-info.js";
 
 /** What the operator methods need from the server. */
 export interface OperatorHost {
@@ -42,13 +44,16 @@ export interface OperatorHost {
   agent(name: string): AgentInfo | undefined;
   /** Throws PERMISSION_DENIED when this operator's grants do not cover `method` on agents. */
   authorizeRelay(peer: PeerInfo, method: string): void;
-  decideEnrolment(
+  /** Decides a waiting request on whichever server of the cluster holds it. */
+  decideEnrolmentInCluster(
     action: "accept" | "reject",
     name: string,
     by?: string,
     fingerprint?: string,
-  ): EnrolmentRequest;
+  ): Promise<{ request: EnrolmentRequest; server: string }>;
   pendingEnrolments(): EnrolmentRequest[];
+  /** The servers of the cluster (or this one alone). */
+  servers(): ServerInfo[];
 }
 
 /**
@@ -90,6 +95,11 @@ function checkRelay(req: unknown): RelayCallRequest {
   if (typeof r.target !== "string") throw invalid("muster.call: target must be a string");
   if (typeof r.method !== "string" || r.method.length === 0)
     throw invalid("muster.call: method must be a non-empty string");
+  if (r.method.startsWith("muster."))
+    throw new MusterError(
+      ErrorCode.PERMISSION_DENIED,
+      `muster.call: ${truncateForLog(r.method, 80)} is an agent's built-in for its own server (its settings, its server list, text messages): operators cannot call it`,
+    );
   const methodBytes = Buffer.byteLength(r.method);
   if (methodBytes > METHOD_MAX_BYTES)
     throw invalid(`muster.call: method is ${methodBytes} bytes, more than ${METHOD_MAX_BYTES}`);
@@ -130,7 +140,7 @@ export function operatorHandlers(host: OperatorHost, relays: RelayLimiter): Map<
     if (!a) throw new MusterError(ErrorCode.NOT_FOUND, `no agent named ${name} is known`);
     return a;
   });
-  m.set("muster.enrol", (req, ctx: CallContext): EnrolmentRequest => {
+  m.set("muster.enrol", async (req, ctx: CallContext): Promise<EnrolmentRequest> => {
     const r = req as Partial<EnrolRequest> | undefined;
     if (typeof r !== "object" || r === null || (r.action !== "accept" && r.action !== "reject"))
       throw invalid('muster.enrol needs {action: "accept" | "reject", name, fingerprint?}');
@@ -138,9 +148,12 @@ export function operatorHandlers(host: OperatorHost, relays: RelayLimiter): Map<
       throw invalid("muster.enrol: name must be a non-empty string");
     if (r.fingerprint !== undefined && typeof r.fingerprint !== "string")
       throw invalid("muster.enrol: fingerprint must be a string of 16 hexadecimal digits");
-    return host.decideEnrolment(r.action, r.name, ctx.peer.identity?.subject ?? ctx.peer.name, r.fingerprint);
+    const by = ctx.peer.identity?.subject ?? ctx.peer.name;
+    // In a cluster, `server` names the server that applied it: the one the agent dialed.
+    return (await host.decideEnrolmentInCluster(r.action, r.name, by, r.fingerprint)).request;
   });
   m.set("muster.enrolments", () => host.pendingEnrolments());
+  m.set("muster.servers", () => host.servers());
   m.set("muster.call", async (req, ctx: CallContext): Promise<OutcomeSummary> => {
     const r = checkRelay(req);
     // A precise INVALID_ARGUMENT before anything starts.
@@ -228,6 +241,11 @@ function checkRelayStream(req: unknown): RelayStreamRequest {
     throw invalid("muster.stream: agent must be a non-empty string");
   if (typeof r.name !== "string" || r.name.length === 0)
     throw invalid("muster.stream: name must be a non-empty string");
+  if (r.name.startsWith("muster."))
+    throw new MusterError(
+      ErrorCode.PERMISSION_DENIED,
+      `muster.stream: ${truncateForLog(r.name, 80)} is an agent's built-in for its own server (runs, settings): operators cannot open it`,
+    );
   if (
     r.windowBytes !== undefined &&
     (typeof r.windowBytes !== "number" || !(r.windowBytes >= 1) || r.windowBytes > 0xffffffff)

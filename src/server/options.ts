@@ -1,8 +1,10 @@
+import type { ClusterBus } from "../cluster/bus.js";
 import type { Clock } from "../internal/clock.js";
 import type { Logger } from "../internal/logger.js";
 import type { TextHooks } from "../text/service.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsServerOptions } from "../transport/types.js";
+import type { WelcomeServers } from "../wire/frame.js";
 import type { ServerAuthOptions } from "./auth-gate.js";
 
 /** Options of `createServer`. Every duration is in milliseconds; defaults in `DEFAULTS`. */
@@ -15,6 +17,12 @@ export interface ServerOptions {
    * @default ["ws://0.0.0.0:33075", "tcp://0.0.0.0:33076"] (wss/tls when `tls` is given)
    */
   listen?: string[];
+  /**
+   * Join a cluster: several servers sharing one fleet over a backplane (a NATS server with
+   * JetStream, through `connectNatsBus`). Agents and calls are seen from every server; see
+   * docs/cluster.md. Without it the server is alone, as it always was.
+   */
+  cluster?: ClusterOptions;
   /** Certificate and key for wss:// and tls:// listeners. */
   tls?: TlsServerOptions;
   /** The in-process network for memory:// listeners. */
@@ -132,10 +140,22 @@ export interface ServerOptions {
   standalone?: boolean;
   /** Graceful shutdown (`drain()`, `/api/shutdown`): calls and streams in flight get this long. @default 10000 */
   drainTimeoutMs?: number;
+  /**
+   * Whether the logger's level (and trace) was chosen by whoever started the server, for the
+   * runtime flags' source (`option`, else `default`). @default false
+   */
+  logLevelGiven?: boolean;
   /** The admin HTTP API (see `docs/operations.md`). */
   admin?: ServerAdminOptions;
   /** Text endpoints of the server (see `docs/text.md`). */
   text?: ServerTextOptions;
+  /**
+   * The cluster's live servers, this one included, to announce in every WELCOME (`servers`,
+   * docs/protocol.md §6.2) so that dialers learn where else to go. Called once per WELCOME;
+   * `undefined` (or no hook): the WELCOME has no `servers`. A list beyond the limits of
+   * `WELCOME_SERVERS_LIMITS`, or a hook that throws, costs only the field (with a warning).
+   */
+  announce?: () => WelcomeServers | undefined;
 }
 
 /** The admin HTTP API: always on the ws/wss listeners; also on `listen` when given. */
@@ -170,4 +190,26 @@ export interface ServerTextOptions {
   maxQueuedBytes?: number;
   /** Bytes all connections of one endpoint may hold before those holding any are no longer read. @default DEFAULTS.textEndpointQueueBytes (16 MiB) */
   maxEndpointQueuedBytes?: number;
+}
+
+/** How a server joins a cluster. */
+export interface ClusterOptions {
+  /** The backplane, connected (`connectNatsBus(url)`); the server closes it when it closes. */
+  bus: ClusterBus;
+  /** Servers of one cluster share a name; several clusters may share one NATS. @default "muster" */
+  name?: string;
+  /** How often the server refreshes its registry record. @default 2000 */
+  refreshMs?: number;
+  /**
+   * The host agents of other servers are sent to (the registry and WELCOME list this server's
+   * listener URLs with it). @default each listener's host, or the host name for 0.0.0.0 and ::
+   */
+  advertiseHost?: string;
+  /**
+   * The URLs agents of other servers are sent to, whole, instead of the listener URLs: for a
+   * server reached through a proxy, a port mapping or a load balancer
+   * (`wss://muster-2.example.com:443`). 1–8 URLs of ws, wss, tcp or tls, each at most 512
+   * characters; not with `advertiseHost`.
+   */
+  advertise?: readonly string[];
 }

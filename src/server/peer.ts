@@ -72,6 +72,8 @@ export interface PeerHost {
   /** Largest frame a peer accepts: larger results and items fail their call instead. */
   maxFrameBytes: number;
   rpcLimits: RpcLimits;
+  /** Starts every resume token (a cluster puts the server's id there; empty alone). */
+  readonly tokenPrefix: string;
   handlersFor(role: HelloBody["role"]): ReadonlyMap<string, Handler>;
   streamHandlersFor(role: HelloBody["role"]): ReadonlyMap<string, StreamHandler>;
   onPeerState(peer: Peer, state: SessionState, previous: SessionState): void;
@@ -89,15 +91,16 @@ export interface PeerHost {
  * is logged (see PeerLog). A server holds one per agent, so per-peer bytes count.
  */
 export class Peer implements PresenceSource, SessionHooks, Authorizer {
-  readonly id = randomBytes(8).toString("hex");
-  readonly token = randomBytes(24).toString("base64url");
+  readonly id: string;
+  /** The resume token: the host's prefix (in a cluster, which server holds the session), then 24 random bytes. */
+  readonly token: string;
   readonly role: HelloBody["role"];
   readonly name: string;
   readonly labels: Record<string, string>;
   readonly version: string;
   readonly session: Session;
   readonly rpc: RpcEndpoint;
-  readonly connectedSince = Date.now();
+  readonly connectedSince: number;
   /** Who the peer authenticated as; renewed by every resume's credential (`setIdentity`). */
   identity: Identity;
   /** What handlers see as `ctx.peer`. */
@@ -108,6 +111,8 @@ export class Peer implements PresenceSource, SessionHooks, Authorizer {
   detachedAt = 0;
   disconnectReason: string | undefined;
   ended = false;
+  /** Told to resume on another server (its server drains): no new calls start here. */
+  moving = false;
   /** Clock time the link first held more than the slow-consumer limit (0: it does not). */
   slowSince = 0;
   readonly #clock: Clock;
@@ -116,7 +121,17 @@ export class Peer implements PresenceSource, SessionHooks, Authorizer {
   /** Made on the first warning this peer causes. */
   #warnings: LogSampler | undefined;
 
-  constructor(host: PeerHost, hello: HelloBody, transport: Transport, identity: Identity) {
+  /** `carried`: the session id and start of a session handed over from another server. */
+  constructor(
+    host: PeerHost,
+    hello: HelloBody,
+    transport: Transport,
+    identity: Identity,
+    carried?: { id: string; connectedSince: number; token?: string },
+  ) {
+    this.id = carried?.id ?? randomBytes(8).toString("hex");
+    this.token = carried?.token ?? host.tokenPrefix + randomBytes(24).toString("base64url");
+    this.connectedSince = carried?.connectedSince ?? Date.now();
     this.#clock = host.clock;
     this.identity = identity;
     this.#host = host;

@@ -25,6 +25,13 @@ function from(given: unknown): FlagSource {
  * The server's runtime flags: log level and trace (when the logger's level can be set, as
  * pino's can), heartbeat interval (applied to every session at once and pushed to agents),
  * resume window, default call timeout and drain timeout.
+ *
+ * Scope: log level and trace are each server's own (one server is debugged at a time, and
+ * tracing every server of a fleet at once would flood their logs). The others are a policy of
+ * the fleet, `cluster` flags: agents and their sessions move between servers (failover,
+ * handoff on drain), so their heartbeat interval and resume window must not depend on which
+ * server they reach; a call's default deadline must not depend on which server relays it; and
+ * a rolling restart drains every server alike.
  */
 export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: ServerOptions): RuntimeFlags {
   const logger = server.logger as Logger & { level?: unknown };
@@ -38,7 +45,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
       apply: (v) => {
         logger.level = v;
       },
-      source: "option",
+      source: o.logLevelGiven === true ? "option" : "default",
     });
     flags.define({
       name: "trace",
@@ -52,7 +59,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
           logger.level = "trace";
         } else if (!on && logger.level === "trace") logger.level = before === "trace" ? "info" : before;
       },
-      source: "option",
+      source: o.logLevelGiven === true ? "option" : "default",
     });
   }
   const limits = server.sessionLimits;
@@ -64,6 +71,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
       "PING interval on idle links; suspect and dead thresholds grow with it (2.4× and 6×); pushed to connected agents",
     unit: "ms",
     parse: durationFlag("heartbeat-interval", 100, 300_000),
+    scope: "cluster",
     get: () => limits.heartbeatIntervalMs,
     apply: (ms) => {
       limits.heartbeatIntervalMs = ms;
@@ -105,6 +113,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
       description,
       unit: "ms",
       parse: durationFlag(name, min, max),
+      scope: "cluster",
       get: () => server[field],
       apply: (ms) => {
         server[field] = ms;

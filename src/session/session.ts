@@ -111,6 +111,21 @@ export interface SessionHooks {
  * is done by the owner, which then calls `attach()` with the peer's ack; frames the peer
  * has not seen are replayed, and frames it has are dropped on receipt.
  */
+/**
+ * What moves with a session when another server takes it over (a handoff): the sequence
+ * counters and every frame the peer has not acknowledged, in order. Taken from a session with
+ * no link attached; given to a new session before its first link.
+ */
+export interface SessionSnapshot {
+  lastReceived: number;
+  lastSent: number;
+  /** Seq of `frames[0]` (or of the next frame, when `frames` is empty). */
+  firstSeq: number;
+  /** Sent and unacknowledged, then waiting behind a full window (no seq yet). */
+  frames: Uint8Array[];
+  backlog: Uint8Array[];
+}
+
 export class Session {
   #state: SessionState = "resuming";
   #transport: Transport | undefined;
@@ -188,6 +203,43 @@ export class Session {
       backlogFrames: this.#backlog?.length ?? 0,
       backlogBytes: this.#backlogBytes,
     };
+  }
+
+  /**
+   * The session's state for a handoff to another server (see SessionSnapshot). Only without a
+   * link: a frame sent meanwhile would be missing from it.
+   */
+  snapshot(): SessionSnapshot {
+    if (this.#transport !== undefined || this.#state === "closed")
+      throw new MusterError(ErrorCode.UNAVAILABLE, "a session can be handed over only while detached");
+    const frames = this.#replay.after(this.#replay.firstSeq - 1) ?? [];
+    return {
+      lastReceived: this.#lastRecv,
+      lastSent: this.#lastSent,
+      firstSeq: this.#replay.firstSeq,
+      frames: frames.map((f) => Uint8Array.from(f)),
+      backlog: (this.#backlog ?? []).map((f) => Uint8Array.from(f)),
+    };
+  }
+
+  /** Takes over a handed-over session's state; only before the first link is attached. */
+  restore(s: SessionSnapshot): void {
+    if (this.#transport !== undefined || this.#lastSent !== 0 || this.#state === "closed")
+      throw new MusterError(ErrorCode.INTERNAL, "a session takes a handoff only before its first link");
+    if (s.firstSeq + s.frames.length - 1 !== s.lastSent)
+      throw new MusterError(
+        ErrorCode.PROTOCOL_ERROR,
+        `handoff: ${s.frames.length} frames from seq ${s.firstSeq} do not end at seq ${s.lastSent}`,
+      );
+    this.#lastRecv = s.lastReceived;
+    this.#ackSent = s.lastReceived;
+    this.#lastSent = s.lastSent;
+    this.#replay.reset(s.firstSeq);
+    for (const f of s.frames) this.#replay.push(Buffer.from(f.buffer, f.byteOffset, f.byteLength));
+    if (s.backlog.length > 0) {
+      this.#backlog = s.backlog.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength));
+      this.#backlogBytes = s.backlog.reduce((n, f) => n + f.byteLength, 0);
+    }
   }
 
   /** True when the peer's ack lies inside what this side can replay: resume is possible. */

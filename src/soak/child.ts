@@ -6,6 +6,7 @@ import { createAgent, type MusterAgent } from "../agent/create-agent.js";
 import { serveCommands } from "../bench/ipc.js";
 import { measureMemory } from "../bench/probes.js";
 import { type ChaosProxy, startChaosProxy } from "../chaos/chaos-proxy.js";
+import { connectNatsBus } from "../cluster/nats-bus.js";
 import { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
 import { createServer, type MusterServer } from "../server/create-server.js";
@@ -61,7 +62,7 @@ function track(c: CallCounts, what: string): (err: unknown, right: boolean) => v
     if (err) {
       const code = err instanceof MusterError ? err.code : "OTHER";
       c.errors[code] = (c.errors[code] ?? 0) + 1;
-      noteFailure(c, `${what}: ${code}`);
+      noteFailure(c, `${what}: ${code}${err instanceof Error ? ` (${err.message.slice(0, 120)})` : ""}`);
     } else if (right) c.ok++;
     else {
       c.wrong++;
@@ -120,23 +121,62 @@ function serverRole(): void {
   const heap = { start: 0, peak: 0, end: 0 };
   let sampler: NodeJS.Timeout | undefined;
 
+  /** In a cluster: every call number received, per agent, to find one taken by two servers. */
+  const upSeen = new Map<string, number[]>();
+  let self: string | undefined;
+  /** Fan-out calls and streams that failed, per agent. */
+  const failedTo: Record<string, number> = {};
+
   serveCommands({
+    /** `cluster`: { nats, name, advertise } joins a cluster as server `name`, on `port` if given. */
     async start(a) {
+      const c = a.cluster as { nats: string; server: string; advertise: string } | undefined;
+      self = c?.server;
       server = createServer({
-        listen: ["tcp://127.0.0.1:0"],
+        listen: [`tcp://127.0.0.1:${Number(a.port ?? 0)}`],
         maxConnectionsPerIp: 0,
         heartbeatIntervalMs: Number(a.heartbeatMs),
         suspectAfterMs: Number(a.heartbeatMs) * 3,
         deadAfterMs: Number(a.deadAfterMs),
-        logger: soakLogger("server"),
+        logger: soakLogger(c === undefined ? "server" : `server-${c.server}`),
         standalone: true,
+        ...(c !== undefined
+          ? {
+              name: c.server,
+              cluster: {
+                bus: await connectNatsBus(c.nats, { name: `soak ${c.server}` }),
+                name: "soak",
+                advertise: [c.advertise],
+              },
+            }
+          : {}),
       });
       server.handle("soak.up", (req: { n: number; pad: string }, ctx) => {
         checkSeq(up, upLast, ctx.peer.name, req.n);
+        if (c !== undefined) {
+          const seen = upSeen.get(ctx.peer.name);
+          if (seen === undefined) upSeen.set(ctx.peer.name, [req.n]);
+          else seen.push(req.n);
+        }
         return { n: req.n };
       });
       await server.start();
       return { port: Number(new URL(server.listeners[0]!.url).port) };
+    },
+    /** The names of the agents connected to this server. */
+    localAgents() {
+      return server
+        .agents()
+        .filter((x) => x.state !== "offline" && (x.server === undefined || x.server === self))
+        .map((x) => x.name);
+    },
+    /** Drains (handing the sessions over in a cluster) and closes; the drain's result. */
+    async drain() {
+      return await server.drain();
+    },
+    /** Call numbers received per agent (cluster mode). */
+    received() {
+      return Object.fromEntries(upSeen);
     },
     waitAgents(a) {
       const n = Number(a.n);
@@ -180,7 +220,11 @@ function serverRole(): void {
                 } else {
                   const code = o.error?.code ?? o.status;
                   down.errors[code] = (down.errors[code] ?? 0) + 1;
-                  noteFailure(down, `round ${round} to ${o.agent}: ${code} after ${o.durationMs} ms`);
+                  failedTo[o.agent] = (failedTo[o.agent] ?? 0) + 1;
+                  noteFailure(
+                    down,
+                    `round ${round} to ${o.agent}: ${code} after ${o.durationMs} ms (${String(o.error?.message).slice(0, 120)})`,
+                  );
                 }
               }
             }),
@@ -208,7 +252,10 @@ function serverRole(): void {
                   )
                   .then(
                     (n) => settle(undefined, n === 20 && next === 20),
-                    (err: unknown) => settle(err, false),
+                    (err: unknown) => {
+                      failedTo[name] = (failedTo[name] ?? 0) + 1;
+                      settle(err, false);
+                    },
                   ),
               );
             }
@@ -245,6 +292,7 @@ function serverRole(): void {
         heap,
         lagP99Ms: lag.percentile(99) / 1e6,
         lagMaxMs: lag.max / 1e6,
+        failedTo,
         agents: server.agents().length,
         admission: server.admission,
       };
@@ -262,6 +310,10 @@ function agentsRole(): void {
   const down = newSeq();
   const downLast = new Map<string, number>();
   const events: Record<string, number> = {};
+  /** Per agent: sessions expired, calls that failed, and rounds received twice or out of order. */
+  const expired: Record<string, number> = {};
+  const failedCalls: Record<string, number> = {};
+  const downAnomalies: Record<string, { duplicated: number; outOfOrder: number }> = {};
   let running = false;
   const timers: NodeJS.Timeout[] = [];
   const inFlight = new Set<Promise<unknown>>();
@@ -275,14 +327,21 @@ function agentsRole(): void {
         const name = `${a.prefix as string}-${i}`;
         const agent = createAgent({
           name,
-          servers: [a.url as string],
+          servers: a.urls as string[],
           suspectAfterMs: Number(a.heartbeatMs) * 3,
           deadAfterMs: Number(a.deadAfterMs),
           reconnect: { initialMs: 100, maxMs: 2000 },
           ...(logger ? { logger: logger.child({ agent: name }) } : {}),
         });
         agent.handle("soak.down", (req: { round: number; pad: string }) => {
+          const before = { duplicated: down.duplicated, outOfOrder: down.outOfOrder };
           checkSeq(down, downLast, name, req.round);
+          if (down.duplicated !== before.duplicated || down.outOfOrder !== before.outOfOrder) {
+            downAnomalies[name] ??= { duplicated: 0, outOfOrder: 0 };
+            const an = downAnomalies[name];
+            an.duplicated += down.duplicated - before.duplicated;
+            an.outOfOrder += down.outOfOrder - before.outOfOrder;
+          }
           return { round: req.round, pad: payload(size, req.round) };
         });
         agent.handle("soak.stream", async (req: { count: number }, ctx) => {
@@ -291,6 +350,7 @@ function agentsRole(): void {
         });
         agent.onEvent((e) => {
           events[e.type] = (events[e.type] ?? 0) + 1;
+          if (e.type === "expired") expired[name] = (expired[name] ?? 0) + 1;
         });
         agents.push(agent);
         agent.start();
@@ -314,7 +374,10 @@ function agentsRole(): void {
             .call<{ n: number }>("soak.up", { n: k, pad: payload(size, k) }, { timeoutMs: callTimeoutMs })
             .then(
               (r) => settle(undefined, r.n === k),
-              (err: unknown) => settle(err, false),
+              (err: unknown) => {
+                failedCalls[agent.name] = (failedCalls[agent.name] ?? 0) + 1;
+                settle(err, false);
+              },
             );
           inFlight.add(p);
           void p.finally(() => inFlight.delete(p));
@@ -339,7 +402,7 @@ function agentsRole(): void {
       return null;
     },
     stats() {
-      return { up, down, events };
+      return { up, down, events, expired, failedCalls, downAnomalies };
     },
     async close() {
       await Promise.all(agents.map((x) => x.close()));
@@ -359,6 +422,10 @@ function proxyRole(): void {
         jitterMs: Number(a.jitterMs),
       });
       return { port: proxy.address.port, seed: proxy.seed };
+    },
+    retarget(a) {
+      proxy!.setTarget({ host: "127.0.0.1", port: Number(a.port) });
+      return null;
     },
     faults(a) {
       proxy!.startRandomFaults(a.random as Parameters<ChaosProxy["startRandomFaults"]>[0]);

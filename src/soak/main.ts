@@ -2,19 +2,27 @@
 // failed (the seed to replay it is printed), 2 on a usage error.
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { findNatsServer } from "../../test/support/nats-server.js";
 import { randomSeed } from "../chaos/prng.js";
 import { parseDurationText } from "../chaos/units.js";
-import { formatReport, runSoak, SOAK_DEFAULTS } from "./run.js";
+import { runClusterSoak } from "./cluster-run.js";
+import { formatReport, runSoak, SOAK_DEFAULTS, type SoakOptions } from "./run.js";
 
 const USAGE = `usage: npm run soak -- [--duration 60s] [--agents 500] [--processes 4] [--seed N]
-                       [--cut-every 2s] [--reset-every 3s] [--blackhole-every 5s] [--blackhole-for 4s]
-                       [--json FILE]
+                       [--servers 1] [--cut-every 2s] [--reset-every 3s] [--blackhole-every 5s]
+                       [--blackhole-for 4s] [--json FILE]
 
 A server, agent processes holding --agents agents between them, calls both ways, fan-outs and
 streams, through a proxy injecting random faults (seeded) for --duration. Then the faults stop,
 every call settles, and the run checks: each call settled once with the right result, every
 message received once and in order, no session expired, server memory bounded, and reports
-the server's event-loop lag.`;
+the server's event-loop lag.
+
+--servers N (3 or more) runs a cluster over a nats-server it starts (nats-server must be
+installed), each server behind its own proxy: the first fans out to the whole cluster; a third
+of the way through, the second is killed (SIGKILL) and started again; two thirds of the way,
+the third drains, handing its sessions over, and is started again. Then only the agents of the
+killed server may lose their sessions and calls; nothing may be settled twice or taken twice.`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -29,6 +37,7 @@ function parse() {
       agents: { type: "string" },
       processes: { type: "string" },
       seed: { type: "string" },
+      servers: { type: "string" },
       "cut-every": { type: "string" },
       "reset-every": { type: "string" },
       "blackhole-every": { type: "string" },
@@ -72,7 +81,13 @@ const seed = values.seed === undefined ? randomSeed() : count("seed", values.see
 if (seed > 0xffff_ffff) fail(`--seed must be at most 4294967295, got ${seed}`);
 const agents = count("agents", values.agents, d.agents, 1);
 const processes = Math.min(agents, count("processes", values.processes, d.processes, 1));
-const report = await runSoak({
+const servers = count("servers", values.servers, 1, 1);
+if (servers === 2)
+  fail("--servers: a cluster soak needs 3 servers or more (one fans out, one is killed, one drained)");
+if (servers > 1 && findNatsServer() === undefined)
+  fail("--servers: nats-server is not installed (Debian package nats-server): it carries the cluster");
+const run = servers > 1 ? (o: SoakOptions) => runClusterSoak({ ...o, servers }) : runSoak;
+const report = await run({
   ...d,
   durationMs: duration("duration", values.duration, d.durationMs)!,
   agents,

@@ -4,6 +4,7 @@
 import { Child } from "../bench/ipc.js";
 import type { RandomFaults } from "../chaos/scheduler.js";
 import { type CallCounts, type SeqCounts, SOAK_CHILD } from "./child.js";
+import type { ClusterSoakReport } from "./cluster-run.js";
 
 export interface SoakOptions {
   /** How long faults are injected. */
@@ -65,9 +66,11 @@ export interface SoakReport {
   lag: { p99Ms: number; maxMs: number };
   checks: SoakCheck[];
   ok: boolean;
+  /** A soak over several servers (`--servers`): what happened to the cluster. */
+  cluster?: ClusterSoakReport;
 }
 
-type ServerStats = {
+export type ServerStats = {
   up: SeqCounts;
   down: CallCounts;
   rounds: number;
@@ -78,9 +81,9 @@ type ServerStats = {
   lagMaxMs: number;
   agents: number;
 };
-type AgentStats = { up: CallCounts; down: SeqCounts; events: Record<string, number> };
+export type AgentStats = { up: CallCounts; down: SeqCounts; events: Record<string, number> };
 
-function sumCalls(list: CallCounts[]): CallCounts {
+export function sumCalls(list: CallCounts[]): CallCounts {
   const out: CallCounts = { started: 0, settled: 0, ok: 0, twice: 0, wrong: 0, errors: {} };
   for (const c of list) {
     out.started += c.started;
@@ -94,7 +97,7 @@ function sumCalls(list: CallCounts[]): CallCounts {
   return out;
 }
 
-function sumSeq(list: SeqCounts[]): SeqCounts {
+export function sumSeq(list: SeqCounts[]): SeqCounts {
   return list.reduce(
     (a, c) => ({
       received: a.received + c.received,
@@ -105,7 +108,33 @@ function sumSeq(list: SeqCounts[]): SeqCounts {
   );
 }
 
-const mib = (b: number): number => Math.round((b / 1024 / 1024) * 10) / 10;
+export const mib = (b: number): number => Math.round((b / 1024 / 1024) * 10) / 10;
+
+/**
+ * Starts `o.processes` agent processes holding `o.agents` agents between them (named
+ * `p<process>-<n>`), each agent dialing `urls`, added to `procs` at once (the caller stops them
+ * whatever happens); resolves once every agent is connected.
+ */
+export async function startAgentProcesses(o: SoakOptions, urls: string[], procs: Child[]): Promise<void> {
+  const per = Math.ceil(o.agents / o.processes);
+  for (let k = 0; k < o.processes; k++) procs.push(new Child(SOAK_CHILD, ["agents"]));
+  await Promise.all(
+    procs.map((c, k) =>
+      c.request(
+        "connect",
+        {
+          urls,
+          n: Math.min(per, o.agents - k * per),
+          prefix: `p${k}`,
+          size: o.size,
+          heartbeatMs: o.heartbeatMs,
+          deadAfterMs: o.deadAfterMs,
+        },
+        120_000,
+      ),
+    ),
+  );
+}
 
 /** Runs a soak and returns its report; `report.ok` is false when any check failed. */
 export async function runSoak(o: SoakOptions): Promise<SoakReport> {
@@ -128,24 +157,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     o.log(
       `soak: seed ${p.seed}, ${o.agents} agents in ${o.processes} processes, ${o.durationMs} ms of faults`,
     );
-    const per = Math.ceil(o.agents / o.processes);
-    for (let k = 0; k < o.processes; k++) procs.push(new Child(SOAK_CHILD, ["agents"]));
-    await Promise.all(
-      procs.map((c, k) =>
-        c.request(
-          "connect",
-          {
-            url,
-            n: Math.min(per, o.agents - k * per),
-            prefix: `p${k}`,
-            size: o.size,
-            heartbeatMs: o.heartbeatMs,
-            deadAfterMs: o.deadAfterMs,
-          },
-          120_000,
-        ),
-      ),
-    );
+    await startAgentProcesses(o, [url], procs);
     await server.request("waitAgents", { n: o.agents, timeoutMs: 60_000 }, 70_000);
     o.log("soak: all agents connected; traffic and faults start");
 
@@ -268,6 +280,12 @@ export function formatReport(r: SoakReport): string[] {
     `server heap: ${r.memory.startMiB} MiB after warm-up, ${r.memory.peakMiB} peak, ${r.memory.endMiB} at the end`,
     `server event-loop lag: p99 ${r.lag.p99Ms} ms, max ${r.lag.maxMs} ms`,
   ];
+  if (r.cluster !== undefined) {
+    const c = r.cluster;
+    lines.push(
+      `cluster: ${c.servers} servers; ${c.killed.server} killed holding ${c.killed.agents} agents (${c.expiredAgents} sessions expired); ${c.drained.server} drained holding ${c.drained.agents}: ${JSON.stringify(c.drained.result)}`,
+    );
+  }
   for (const c of r.checks) lines.push(`${c.ok ? "ok    " : "FAILED"} ${c.name}: ${c.detail}`);
   const failures = [
     ...(r.agentToServer.calls.failures ?? []),

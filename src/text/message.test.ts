@@ -242,7 +242,7 @@ describe("malformed lines", () => {
     ["svc/ a=1", "column 5: command is missing"],
     [
       "a.b/HI",
-      'column 1: service "a.b" has "." at position 2: only ASCII letters, digits and _ (or exactly ".", "*" or "?") are allowed',
+      'column 1: service "a.b" has "." at position 2: only ASCII letters, digits and _ (or exactly ".", "*" or "?") are allowed; did you mean a_b? (an agent\'s text name has _ for each other character)',
     ],
     [
       "**/HI",
@@ -800,6 +800,24 @@ describe("properties", () => {
         assert.equal(formatMessage(again), formatMessage(m));
       }),
       { numRuns: 5000 },
+    );
+  });
+});
+
+describe("an agent's name where its text name goes", () => {
+  it("web-1/ALIVE is refused saying that web_1 is the name to use", () => {
+    assert.throws(
+      () => parseMessage("web-1/ALIVE"),
+      (e: MusterError) =>
+        /service "web-1" has "-" at position 4: .*; did you mean web_1\?/.test(e.rawMessage),
+    );
+    assert.throws(
+      () => parseMessage("10.0.0.7/ALIVE"),
+      (e: MusterError) => /did you mean _10_0_0_7\?/.test(e.rawMessage),
+    );
+    assert.throws(
+      () => parseMessage("**/HI"),
+      (e: MusterError) => !/did you mean/.test(e.rawMessage),
     );
   });
 });

@@ -99,7 +99,11 @@ export function checkMessageName(kind: NameKind, name: string): string | undefin
         : kind === "server" || kind === "service"
           ? 'ASCII letters, digits and _ (or exactly ".", "*" or "?")'
           : "ASCII letters, digits and _";
-    return `${what} ${quote(name, 40)} has ${quote(ch, 4)} at position ${m.index + 1}: only ${allowed} are allowed`;
+    const base = `${what} ${quote(name, 40)} has ${quote(ch, 4)} at position ${m.index + 1}: only ${allowed} are allowed`;
+    // An agent's name (web-1) is addressed by its text name (web_1): say so.
+    if ((kind !== "server" && kind !== "service") || !/^[A-Za-z0-9_.:@-]+$/.test(name)) return base;
+    const mapped = name.replace(/[^A-Za-z0-9_]/g, "_");
+    return `${base}; did you mean ${/^[0-9]/.test(mapped) ? `_${mapped}` : mapped}? (an agent's text name has _ for each other character)`;
   }
   if (name.charCodeAt(0) <= 0x39) return `${what} ${quote(name, 40)} cannot start with a digit`;
   if (kind === "command" && /[a-z]/.test(name))

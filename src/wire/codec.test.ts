@@ -6,7 +6,15 @@ import { isMusterError } from "../../test/support/errors.js";
 import { ErrorCode } from "../errors/codes.js";
 import { type ErrorBody, MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
-import { decodeFrame, decodeValue, encodeCall, encodeFrame, encodeValue, withAck } from "./codec.js";
+import {
+  decodeFrame,
+  decodeValue,
+  encodeCall,
+  encodeFrame,
+  encodeValue,
+  readWelcomeServers,
+  withAck,
+} from "./codec.js";
 import {
   type CloseBody,
   CloseCode,
@@ -20,7 +28,9 @@ import {
   NAME_PATTERN,
   type Payload,
   PayloadKind,
+  WELCOME_SERVERS_LIMITS,
   type WelcomeBody,
+  type WelcomeServers,
 } from "./frame.js";
 
 // ---------------------------------------------------------------------------------------
@@ -148,6 +158,15 @@ const EXPECTED: Record<string, string> = {
     utf8Hex(
       `{"sessionId":"s-7","token":"r3sum3-t0k3n","resumed":false,"expired":false,"replaying":0,` +
         `"heartbeatIntervalMs":5000,"resumeWindowMs":30000,"server":{"name":"muster","version":"0.1.0"}}`,
+    ),
+  // The same, from a server in a cluster: `servers` lists it and one more (draining).
+  "WELCOME cluster":
+    hex("01 02 | 000000000000 | 000000000000 |") +
+    utf8Hex(
+      `{"sessionId":"s-8","token":"r3sum3-t0k3n","resumed":false,"expired":false,"replaying":0,` +
+        `"heartbeatIntervalMs":5000,"resumeWindowMs":30000,"server":{"name":"muster-a","version":"0.1.0"},` +
+        `"servers":[{"name":"muster-a","urls":["tcp://10.0.0.1:33076","wss://a.example:33075"],"load":12,` +
+        `"state":"ready"},{"name":"muster-b","urls":["tcp://10.0.0.2:33076"],"load":0.5,"state":"draining"}]}`,
     ),
   // time: 1234.5 = 1.00110100101b × 2^10 → sign 0, exponent 0x409, mantissa 0x34a0000000000
   PING: hex("01 03 | 000000000000 | 000000000007 | 40934a0000000000"),
@@ -609,6 +628,161 @@ describe("decodeFrame rejects malformed frames with PROTOCOL_ERROR", () => {
         jsonFrame(FrameType.WELCOME, { ...WELCOME_OK, server: { name: "m", version: 1 } }),
         /^WELCOME\.server\.version must be a string$/,
       );
+    });
+  });
+
+  describe("WELCOME servers (optional; malformed: dropped, never fatal)", () => {
+    const L = WELCOME_SERVERS_LIMITS;
+    const CLUSTER: WelcomeServers = [
+      { name: "a", urls: ["tcp://10.0.0.1:33076", "ws://10.0.0.1:33075"], load: 3, state: "ready" },
+      { name: "b", urls: ["tcp://10.0.0.2:33076"], load: 0, state: "draining" },
+      { name: "c", urls: ["wss://c.example:33075/"] },
+    ];
+    /** Decodes a WELCOME whose `servers` is `servers`; returns it and what onDropped was told. */
+    function decodeServers(servers: unknown): { welcome: WelcomeBody; dropped: string[] } {
+      const dropped: string[] = [];
+      const f = decodeFrame(jsonFrame(FrameType.WELCOME, { ...WELCOME_OK, servers }), {
+        onDropped: (m) => dropped.push(m),
+      });
+      assert.equal(f.type, FrameType.WELCOME);
+      return { welcome: (f as Frame & { type: typeof FrameType.WELCOME }).welcome, dropped };
+    }
+    /** `servers` must be dropped, the rest of the WELCOME kept, with a reason matching `why`. */
+    function dropped(servers: unknown, why: RegExp): void {
+      const r = decodeServers(servers);
+      assert.deepEqual(r.welcome, WELCOME_OK, "the WELCOME without servers");
+      assert.equal(r.dropped.length, 1, "one warning");
+      assert.match(r.dropped[0]!, /^WELCOME\.servers ignored: /);
+      assert.match(r.dropped[0]!, why);
+      // Without a hook: the same result, silently.
+      const f = decodeFrame(jsonFrame(FrameType.WELCOME, { ...WELCOME_OK, servers }));
+      assert.deepEqual(f.type === FrameType.WELCOME && f.welcome, WELCOME_OK);
+    }
+
+    it("round trip: encodeFrame → decodeFrame keeps the list, loads and states", () => {
+      const frame: Frame = {
+        type: FrameType.WELCOME,
+        seq: 0,
+        ack: 4,
+        welcome: { ...WELCOME_OK, servers: CLUSTER },
+      };
+      assert.deepEqual(decodeFrame(encodeFrame(frame)), frame);
+      const empty: Frame = {
+        type: FrameType.WELCOME,
+        seq: 0,
+        ack: 0,
+        welcome: { ...WELCOME_OK, servers: [] },
+      };
+      assert.deepEqual(decodeFrame(encodeFrame(empty)), empty, "an empty list is a list");
+    });
+
+    it("CLOSE carries the same list under the same rules: kept when valid, dropped (never fatal) when not", () => {
+      const close: Frame = {
+        type: FrameType.CLOSE,
+        seq: 0,
+        ack: 2,
+        close: { code: "moved", message: "draining", servers: CLUSTER },
+      };
+      assert.deepEqual(decodeFrame(encodeFrame(close)), close);
+      const told: string[] = [];
+      const bad = decodeFrame(
+        jsonFrame(FrameType.CLOSE, { code: "moved", message: "m", servers: [{ name: "", urls: [] }] }),
+        { onDropped: (m) => told.push(m) },
+      );
+      assert.deepEqual(bad.type === FrameType.CLOSE && bad.close, { code: "moved", message: "m" });
+      assert.equal(told.length, 1);
+      assert.match(told[0]!, /^CLOSE\.servers ignored: servers\[0\]\.name/);
+      const tooMany = decodeFrame(
+        jsonFrame(FrameType.CLOSE, {
+          code: "shutdown",
+          message: "m",
+          servers: Array.from({ length: L.serversMax + 1 }, (_, i) => ({
+            name: `s${i}`,
+            urls: ["tcp://h:1"],
+          })),
+        }),
+      );
+      assert.ok(tooMany.type === FrameType.CLOSE && !("servers" in tooMany.close));
+    });
+
+    it("absent: the WELCOME of a server outside a cluster has no servers, and none is made up", () => {
+      const f = decodeFrame(jsonFrame(FrameType.WELCOME, WELCOME_OK));
+      assert.ok(f.type === FrameType.WELCOME && !("servers" in f.welcome));
+      assert.ok(
+        !encodeFrame({ type: FrameType.WELCOME, seq: 0, ack: 0, welcome: WELCOME_OK }).includes("servers"),
+      );
+    });
+
+    it("an old peer reads the new WELCOME: servers is only one more field to ignore", () => {
+      // What a decoder of before this field did with it: unknown fields are ignored (§6).
+      const f = decodeFrame(jsonFrame(FrameType.WELCOME, { ...WELCOME_OK, servers: CLUSTER, future: [1] }));
+      assert.ok(f.type === FrameType.WELCOME);
+      const { servers, ...rest } = f.welcome;
+      assert.deepEqual(rest, WELCOME_OK);
+      assert.deepEqual(servers, CLUSTER);
+    });
+
+    it("entries: unknown fields ignored; an unknown state skips that entry; the copy holds own fields only", () => {
+      const r = decodeServers([
+        { name: "a", urls: ["tcp://h:1"], weight: 9, zone: "eu" },
+        { name: "x", urls: ["tcp://h:2"], state: "evicting" },
+        JSON.parse(`{"name":"p","urls":["tcp://h:3"],"__proto__":{"load":-1,"polluted":true}}`),
+      ]);
+      assert.deepEqual(r.dropped, []);
+      assert.deepEqual(r.welcome.servers, [
+        { name: "a", urls: ["tcp://h:1"] },
+        { name: "p", urls: ["tcp://h:3"] },
+      ]);
+      assert.equal(Object.getPrototypeOf(r.welcome.servers![1]), Object.prototype);
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    });
+
+    it("at the limits: 64 servers of 8 URLs of 512 characters, names of 256", () => {
+      const url = `tcp://${"h".repeat(L.urlMaxChars - 11)}:1234`;
+      assert.equal(url.length, L.urlMaxChars);
+      const big = Array.from({ length: L.serversMax }, (_, i) => ({
+        name: `${i}`.padEnd(L.nameMaxChars, "n"),
+        urls: Array.from({ length: L.urlsMax }, () => url),
+        load: i,
+      }));
+      const r = decodeServers(big);
+      assert.deepEqual(r.dropped, []);
+      assert.deepEqual(r.welcome.servers, big);
+    });
+
+    it("hostile or broken: the whole field is ignored with a reason", () => {
+      const url = "tcp://h:1";
+      dropped(null, /servers must be an array$/);
+      dropped({ a: { urls: [url] } }, /servers must be an array$/);
+      dropped("tcp://h:1", /servers must be an array$/);
+      dropped(
+        Array.from({ length: L.serversMax + 1 }, (_, i) => ({ name: `s${i}`, urls: [url] })),
+        /more than 64 servers \(65\)$/,
+      );
+      dropped([null], /servers\[0\] must be an object$/);
+      dropped([{ name: "a", urls: [url] }, [url]], /servers\[1\] must be an object$/);
+      for (const name of [undefined, "", "n".repeat(L.nameMaxChars + 1), 7, null])
+        dropped([{ name, urls: [url] }], /servers\[0\]\.name must be a string of 1–256 characters$/);
+      for (const urls of [undefined, [], url, Array.from({ length: L.urlsMax + 1 }, () => url), null])
+        dropped([{ name: "a", urls }], /servers\[0\]\.urls must be an array of 1–8 URLs$/);
+      for (const u of ["", "u".repeat(L.urlMaxChars + 1), 5, null, { href: url }])
+        dropped(
+          [{ name: "a", urls: [url, u] }],
+          /servers\[0\]\.urls\[1\] must be a string of 1–512 characters$/,
+        );
+      for (const load of [-1, "3", null, true, -0.5])
+        dropped([{ name: "a", urls: [url], load }], /servers\[0\]\.load must be a non-negative number$/);
+      for (const state of [1, null, ["ready"]])
+        dropped([{ name: "a", urls: [url], state }], /servers\[0\]\.state must be a string$/);
+    });
+
+    it("a huge load (1e308) is a number like any other; the reasons quote nothing the peer sent", () => {
+      assert.deepEqual(readWelcomeServers([{ name: "a", urls: ["x"], load: 1e308 }]), {
+        servers: [{ name: "a", urls: ["x"], load: 1e308 }],
+      });
+      const r = readWelcomeServers([{ name: "\u001b[31mevil\n", urls: ["x"], load: "\n\u2028" }]);
+      assert.ok("error" in r);
+      for (const bad of ["evil", "\n", "\u2028", "\u001b"]) assert.ok(!r.error.includes(bad), r.error);
     });
   });
 
@@ -1190,6 +1364,26 @@ const helloArb: fc.Arbitrary<HelloBody> = fc
   });
 
 const countArb = fc.oneof(fc.nat(100_000), fc.maxSafeNat());
+const serversArb: fc.Arbitrary<WelcomeServers> = fc.array(
+  fc
+    .tuple(
+      textArb(20).filter((n) => n.length > 0),
+      fc.array(
+        textArb(60).filter((u) => u.length > 0),
+        { minLength: 1, maxLength: WELCOME_SERVERS_LIMITS.urlsMax },
+      ),
+      fc.option(fc.oneof(fc.nat(), fc.double({ min: 0, max: 1e9, noNaN: true })), { nil: undefined }),
+      fc.option(fc.constantFrom("ready" as const, "draining" as const), { nil: undefined }),
+    )
+    .map(([name, urls, load, state]) => ({
+      name,
+      urls,
+      ...(load !== undefined ? { load: Object.is(load, -0) ? 0 : load } : {}),
+      ...(state !== undefined ? { state } : {}),
+    })),
+  { maxLength: 5 },
+);
+
 const welcomeArb: fc.Arbitrary<WelcomeBody> = fc
   .tuple(
     textArb(40),
@@ -1201,6 +1395,7 @@ const welcomeArb: fc.Arbitrary<WelcomeBody> = fc
     countArb,
     textArb(20),
     textArb(20),
+    fc.option(serversArb, { nil: undefined }),
   )
   .map(
     ([
@@ -1213,6 +1408,7 @@ const welcomeArb: fc.Arbitrary<WelcomeBody> = fc
       resumeWindowMs,
       name,
       version,
+      servers,
     ]) => ({
       sessionId,
       token,
@@ -1222,6 +1418,7 @@ const welcomeArb: fc.Arbitrary<WelcomeBody> = fc
       heartbeatIntervalMs,
       resumeWindowMs,
       server: { name, version },
+      ...(servers !== undefined ? { servers } : {}),
     }),
   );
 

@@ -16,7 +16,11 @@ import {
   type Payload,
   PayloadKind,
   PROTOCOL_VERSION,
+  WELCOME_SERVERS_LIMITS,
   type WelcomeBody,
+  type WelcomeServer,
+  type WelcomeServerState,
+  type WelcomeServers,
 } from "./frame.js";
 import { oneLine, quote } from "./text.js";
 
@@ -36,6 +40,15 @@ export interface DecodeLimits {
   maxJsonDepth?: number;
   /** Largest HELLO body, in bytes. @default 131072 */
   maxHelloBytes?: number;
+}
+
+/** What `decodeFrame` tells its caller about, besides the frame. */
+export interface DecodeHooks {
+  /**
+   * Told, with a one-line reason, when an optional field is malformed and dropped instead of
+   * failing the frame (WELCOME or CLOSE `servers`): the codec logs nothing itself, so the caller can.
+   */
+  onDropped?: (message: string) => void;
 }
 
 /**
@@ -404,7 +417,7 @@ function decodeHello(o: Record<string, unknown>): HelloBody {
   return hello;
 }
 
-function decodeWelcome(o: Record<string, unknown>): WelcomeBody {
+function decodeWelcome(o: Record<string, unknown>, onDropped?: (message: string) => void): WelcomeBody {
   const server = o.server;
   if (typeof server !== "object" || server === null) throw protocolError("WELCOME.server must be an object");
   const s = server as Record<string, unknown>;
@@ -428,14 +441,69 @@ function decodeWelcome(o: Record<string, unknown>): WelcomeBody {
     }
     welcome.auth = auth;
   }
+  if (o.servers !== undefined) {
+    const read = readWelcomeServers(o.servers);
+    if ("servers" in read) welcome.servers = read.servers;
+    else onDropped?.(`WELCOME.servers ignored: ${read.error}`);
+  }
   return welcome;
 }
 
-function decodeClose(o: Record<string, unknown>): CloseBody {
+const SERVER_STATES = new Set<string>(["ready", "draining"]);
+
+/**
+ * Reads a WELCOME `servers` value (docs/protocol.md §6.2): the checked list, copied field by
+ * field, or why it must be ignored as a whole (wrong shape, or beyond `WELCOME_SERVERS_LIMITS`).
+ * An entry whose `state` is a string this side does not know is skipped, not an error: a later
+ * version may add states, and a server in a state this side cannot judge is no place to go.
+ */
+export function readWelcomeServers(value: unknown): { servers: WelcomeServers } | { error: string } {
+  const L = WELCOME_SERVERS_LIMITS;
+  if (!Array.isArray(value)) return { error: "servers must be an array" };
+  if (value.length > L.serversMax) return { error: `more than ${L.serversMax} servers (${value.length})` };
+  const servers: WelcomeServers = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `servers[${i}]`;
+    const e: unknown = value[i];
+    if (typeof e !== "object" || e === null || Array.isArray(e)) return { error: `${at} must be an object` };
+    const o = e as Record<string, unknown>;
+    const name = o.name;
+    if (typeof name !== "string" || name.length === 0 || name.length > L.nameMaxChars)
+      return { error: `${at}.name must be a string of 1–${L.nameMaxChars} characters` };
+    const urls = o.urls;
+    if (!Array.isArray(urls) || urls.length === 0 || urls.length > L.urlsMax)
+      return { error: `${at}.urls must be an array of 1–${L.urlsMax} URLs` };
+    for (let j = 0; j < urls.length; j++) {
+      const u: unknown = urls[j];
+      if (typeof u !== "string" || u.length === 0 || u.length > L.urlMaxChars)
+        return { error: `${at}.urls[${j}] must be a string of 1–${L.urlMaxChars} characters` };
+    }
+    const server: WelcomeServer = { name, urls: [...(urls as string[])] };
+    if (o.load !== undefined) {
+      if (typeof o.load !== "number" || !Number.isFinite(o.load) || o.load < 0)
+        return { error: `${at}.load must be a non-negative number` };
+      server.load = o.load;
+    }
+    if (o.state !== undefined) {
+      if (typeof o.state !== "string") return { error: `${at}.state must be a string` };
+      if (!SERVER_STATES.has(o.state)) continue;
+      server.state = o.state as WelcomeServerState;
+    }
+    servers.push(server);
+  }
+  return { servers };
+}
+
+function decodeClose(o: Record<string, unknown>, onDropped?: (why: string) => void): CloseBody {
   const code = needString(o, "code", "CLOSE");
   if (!closeCodes.has(code)) throw protocolError(`CLOSE.code ${quote(code, 40)} is unknown`);
   const close: CloseBody = { code: code as CloseBody["code"], message: needString(o, "message", "CLOSE") };
   if (o.retryAfterMs !== undefined) close.retryAfterMs = needCount(o, "retryAfterMs", "CLOSE");
+  if (o.servers !== undefined) {
+    const read = readWelcomeServers(o.servers);
+    if ("servers" in read) close.servers = read.servers;
+    else onDropped?.(`CLOSE.servers ignored: ${read.error}`);
+  }
   return close;
 }
 
@@ -473,9 +541,12 @@ function atLeast(buf: Uint8Array, bodyBytes: number, what: string): void {
 /**
  * Decodes one whole frame. Every malformed shape throws a MusterError with code
  * PROTOCOL_ERROR and a message that says what was wrong. The returned payloads are views
- * into `input` (no copy); their JSON is parsed later, by decodeValue.
+ * into `input` (no copy); their JSON is parsed later, by decodeValue. A malformed optional
+ * field that is dropped rather than refused (WELCOME or CLOSE `servers`) is reported to
+ * `limits.onDropped`, so one object carries a dialer's limits and its hook through layers that
+ * only pass `DecodeLimits` on.
  */
-export function decodeFrame(input: Uint8Array, limits?: DecodeLimits): Frame {
+export function decodeFrame(input: Uint8Array, limits?: DecodeLimits & DecodeHooks): Frame {
   if (input.length < HEADER_BYTES) {
     throw protocolError(`frame truncated: ${input.length} bytes < ${HEADER_BYTES}-byte header`);
   }
@@ -503,9 +574,14 @@ export function decodeFrame(input: Uint8Array, limits?: DecodeLimits): Frame {
       return { type, seq, ack, hello: decodeHello(readJson(buf, B, "HELLO", depth)) };
     }
     case FrameType.WELCOME:
-      return { type, seq, ack, welcome: decodeWelcome(readJson(buf, B, "WELCOME", depth)) };
+      return {
+        type,
+        seq,
+        ack,
+        welcome: decodeWelcome(readJson(buf, B, "WELCOME", depth), limits?.onDropped),
+      };
     case FrameType.CLOSE:
-      return { type, seq, ack, close: decodeClose(readJson(buf, B, "CLOSE", depth)) };
+      return { type, seq, ack, close: decodeClose(readJson(buf, B, "CLOSE", depth), limits?.onDropped) };
     case FrameType.PING:
     case FrameType.PONG:
       exact(buf, 8, type === FrameType.PING ? "PING" : "PONG");

@@ -88,7 +88,43 @@ export interface WelcomeBody {
   server: { name: string; version: string };
   /** A token the server issued to an agent it just enrolled: present it from now on. */
   auth?: string;
+  /**
+   * The cluster's live servers, this one included, for the dialer to spread over and fail over
+   * to (docs/protocol.md §6.2). Absent from a server that is not in a cluster. A receiver drops
+   * the field, and keeps the WELCOME, when it breaks `WELCOME_SERVERS_LIMITS` or its shape.
+   */
+  servers?: WelcomeServers;
 }
+
+/** One server of the cluster, as announced in WELCOME `servers`. */
+export interface WelcomeServer {
+  /** The server's name, as it gives it in WELCOME `server.name`. */
+  name: string;
+  /** Where dialers reach it, one URL per listener (`tcp://host:port`, `wss://…`). */
+  urls: string[];
+  /** The server's load: any non-negative number, lower is less loaded; absent when unknown. */
+  load?: number;
+  /** `draining`: it takes no new sessions (resumes only). Absent: `ready`. */
+  state?: WelcomeServerState;
+}
+
+/** The states a WELCOME `servers` entry can announce. */
+export type WelcomeServerState = "ready" | "draining";
+
+/** The list a WELCOME announces in `servers`. */
+export type WelcomeServers = WelcomeServer[];
+
+/** Bounds of WELCOME `servers`: beyond any of them, a receiver ignores the whole field. */
+export const WELCOME_SERVERS_LIMITS = {
+  /** Entries in the list. */
+  serversMax: 64,
+  /** URLs of one entry (1 to this many). */
+  urlsMax: 8,
+  /** Characters of one URL (1 to this many). */
+  urlMaxChars: 512,
+  /** Characters of an entry's `name` (1 to this many). */
+  nameMaxChars: 256,
+} as const;
 
 /** Why a link or session is closed. Carried in CLOSE frames and in events. */
 export const CloseCode = {
@@ -100,6 +136,11 @@ export const CloseCode = {
   REPLACED: "replaced",
   REJECTED: "rejected",
   SHUTDOWN: "shutdown",
+  /**
+   * The server is draining and hands its sessions over: resume this session on another server
+   * of the cluster (it takes the session over, nothing lost); the link only ends.
+   */
+  MOVED: "moved",
   SLOW_CONSUMER: "slow_consumer",
   /** The server is at a connection limit or admitting handshakes at its set rate: retry after the hint. */
   BUSY: "busy",
@@ -117,6 +158,12 @@ export interface CloseBody {
   message: string;
   /** A hint for the dialer: wait at least this long before the next attempt. */
   retryAfterMs?: number;
+  /**
+   * With `moved` or `shutdown` from a server of a cluster: its servers now, as in WELCOME
+   * `servers`, so that a dialer sent away goes to a server that is up, not to one it heard of
+   * when it connected.
+   */
+  servers?: WelcomeServers;
 }
 
 interface Header {

@@ -1,4 +1,4 @@
-export type { DecodeLimits } from "./codec.js";
+export type { DecodeHooks, DecodeLimits } from "./codec.js";
 export {
   checkLabels,
   checkName,
@@ -7,10 +7,22 @@ export {
   encodeCall,
   encodeFrame,
   encodeValue,
+  readWelcomeServers,
   withAck,
 } from "./codec.js";
 export { describeFrame } from "./describe.js";
-export type { CloseBody, Frame, FrameOf, HelloBody, Payload, PeerRole, WelcomeBody } from "./frame.js";
+export type {
+  CloseBody,
+  Frame,
+  FrameOf,
+  HelloBody,
+  Payload,
+  PeerRole,
+  WelcomeBody,
+  WelcomeServer,
+  WelcomeServerState,
+  WelcomeServers,
+} from "./frame.js";
 export {
   CloseCode,
   FrameType,
@@ -20,5 +32,6 @@ export {
   NAME_LIMITS,
   PayloadKind,
   PROTOCOL_VERSION,
+  WELCOME_SERVERS_LIMITS,
 } from "./frame.js";
 export { LENGTH_PREFIX_BYTES, LengthPrefixDecoder, lengthPrefix } from "./length-prefix.js";

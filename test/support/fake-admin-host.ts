@@ -2,6 +2,7 @@
 // tokens, a list of agents, two caches, and a real RuntimeFlags and ServerMetrics.
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Revocation } from "../../src/auth/revocations.js";
 import { ErrorCode } from "../../src/errors/codes.js";
 import { MusterError } from "../../src/errors/muster-error.js";
 import { isLoopbackAddress } from "../../src/internal/host-port.js";
@@ -31,6 +32,8 @@ export interface FakeAdminHost extends AdminHost {
   /** Makes agents() throw, as a broken host would. */
   breakAgents: boolean;
   state: { logLevel: string; heartbeatMs: number };
+  /** What revoke() was given. */
+  revoked: Revocation[];
   close(): void;
 }
 
@@ -90,6 +93,17 @@ export function fakeAdminHost(
     shutdowns: [],
     cleared: [],
     agentList: o.agents ?? [],
+    servers: () => [
+      {
+        name: "fake",
+        urls: ["ws://127.0.0.1:1"],
+        state: "self",
+        agents: 0,
+        lagMs: 0,
+        version: "0",
+        lastHeartbeatMs: 0,
+      },
+    ],
     breakAgents: false,
     state,
     logger,
@@ -147,9 +161,23 @@ export function fakeAdminHost(
       return out;
     },
     enrolments: () => [],
-    decideEnrolment(_action, name) {
+    async decideEnrolment(_action, name) {
       throw new MusterError(ErrorCode.NOT_FOUND, `no enrolment request from ${name} is waiting`);
     },
+    revocations: () => host.revoked,
+    async revoke(id, reason, who) {
+      const fresh = !host.revoked.some((r) => r.id === id);
+      if (fresh)
+        host.revoked.push({
+          id,
+          at: "2026-01-01T00:00:00.000Z",
+          by: who.subject,
+          source: "memory",
+          ...(reason ? { reason } : {}),
+        });
+      return { id, fresh, reach: "server" };
+    },
+    revoked: [],
     shutdown(who) {
       host.shutdowns.push(who);
       readiness = "draining";
