@@ -16,7 +16,9 @@ import {
   type SystemRef,
 } from "../src/bench/scenarios.js";
 import { runStorm } from "../src/bench/storm.js";
+import { renderCluster, runClusterBench } from "./cluster.js";
 import { renderMicro, runMicro } from "./micro.js";
+import { renderRuns, runRunsBench } from "./runs.js";
 
 const here = (path: string): string => new URL(path, import.meta.url).href;
 const SYSTEMS: SystemRef[] = [
@@ -28,7 +30,7 @@ const SYSTEMS: SystemRef[] = [
   { name: "grpc", module: here("./systems/grpc.js") },
 ];
 
-const ALL_SCENARIOS = [...SCENARIOS, "micro"] as const;
+const ALL_SCENARIOS = [...SCENARIOS, "micro", "cluster", "runs"] as const;
 const USAGE = `usage: npm run bench -- [--quick] [--scenarios ${ALL_SCENARIOS.join(",")}]
                         [--systems ${SYSTEMS.map((s) => s.name).join(",")}]
                         [--sizes 64,4096] [--out FILE] [--json FILE]`;
@@ -71,7 +73,7 @@ if (args.values.help) {
 }
 const quick = args.values.quick!;
 const wanted = list(args.values.scenarios, ALL_SCENARIOS, "scenario");
-const scenarios = wanted.filter((s): s is ScenarioName => s !== "micro");
+const scenarios = wanted.filter((s): s is ScenarioName => s !== "micro" && s !== "cluster" && s !== "runs");
 const systemNames = list(
   args.values.systems,
   SYSTEMS.map((s) => s.name),
@@ -111,10 +113,29 @@ if (wanted.includes("micro")) {
   micro = renderMicro(await runMicro({ quick, log: (l) => console.log(`  ${l}`) }));
 }
 
+let cluster = "";
+if (wanted.includes("cluster")) {
+  const r = await runClusterBench({ quick, log: (l) => console.log(l) });
+  if (r !== undefined) {
+    cluster = renderCluster(r);
+    console.log(
+      `cluster: fan-out to ${r.agents} agents, median ${r.oneServer.p50.toFixed(1)} ms on one server, ${r.threeServers.p50.toFixed(1)} ms over three servers; ${r.natsMessagesPerFanOut.toFixed(1)} NATS messages per fan-out; a call to an agent on another server adds ${Math.round(r.remoteCall.p50 - r.localCall.p50)} µs`,
+    );
+  }
+}
+
+let runs = "";
+if (wanted.includes("runs")) {
+  console.log("runs: the coordinator's merge and an instance's stats recording");
+  runs = renderRuns(await runRunsBench({ quick, log: (l) => console.log(`  ${l}`) }));
+}
+
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
 const markdown =
   renderResults(rows, command, new Date()) +
-  (micro ? `\n## Micro-benchmarks (codec, replay buffer; one process)\n\n${micro}\n` : "");
+  (micro ? `\n## Micro-benchmarks (codec, replay buffer; one process)\n\n${micro}\n` : "") +
+  (cluster ? `\n## Cluster: three servers sharing one fleet over NATS\n\n${cluster}\n` : "") +
+  (runs ? `\n## Coordinated runs: merging and recording statistics\n\n${runs}\n` : "");
 if (out) writeFileSync(out, `${markdown}\n`);
 if (args.values.json) writeFileSync(args.values.json, `${JSON.stringify(rows, null, 2)}\n`);
 console.log("");

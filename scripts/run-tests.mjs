@@ -1,14 +1,36 @@
 #!/usr/bin/env node
-// Finds every compiled test file under dist/ and runs them with node's test runner.
-// Node 20's `--test` takes no globs, so the list is built here.
+// Runs every compiled test file under dist/ (or under the folders given) with node's test
+// runner (or the files and folders given), one process group per file, two files at a time. Each file has a deadline: a file
+// that is still running when it passes (a hung test, or a handle that keeps its process alive
+// after its tests ended) is killed with everything it started, and reported as failed by name,
+// so one stuck file can never hold the whole suite. A file's output is printed whole when it
+// ends; a summary of every file comes last.
+//
+//   node scripts/run-tests.mjs [file or dir…] [--file-timeout=SECONDS] [--jobs=N] [node --test flags…]
 import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-const roots = process.argv.slice(2).filter((a) => !a.startsWith("-"));
-const flags = process.argv.slice(2).filter((a) => a.startsWith("-"));
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const a = args.find((x) => x.startsWith(`--${name}=`));
+  return a === undefined ? fallback : Number(a.slice(name.length + 3));
+};
+const fileTimeoutS = option("file-timeout", Number(process.env.MUSTER_TEST_FILE_TIMEOUT ?? 600));
+const jobs = option("jobs", 2);
+if (!(fileTimeoutS > 0) || !(jobs >= 1)) {
+  console.error("run-tests: --file-timeout and --jobs take positive numbers");
+  process.exit(2);
+}
+const roots = args.filter((a) => !a.startsWith("-"));
+const flags = args.filter((a) => a.startsWith("-") && !/^--(file-timeout|jobs)=/.test(a));
+
 const files = [];
 function walk(dir) {
+  if (!statSync(dir).isDirectory()) {
+    files.push(dir);
+    return;
+  }
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) walk(p);
@@ -21,9 +43,97 @@ if (files.length === 0) {
   console.error("run-tests: no test files found");
   process.exit(1);
 }
-const child = spawn(
-  process.execPath,
-  ["--enable-source-maps", "--test", "--test-concurrency=2", ...flags, ...files],
-  { stdio: "inherit" },
-);
-child.on("exit", (code, signal) => process.exit(signal ? 1 : (code ?? 1)));
+
+const COUNTS = ["tests", "pass", "fail", "cancelled", "skipped", "todo"];
+const running = new Set();
+const results = [];
+const started = Date.now();
+
+function runFile(file) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const child = spawn(
+      process.execPath,
+      ["--enable-source-maps", "--test", "--test-reporter=tap", ...flags, file],
+      { stdio: ["ignore", "pipe", "pipe"], detached: true },
+    );
+    running.add(child);
+    const chunks = [];
+    child.stdout.on("data", (c) => chunks.push(c));
+    child.stderr.on("data", (c) => chunks.push(c));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child);
+    }, fileTimeoutS * 1000);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      // Whatever the file started and left behind goes with it.
+      killGroup(child);
+      const out = Buffer.concat(chunks).toString("utf8");
+      const counts = {};
+      for (const k of COUNTS) {
+        const m = out.match(new RegExp(`^# ${k} (\\d+)$`, "m"));
+        counts[k] = m ? Number(m[1]) : 0;
+      }
+      const failed = [...out.matchAll(/^\s*not ok \d+ - (.*)$/gm)]
+        .map((m) => m[1])
+        .filter((t) => !/# (TODO|SKIP)\b/.test(t));
+      const ok = !timedOut && code === 0;
+      resolve({ file, ok, code, signal, timedOut, seconds: (Date.now() - t0) / 1000, counts, failed, out });
+    });
+  });
+}
+
+function killGroup(child) {
+  try {
+    process.kill(-child.pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    for (const c of running) killGroup(c);
+    process.exit(130);
+  });
+}
+
+let next = 0;
+async function worker() {
+  while (next < files.length) {
+    const file = files[next++];
+    const r = await runFile(file);
+    results.push(r);
+    process.stdout.write(r.out.endsWith("\n") ? r.out : `${r.out}\n`);
+    const verdict = r.timedOut
+      ? `KILLED: still running after ${fileTimeoutS} s`
+      : r.ok
+        ? "ok"
+        : `FAILED (exit ${r.code ?? r.signal})`;
+    process.stdout.write(
+      `# [${results.length}/${files.length}] ${r.file}: ${verdict}, ${r.counts.pass} passed, ` +
+        `${r.counts.fail} failed, ${r.counts.todo} todo, ${r.counts.skipped} skipped, ${r.seconds.toFixed(1)} s\n`,
+    );
+  }
+}
+await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
+
+const total = Object.fromEntries(COUNTS.map((k) => [k, results.reduce((n, r) => n + r.counts[k], 0)]));
+const bad = results.filter((r) => !r.ok);
+console.log("\n# ---- summary ----");
+console.log(`# files ${results.length}, failed ${bad.length}`);
+for (const k of COUNTS) console.log(`# ${k} ${total[k]}`);
+console.log(`# duration_s ${((Date.now() - started) / 1000).toFixed(1)}`);
+for (const r of results
+  .slice()
+  .sort((a, b) => b.seconds - a.seconds)
+  .slice(0, 5))
+  console.log(`# slowest: ${r.file} ${r.seconds.toFixed(1)} s`);
+for (const r of bad) {
+  const why = r.timedOut ? `killed after ${fileTimeoutS} s` : `exit ${r.code ?? r.signal}`;
+  console.log(`# FAILED ${r.file} (${why})${r.failed.length > 0 ? `: ${r.failed.join("; ")}` : ""}`);
+}
+process.exit(bad.length === 0 ? 0 : 1);

@@ -7,6 +7,7 @@ export {
   createAgent,
   type MusterAgent,
 } from "./agent/create-agent.js";
+export { DEFAULT_SERVER_ORDER, type KnownServer, type ServerOrder } from "./agent/server-list.js";
 export {
   type AuthKey,
   defaultKeyPath,
@@ -26,6 +27,9 @@ export {
   type TokenRole,
   verifyToken,
 } from "./auth/tokens.js";
+export type { BucketOptions, BusMessage, BusStatus, ClusterBus, KvBucket, KvEntry } from "./cluster/bus.js";
+export { MemoryBackplane, type MemoryClusterBus } from "./cluster/memory-bus.js";
+export { connectNatsBus, type NatsBusOptions } from "./cluster/nats-bus.js";
 export { ErrorCode } from "./errors/codes.js";
 export { type ErrorBody, MusterError } from "./errors/muster-error.js";
 // --- Extension points: transports and the clock ------------------------------------------
@@ -59,10 +63,16 @@ export type {
 } from "./rpc/types.js";
 export type { AdminIdentity, Readiness } from "./server/admin-host.js";
 export type { Identity, IdentityRole, ServerAuthOptions } from "./server/auth-gate.js";
-export { createServer, type DrainResult, type MusterServer } from "./server/create-server.js";
+export {
+  createServer,
+  type DrainResult,
+  type HandoffResult,
+  type MusterServer,
+} from "./server/create-server.js";
 export type { EnrolmentRequest } from "./server/enrolment.js";
 export type { FlagInfo, FlagSource, RuntimeFlags } from "./server/flags.js";
-export type { ServerOptions } from "./server/options.js";
+export type { ClusterOptions, ServerOptions } from "./server/options.js";
+export type { ServerInfo } from "./server/server-info.js";
 export { createMemoryPair, MemoryNetwork, type MemoryTransportEnd } from "./transport/memory.js";
 export type {
   Listener,

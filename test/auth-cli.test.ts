@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -183,7 +183,8 @@ describe("authentication and operations through the real CLI", () => {
     });
 
     // SIGTERM during a call: the call finishes, then the server exits 0.
-    const call = start(["call", "web-1", "slow", "1500", "--server", ws, "--timeout", "8s"]);
+    // Long enough to be seen in flight by a `muster agents` that starts on a loaded machine.
+    const call = start(["call", "web-1", "slow", "5000", "--server", ws, "--timeout", "8s"]);
     await eventually("the call in flight", async () =>
       (await list()).find((a) => a.name === "web-1" && a.pendingCalls === 1),
     );
@@ -271,9 +272,22 @@ describe("authentication and operations through the real CLI", () => {
     const server = start(["server", "--listen", ws, "--approve", "--admin", "127.0.0.1:0", "--log-json"]);
     await server.waitFor(/admin on (http:\/\/\S+)/);
     const admin = /admin on (http:\/\/\S+)/.exec(server.out)![1]!;
-    const file = join(home, "edge.token");
-    writeFileSync(file, await create(["--name", "edge-*", "--role", "enrol", "--label", "zone=eu"]));
-    const agent = start(["agent", "--server", ws, "--name", "edge-1", "--token-file", file, "--log-json"]);
+    const enrolFile = join(home, "enrol.token");
+    const enrol = await create(["--name", "edge-*", "--role", "enrol", "--label", "zone=eu"]);
+    writeFileSync(enrolFile, enrol);
+    const file = join(home, "edge-1.token");
+    const agent = start([
+      "agent",
+      "--server",
+      ws,
+      "--name",
+      "edge-1",
+      "--enrol-token-file",
+      enrolFile,
+      "--token-file",
+      file,
+      "--log-json",
+    ]);
     await agent.waitFor("pending: waiting for an operator to accept edge-1");
     const listed = await cli(["agents", "--server", ws]);
     assert.match(listed.out, /edge-1\s+zone=eu\s+pending/);
@@ -286,6 +300,22 @@ describe("authentication and operations through the real CLI", () => {
     const issued = decodeTokenUnverified(readFileSync(file, "utf8").trim());
     assert.equal(issued.role, "agent");
     assert.equal(issued.subject, "edge-1");
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal(readFileSync(enrolFile, "utf8"), enrol, "the shared enrol token is never written to");
+    // A second agent with the same enrol token asks to join too: it is not refused.
+    const second = start([
+      "agent",
+      "--server",
+      ws,
+      "--name",
+      "edge-2",
+      "--enrol-token-file",
+      enrolFile,
+      "--token-file",
+      join(home, "edge-2.token"),
+    ]);
+    await second.waitFor("pending: waiting for an operator to accept edge-2");
+    second.child.kill("SIGKILL");
     const ping = await cli(["call", "edge-1", "sys.ping", "--server", ws]);
     assert.equal(ping.code, 0, ping.err);
     // muster shutdown: a graceful drain through the admin API; the process exits 0.

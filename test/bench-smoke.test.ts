@@ -60,6 +60,11 @@ describe("benchmarks (smoke)", { timeout: 600_000 }, () => {
         );
       }
       assert.match(out, /0 failed/);
+      // Three servers over a real nats-server (skipped, saying so, where there is none).
+      assert.match(
+        out,
+        /cluster: (fan-out to 150 agents, median [\d.]+ ms on one server, [\d.]+ ms over three servers|skipped, nats-server is not installed)/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

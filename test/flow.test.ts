@@ -6,7 +6,7 @@ import { ManualClock } from "../src/internal/clock.js";
 import { silentLogger } from "../src/internal/logger.js";
 import { RpcEndpoint } from "../src/rpc/endpoint.js";
 import type { CallContext } from "../src/rpc/types.js";
-import { decodeFrame, encodeCall, encodeValue } from "../src/wire/codec.js";
+import { decodeFrame, encodeCall, encodeFrame, encodeValue } from "../src/wire/codec.js";
 import { FrameType } from "../src/wire/frame.js";
 import { fleet, until } from "./support/fleet.js";
 
@@ -122,6 +122,27 @@ describe("deadlines of incoming calls", () => {
     assert.equal(ep.runningIncoming, 0, "both expired: the limit is free again");
     ep.receive(call(4, "hang", 100));
     assert.equal(ep.runningIncoming, 1);
+  });
+
+  it("a CANCEL at the call's deadline (the caller's timer, ahead of ours by a transit) aborts with DEADLINE_EXCEEDED; an earlier one with CANCELLED", () => {
+    const clock = new ManualClock();
+    const { ep, handlers } = endpoint(clock, []);
+    const reasons: string[] = [];
+    handlers.set("wait", (_req, ctx) => {
+      ctx.signal.addEventListener("abort", () => reasons.push((ctx.signal.reason as MusterError).code));
+      return new Promise(() => {});
+    });
+    ep.receive(call(1, "wait", 1000));
+    clock.advance(990); // the caller's deadline came first: its CANCEL arrives before ours
+    const cancel = (id: number) =>
+      decodeFrame(encodeFrame({ type: FrameType.CANCEL, seq: 1, ack: 0, id })) as Parameters<
+        typeof ep.receive
+      >[0];
+    ep.receive(cancel(1));
+    ep.receive(call(2, "wait", 1000));
+    clock.advance(100);
+    ep.receive(cancel(2));
+    assert.deepEqual(reasons, ["DEADLINE_EXCEEDED", "CANCELLED"]);
   });
 
   it("a handler that reads its signal sees it abort exactly at the deadline, without a tick", () => {

@@ -1,4 +1,4 @@
-// `muster status`, `muster flags` and `muster shutdown` as a user runs them, against the admin
+// `muster status`, `muster flags`, `muster shutdown` and `muster token revoke --server` as a user runs them, against the admin
 // API served over a fake AdminHost: output, exit statuses, refusals and an unreachable server.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -68,9 +68,9 @@ describe("muster status, flags and shutdown", () => {
     assert.match(r.out, /^admin {6}http:\/\/127\.0\.0\.1:\d+\nhealth {5}ok\nreadiness {2}ready\n/);
     assert.match(r.out, new RegExp(`^version    \\d+\\.\\d+\\.\\d+.*, Node ${process.versions.node}$`, "m"));
     assert.match(r.out, /^agents {5}3: 2 connected, 1 offline$/m);
-    assert.match(r.out, /^FLAG +VALUE +SOURCE +DESCRIPTION$/m);
-    assert.match(r.out, /^log-level +info +option +least severe log level written$/m);
-    assert.match(r.out, /^heartbeat-interval +5s +default +PING interval on idle links$/m);
+    assert.match(r.out, /^FLAG +VALUE +SCOPE +SOURCE +DESCRIPTION$/m);
+    assert.match(r.out, /^log-level +info +server +option +least severe log level written$/m);
+    assert.match(r.out, /^heartbeat-interval +5s +server +default +PING interval on idle links$/m);
   });
 
   it("status --json, with the token from $MUSTER_TOKEN and the URL from $MUSTER_ADMIN", async () => {
@@ -145,8 +145,8 @@ describe("muster status, flags and shutdown", () => {
       file,
     ]);
     assert.equal(set.code, 0, set.err);
-    assert.match(set.out, /^log-level +debug +api /m);
-    assert.match(set.out, /^heartbeat-interval +2s +api /m);
+    assert.match(set.out, /^log-level +debug +server +api by ada /m);
+    assert.match(set.out, /^heartbeat-interval +2s +server +api by ada /m);
     assert.deepEqual(host.state, { logLevel: "debug", heartbeatMs: 2000 });
     // Options before the subcommand's name count too.
     const before = await muster(["flags", "--admin", url, "--token", TOKENS.admin, "set", "log-level=info"]);
@@ -192,6 +192,53 @@ describe("muster status, flags and shutdown", () => {
       /403 permission_denied: PUT \/api\/flags needs the admin role; olga has the operator role/,
     );
     assert.equal(host.state.logLevel, "info");
+  });
+
+  it("token revoke --server revokes through the admin API (admin), sending the id only", async () => {
+    const r = await muster([
+      "token",
+      "revoke",
+      "Qm9vYmFyYmF6cXV4MTIz",
+      "--server",
+      url,
+      "--token",
+      TOKENS.admin,
+      "--reason",
+      "lost",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, `revoked token Qm9vYmFyYmF6cXV4MTIz through ${url}: in force on that server\n`);
+    assert.deepEqual(
+      host.revoked.map((x) => [x.id, x.reason, x.by]),
+      [["Qm9vYmFyYmF6cXV4MTIz", "lost", "ada"]],
+    );
+    const again = await muster(["token", "revoke", "Qm9vYmFyYmF6cXV4MTIz", "--server", url], {
+      MUSTER_TOKEN: TOKENS.admin,
+    });
+    assert.equal(again.code, 0, again.err);
+    assert.equal(
+      again.out,
+      `token Qm9vYmFyYmF6cXV4MTIz was already revoked on ${url}; in force on that server\n`,
+    );
+    const operator = await muster(["token", "revoke", "abc", "--server", url, "--token", TOKENS.operator]);
+    assert.equal(operator.code, 1);
+    assert.match(operator.err, /POST \/api\/revocations: 403 permission_denied: .*needs the admin role/);
+    const both = await muster([
+      "token",
+      "revoke",
+      "abc",
+      "--server",
+      url,
+      "--revocations",
+      join(home, "r.txt"),
+    ]);
+    assert.equal(both.code, 2);
+    assert.match(both.err, /--revocations is the file mode, --server the server's: give one/);
+    const keyOnly = await muster(["token", "revoke", "abc", "--key", join(home, "nokey")]);
+    assert.equal(keyOnly.code, 2);
+    assert.match(keyOnly.err, /--token-file and --key go with --server/);
+    const down = await muster(["token", "revoke", "abc", "--server", `127.0.0.1:${await freePort()}`]);
+    assert.equal(down.code, 3);
   });
 
   it("shutdown asks for a drain (admin)", async () => {

@@ -158,6 +158,27 @@ describe("muster token", () => {
     );
   });
 
+  it("create --out writes the token with mode 0600, never replacing a file without --force", async () => {
+    assert.equal((await muster("keygen")).code, 0);
+    const file = join(home, "web-1.token");
+    const made = await muster("create", "--name", "web-1", "--role", "agent", "--out", file);
+    assert.equal(made.code, 0, made.err);
+    assert.equal(made.out, "", "nothing on standard output");
+    assert.match(made.err, /token written to .*web-1\.token \(mode 0600\), id /);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const token = readFileSync(file, "utf8").trim();
+    assert.equal(decodeTokenUnverified(token).subject, "web-1");
+    const again = await muster("create", "--name", "web-2", "--role", "agent", "--out", file);
+    assert.equal(again.code, 2);
+    assert.match(again.err, /--out: .*web-1\.token exists: give another file, or --force to replace it/);
+    assert.equal(readFileSync(file, "utf8").trim(), token, "the file is untouched");
+    writeFileSync(file, "old", { mode: 0o644 });
+    const forced = await muster("create", "--name", "web-2", "--role", "agent", "--out", file, "--force");
+    assert.equal(forced.code, 0, forced.err);
+    assert.equal(decodeTokenUnverified(readFileSync(file, "utf8").trim()).subject, "web-2");
+    assert.equal(statSync(file).mode & 0o777, 0o600, "a replaced file is 0600 too");
+  });
+
   it("keygen refuses to overwrite without --force; --force makes a new key", async () => {
     const first = await muster("keygen");
     const fingerprint = loadKeyFile(join(home, "auth.key")).fingerprint;

@@ -3,6 +3,7 @@ import { type Command, Option } from "commander";
 import type { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
 import type { Logger } from "../internal/logger.js";
+import { formatDurationMs } from "../server/flags.js";
 import type { TextHooks } from "../text/service.js";
 import { parseTextAddress } from "../text/url.js";
 import type { TlsClientOptions } from "../transport/types.js";
@@ -11,6 +12,50 @@ import { collectList, parseBytes, parseCount, parseDuration, parseLogLevel } fro
 
 /** Default server for operator commands: $MUSTER_SERVER or the local WebSocket port. */
 export const DEFAULT_SERVER_URL = process.env.MUSTER_SERVER ?? "ws://127.0.0.1:33075";
+
+/**
+ * Aborted when standard output's reader goes away (`muster call … | head -1`): commands that
+ * stream output cancel what they have in flight, and the CLI ends quietly, as `cat` does.
+ */
+const stdoutClosed = new AbortController();
+export const stdoutGone: AbortSignal = stdoutClosed.signal;
+
+/** Installs the EPIPE handling of standard output (once, at start). */
+export function handleClosedStdout(): void {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    if (stdoutClosed.signal.aborted) return;
+    stdoutClosed.abort();
+    // Whatever a command still does after cancelling (closing its session) gets a moment.
+    setTimeout(() => process.exit(EXIT.OK), 1000).unref();
+  });
+}
+
+/** `1048576` → `1MiB`, `131072` → `128KiB`: the largest unit that shows `bytes` exactly. */
+export function formatBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ["GiB", 2 ** 30],
+    ["MiB", 2 ** 20],
+    ["KiB", 2 ** 10],
+  ] as const)
+    if (bytes !== 0 && bytes % size === 0) return `${bytes / size}${unit}`;
+  return `${bytes}`;
+}
+
+/**
+ * Shows every numeric default of a duration or size option in the unit the option takes
+ * (`5s`, `1MiB`), in this command and all its subcommands: `--help` shows what can be typed.
+ */
+export function describeDefaults(cmd: Command): void {
+  for (const o of cmd.options) {
+    if (typeof o.defaultValue !== "number" || o.defaultValueDescription !== undefined) continue;
+    // Known by the value they take: every duration flag says <duration>, every size <size>.
+    if (o.flags.includes("<duration>"))
+      o.defaultValueDescription = o.defaultValue === 0 ? "0" : formatDurationMs(o.defaultValue);
+    else if (o.flags.includes("<size>")) o.defaultValueDescription = formatBytes(o.defaultValue);
+  }
+  for (const sub of cmd.commands) describeDefaults(sub);
+}
 
 /** Exit statuses of the CLI. */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, INTERRUPTED: 130 } as const;

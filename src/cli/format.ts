@@ -1,6 +1,7 @@
 import type { AgentInfo } from "../presence/presence.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
 import type { EnrolmentRequest } from "../server/enrolment.js";
+import type { ServerInfo } from "../server/server-info.js";
 
 /** Renders rows as a table with a header; columns are padded to their widest cell. */
 export function table(header: string[], rows: string[][]): string {
@@ -22,16 +23,21 @@ export function ago(epochMs: number, now = Date.now()): string {
   return `${Math.floor(s / 86400)}d ago`;
 }
 
+/** Agents, one row each; a SERVER column when any is in a cluster. */
 export function agentsTable(agents: AgentInfo[], now = Date.now()): string {
+  const clustered = agents.some((a) => a.server !== undefined);
+  const header = ["NAME", "LABELS", "STATE", "ADDRESS", "VERSION", "CONNECTED SINCE", "LAST SEEN"];
+  if (clustered) header.splice(3, 0, "SERVER");
   return table(
-    ["NAME", "LABELS", "STATE", "ADDRESS", "VERSION", "CONNECTED SINCE", "LAST SEEN"],
+    header,
     agents.map((a) => [
       a.name,
       Object.entries(a.labels)
         .map(([k, v]) => `${k}=${v}`)
         .join(",") || "-",
       a.state,
-      `${a.transport} ${a.address}`,
+      ...(clustered ? [a.server ?? "-"] : []),
+      a.transport === "" ? "-" : `${a.transport} ${a.address}`,
       a.version,
       new Date(a.connectedSince).toISOString().replace(/\.\d+Z$/, "Z"),
       ago(a.lastSeen, now),
@@ -39,13 +45,41 @@ export function agentsTable(agents: AgentInfo[], now = Date.now()): string {
   );
 }
 
+/** The servers of a cluster, one row each. */
+export function serversTable(servers: ServerInfo[]): string {
+  return table(
+    ["NAME", "STATE", "AGENTS", "LAG", "VERSION", "LAST HEARTBEAT", "URLS"],
+    servers.map((s) => [
+      s.name,
+      s.state,
+      String(s.agents),
+      `${s.lagMs} ms`,
+      s.version,
+      s.state === "self" ? "-" : `${(s.lastHeartbeatMs / 1000).toFixed(1)}s ago`,
+      s.urls.join(" "),
+    ]),
+  );
+}
+
 /** Waiting enrolment requests, one row each: two rows for one name are a conflict to settle. */
 export function enrolmentsTable(requests: EnrolmentRequest[], now = Date.now()): string {
+  // In a cluster, the server each agent dialed (where it waits, and is issued its token).
+  const clustered = requests.some((r) => r.server !== undefined);
   return table(
-    ["NAME", "FINGERPRINT", "ADDRESS", "LABELS", "FIRST SEEN", "LAST SEEN", ""],
+    [
+      "NAME",
+      "FINGERPRINT",
+      ...(clustered ? ["SERVER"] : []),
+      "ADDRESS",
+      "LABELS",
+      "FIRST SEEN",
+      "LAST SEEN",
+      "",
+    ],
     requests.map((r) => [
       r.name,
       r.fingerprint,
+      ...(clustered ? [r.server ?? "-"] : []),
       r.address,
       Object.entries(r.labels)
         .map(([k, v]) => `${k}=${v}`)
@@ -68,8 +102,11 @@ function clip(s: string, max = 160): string {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
-/** One line per outcome; `nameWidth` aligns the columns of a fan-out. */
-export function outcomeLine(o: CallOutcome, nameWidth: number): string {
+/**
+ * One line per outcome; `nameWidth` aligns the columns of a fan-out. With `clipAt` (on a
+ * terminal), a long value or error is cut there with "…"; piped, it is always whole.
+ */
+export function outcomeLine(o: CallOutcome, nameWidth: number, clipAt?: number): string {
   const status = STATUS_TEXT[o.status].padEnd(13);
   const took = o.status === "not_connected" ? "".padStart(9) : `${o.durationMs.toFixed(1)}ms`.padStart(9);
   const detail =
@@ -78,7 +115,8 @@ export function outcomeLine(o: CallOutcome, nameWidth: number): string {
         ? ""
         : JSON.stringify(o.value)
       : `${o.error?.code ?? ""} ${o.error?.message ?? ""}`.trim();
-  return `${o.agent.padEnd(nameWidth)}  ${status} ${took}  ${clip(detail)}`.trimEnd();
+  const shown = clipAt === undefined ? detail : clip(detail, clipAt);
+  return `${o.agent.padEnd(nameWidth)}  ${status} ${took}  ${shown}`.trimEnd();
 }
 
 export function summaryLine(s: OutcomeSummary): string {

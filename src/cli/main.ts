@@ -6,11 +6,14 @@ import { registerBench } from "./commands/bench.js";
 import { registerChaosProxy } from "./commands/chaos-proxy.js";
 import { registerNumbers, registerNumbersClient } from "./commands/numbers.js";
 import { registerOperatorCommands } from "./commands/operator.js";
+import { registerRun } from "./commands/run.js";
 import { registerServer } from "./commands/server.js";
 import { registerSignal } from "./commands/signal.js";
 import { registerStatusCommands } from "./commands/status.js";
 import { registerToken } from "./commands/token.js";
-import { EXIT } from "./common.js";
+import { describeDefaults, EXIT, handleClosedStdout } from "./common.js";
+
+handleClosedStdout();
 
 const program = new Command("muster")
   .description("a control plane for fleets of agents")
@@ -21,6 +24,7 @@ const program = new Command("muster")
 registerServer(program);
 registerAgent(program);
 registerOperatorCommands(program);
+registerRun(program);
 registerBench(program);
 registerChaosProxy(program);
 registerNumbers(program);
@@ -28,6 +32,8 @@ registerNumbersClient(program);
 registerSignal(program);
 registerStatusCommands(program);
 registerToken(program);
+
+describeDefaults(program);
 
 program.addHelpText(
   "after",
@@ -39,6 +45,7 @@ Examples:
   muster call web-1 sys.info
   muster call 'role=web' sys.ping --timeout 3s
   muster call all sys.info --json
+  muster run setup.yaml read-only.yaml -p rows=10k --dsn "root@tcp(127.0.0.1:3306)/bench"
   muster bench --scenarios rtt,pipe --transports tcp
   muster stream web-1 tail '{"from":100}' --json
   muster chaos-proxy --target 127.0.0.1:33076 --latency 50ms --cut-every 10s --seed 42

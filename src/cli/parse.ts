@@ -128,3 +128,27 @@ export function parseBytes(text: string): number {
   if (!Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`size "${text}" is too large`);
   return bytes;
 }
+
+/** The schemes the CLI dials a server with. */
+export const CLI_SCHEMES = ["ws", "wss", "tcp", "tls"] as const;
+
+/**
+ * A server URL from the command line: `host:port` (no scheme) means `ws://host:port`, as
+ * `--admin host:port` does; a scheme other than ws, wss, tcp or tls is a usage error saying
+ * which work.
+ */
+export function parseServerUrl(text: string): string {
+  const t = text.trim();
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(t)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    if (/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(t)) return `ws://${t}`;
+    throw new InvalidArgumentError(
+      `"${text}" is not a server URL: give ws://host:port, wss://host:port, tcp://host:port or tls://host:port (host:port alone means ws://)`,
+    );
+  }
+  if (!(CLI_SCHEMES as readonly string[]).includes(scheme))
+    throw new InvalidArgumentError(
+      `${scheme}:// is not a scheme the command line dials: give ${CLI_SCHEMES.map((s) => `${s}://`).join(", ")}`,
+    );
+  return t;
+}

@@ -1,13 +1,17 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { type Command, Option } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { createAgent } from "../../agent/create-agent.js";
+import { DEFAULT_SERVER_ORDER, type ServerOrder } from "../../agent/server-list.js";
 import { decodeTokenUnverified } from "../../auth/tokens.js";
 import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
+import type { Logger } from "../../internal/logger.js";
 import type { StreamHandler } from "../../rpc/stream.js";
 import type { Handler } from "../../rpc/types.js";
+import type { StageKind } from "../../run/agent-runs.js";
+import type { RunHandler } from "../../run/generic/handler-stage.js";
 import type { Handler as TextHandler } from "../../text/dispatcher.js";
 import { listenTextAll, type TextListener } from "../../text/endpoint.js";
 import { localOnlyGuard } from "../../text/guard.js";
@@ -29,7 +33,7 @@ import {
   withLogOptions,
   withTextOptions,
 } from "../common.js";
-import { collectList, parseDuration, parseLabel } from "../parse.js";
+import { collectList, parseDuration, parseLabel, parseServerUrl } from "../parse.js";
 
 interface AgentFlags extends LogFlags, TextFlags {
   server?: string[];
@@ -42,8 +46,26 @@ interface AgentFlags extends LogFlags, TextFlags {
   heartbeat?: number;
   token?: string;
   tokenFile?: string;
+  enrolTokenFile?: string;
   maxFrame: number;
   maxJsonDepth: number;
+  serverOrder: ServerOrder;
+  runs: StageKind[];
+}
+
+/** `--runs`: the kinds of stage this agent runs for `muster run --server`, or none. */
+function parseRunKinds(text: string): StageKind[] {
+  const kinds = text
+    .split(",")
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
+  if (kinds.length === 1 && kinds[0] === "none") return [];
+  for (const k of kinds)
+    if (k !== "sql" && k !== "exec" && k !== "handler")
+      throw new InvalidArgumentError(
+        `"${k}" is not a kind of stage: give sql, exec and handler, comma-separated, or none`,
+      );
+  return kinds as StageKind[];
 }
 
 /**
@@ -97,14 +119,28 @@ export function registerAgent(program: Command): void {
             .description("run an agent: dial the server, stay connected for ever, answer its calls")
             .option(
               "--server <url>",
-              `server URL, repeatable or comma-separated; tried in turn (default ${DEFAULT_SERVER_URL})`,
+              `server URL, repeatable or comma-separated; tried as --server-order says (default ${DEFAULT_SERVER_URL})`,
               collectList,
+            )
+            .addOption(
+              new Option(
+                "--server-order <order>",
+                "shuffle: start at a random --server and try them in a random order, so that agents spread over the servers; ordered: the first --server first, then in turn",
+              )
+                .choices(["shuffle", "ordered"])
+                .default(DEFAULT_SERVER_ORDER),
             )
             .option("--name <name>", "unique agent name (default: host name)")
             .option("--label <key=value>", "a label, repeatable", parseLabel, {})
             .option(
               "--handlers <file>",
               "ES module whose exported functions become methods, async generator functions streams, and an exported `text` object's functions text commands",
+            )
+            .option(
+              "--runs <kinds>",
+              "the stages of coordinated runs (muster run --server) this agent takes part in: sql, exec, handler (comma-separated), or none; exec runs any command the run sends",
+              parseRunKinds,
+              ["sql", "handler"],
             )
             .option(
               "--reconnect-max <duration>",
@@ -125,7 +161,11 @@ export function registerAgent(program: Command): void {
             )
             .option(
               "--token-file <file>",
-              "read the token from this file before every attempt; a token issued at enrolment is written back to it",
+              "read the agent's token from this file before every attempt; a token issued at enrolment is written to it (mode 0600)",
+            )
+            .option(
+              "--enrol-token-file <file>",
+              "an enrol token (shared by the agents that may join), read only: presented until the server issues this agent a token of its own, which goes to --token-file",
             ),
         ),
       ),
@@ -139,21 +179,33 @@ export function registerAgent(program: Command): void {
     const tls = dialTlsFrom(flags);
     if (flags.token !== undefined && flags.tokenFile !== undefined)
       fail("--token (or $MUSTER_TOKEN) and --token-file both give a token: give one", EXIT.USAGE);
-    const readToken = (): string | undefined => {
-      if (flags.tokenFile === undefined) return flags.token?.trim() || undefined;
+    if (flags.enrolTokenFile !== undefined && flags.tokenFile === undefined)
+      fail("--enrol-token-file needs --token-file: where the token issued at enrolment is kept", EXIT.USAGE);
+    const readFile = (file: string, flag: string, quiet: boolean): string | undefined => {
       try {
-        return readFileSync(flags.tokenFile, "utf8").trim() || undefined;
+        return readFileSync(file, "utf8").trim() || undefined;
       } catch (err) {
-        logger.error(
-          { file: flags.tokenFile, err: (err as NodeJS.ErrnoException).code },
-          "cannot read --token-file",
-        );
+        const code = (err as NodeJS.ErrnoException).code;
+        if (!quiet) logger.error({ file, err: code }, `cannot read ${flag}`);
         return undefined;
       }
     };
+    // The agent's own token once it has one; until then (first enrolment) the shared enrol
+    // token, which is never written to.
+    const readToken = (): string | undefined => {
+      if (flags.tokenFile === undefined) return flags.token?.trim() || undefined;
+      const own = readFile(flags.tokenFile, "--token-file", flags.enrolTokenFile !== undefined);
+      if (own !== undefined || flags.enrolTokenFile === undefined) return own;
+      return readFile(flags.enrolTokenFile, "--enrol-token-file", false);
+    };
     const first = readToken();
     if (flags.tokenFile !== undefined && first === undefined)
-      fail(`--token-file: ${flags.tokenFile} cannot be read or is empty`, EXIT.USAGE);
+      fail(
+        flags.enrolTokenFile === undefined
+          ? `--token-file: ${flags.tokenFile} cannot be read or is empty`
+          : `neither --token-file ${flags.tokenFile} nor --enrol-token-file ${flags.enrolTokenFile} holds a token`,
+        EXIT.USAGE,
+      );
     // Without --label, an agent presents the labels its token binds.
     let labels = flags.label;
     if (Object.keys(labels).length === 0 && first !== undefined) {
@@ -177,12 +229,20 @@ export function registerAgent(program: Command): void {
       logger.info({ reason: why }, "stopping");
       void Promise.all(textListeners.map((l) => l.close())).then(() => agent.close());
     };
+    let servers: string[] = [];
+    try {
+      servers = (flags.server ?? [DEFAULT_SERVER_URL]).map(parseServerUrl);
+    } catch (err) {
+      fail(`--server: ${(err as Error).message}`, EXIT.USAGE);
+    }
+    const loaded = flags.handlers ? await loadHandlers(flags.handlers) : undefined;
     let agent: ReturnType<typeof createAgent>;
     try {
       agent = createAgent({
         name,
         labels,
-        servers: flags.server ?? [DEFAULT_SERVER_URL],
+        servers,
+        serverOrder: flags.serverOrder,
         logger,
         ...(tls ? { tls } : {}),
         ...(first !== undefined ? { token: flags.tokenFile !== undefined ? readToken : first } : {}),
@@ -197,12 +257,19 @@ export function registerAgent(program: Command): void {
         maxFrameBytes: flags.maxFrame,
         maxJsonDepth: flags.maxJsonDepth,
         textHooks: cliTextHooks(flags, stop),
+        ...(flags.runs.length > 0 && {
+          runs: {
+            kinds: flags.runs,
+            // The module's methods are what handler stages call.
+            handlers: Object.fromEntries(loaded?.methods ?? []) as unknown as Record<string, RunHandler>,
+          },
+        }),
       });
     } catch (err) {
       fail((err as Error).message, EXIT.USAGE);
     }
-    if (flags.handlers) {
-      const { methods, streams, text } = await loadHandlers(flags.handlers);
+    if (loaded !== undefined) {
+      const { methods, streams, text } = loaded;
       for (const [m, h] of methods) agent.handle(m, h);
       for (const [s, h] of streams) agent.handleStream(s, h);
       for (const [c, h] of text) agent.text.on(c, h);
@@ -221,8 +288,9 @@ export function registerAgent(program: Command): void {
       fail(`cannot start the text endpoints: ${(err as MusterError).rawMessage ?? (err as Error).message}`);
     }
     for (const l of textListeners) process.stdout.write(`text on ${l.url}\n`);
+    const retries = retryLog(logger);
     agent.onEvent((e) => {
-      if (e.type === "retry") logger.info({ url: e.url, delayMs: e.delayMs, error: e.error }, "retrying");
+      if (e.type === "retry") retries.note(e.url, e.delayMs, e.error);
       if (e.type === "replaced") process.exitCode = EXIT.FAILED;
       if (e.type === "pending") process.stdout.write(`pending: ${e.message}\n`);
       if (e.type === "credential") {
@@ -243,4 +311,33 @@ export function registerAgent(program: Command): void {
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
   });
+}
+
+/** Identical failures in a row are logged once, then every 10th or once a minute, with a count. */
+const REPEAT_EVERY = 10;
+const REPEAT_MS = 60_000;
+
+/**
+ * The agent's retry log: one line per attempt while the failure changes; the same failure
+ * again is summarised (`repeated: N`) instead of filling the log while a server is away.
+ */
+function retryLog(logger: Logger): { note(url: string, delayMs: number, error: string): void } {
+  let last = "";
+  let repeated = 0;
+  let loggedAt = 0;
+  return {
+    note(url, delayMs, error) {
+      const now = Date.now();
+      if (error === last) {
+        repeated++;
+        if (repeated % REPEAT_EVERY !== 0 && now - loggedAt < REPEAT_MS) return;
+        logger.info({ url, delayMs, error, repeated }, "retrying: the same failure again");
+      } else {
+        last = error;
+        repeated = 0;
+        logger.info({ url, delayMs, error }, "retrying");
+      }
+      loggedAt = now;
+    },
+  };
 }

@@ -37,8 +37,9 @@ const hostPort = (a: { host: string; port: number }): string =>
 
 function eventLine(e: ChaosEvent): string {
   const at = `+${(e.atMs / 1000).toFixed(3)}s`.padStart(10);
-  const who = e.connection === null ? "all" : `#${e.connection}`;
-  return `${at}  ${e.kind.padEnd(9)}  ${who.padEnd(5)}  ${e.detail}  (${e.source})`;
+  // "conn 7" is the 7th connection accepted: a fault number would read as a count of faults.
+  const who = e.connection === null ? "all" : `conn ${e.connection}`;
+  return `${at}  ${e.kind.padEnd(9)}  ${who.padEnd(8)}  ${e.detail}  (${e.source})`;
 }
 
 function summaryLine(s: ChaosStats, elapsedMs: number, seed: number): string {

@@ -3,10 +3,19 @@ import { MusterError } from "../../errors/muster-error.js";
 import { connectOperator, type MusterOperator } from "../../operator/create-operator.js";
 import type { StreamOptions } from "../../rpc/stream.js";
 import { parseTarget } from "../../rpc/target.js";
-import { DEFAULT_SERVER_URL, dialTlsFrom, EXIT, fail, loggerFrom, withDialTls } from "../common.js";
+import type { RunStatus } from "../../run/events.js";
+import {
+  DEFAULT_SERVER_URL,
+  dialTlsFrom,
+  EXIT,
+  fail,
+  loggerFrom,
+  stdoutGone,
+  withDialTls,
+} from "../common.js";
 import { type CredentialFlags, credentialFrom, withCredentialOptions } from "../credentials.js";
-import { agentsTable, enrolmentsTable, outcomeLine, summaryLine } from "../format.js";
-import { parseBytes, parseDuration, parseJsonArg } from "../parse.js";
+import { agentsTable, enrolmentsTable, outcomeLine, serversTable, summaryLine, table } from "../format.js";
+import { parseBytes, parseDuration, parseJsonArg, parseServerUrl } from "../parse.js";
 
 interface OperatorFlags extends CredentialFlags {
   server: string;
@@ -41,7 +50,12 @@ function withServer(cmd: Command): Command {
   return withCredentialOptions(
     withDialTls(
       cmd
-        .option("--server <url>", "server URL (or $MUSTER_SERVER)", DEFAULT_SERVER_URL)
+        .option(
+          "--server <url>",
+          "server URL: ws://, wss://, tcp:// or tls://host:port (host:port alone: ws://); or $MUSTER_SERVER",
+          parseServerUrl,
+          DEFAULT_SERVER_URL,
+        )
         .option("--json", "machine-readable output: JSON", false),
     ),
   );
@@ -92,7 +106,7 @@ export function registerOperatorCommands(program: Command): void {
           if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
           else
             process.stdout.write(
-              `${verb === "accept" ? "accepted" : "rejected"} ${r.name} (fingerprint ${r.fingerprint}, from ${r.address})\n`,
+              `${verb === "accept" ? "accepted" : "rejected"} ${r.name} (fingerprint ${r.fingerprint}, from ${r.address})${r.server !== undefined ? ` on server ${r.server}` : ""}\n`,
             );
         }
       } catch (err) {
@@ -103,6 +117,59 @@ export function registerOperatorCommands(program: Command): void {
       }
     },
   );
+
+  withServer(
+    program
+      .command("servers")
+      .description(
+        "list the servers of the cluster the server belongs to (or the server alone): state, agents, event-loop lag, version, last heartbeat, URLs",
+      ),
+  ).action(async (flags: OperatorFlags) => {
+    const op = await connect(flags);
+    try {
+      const servers = await op.servers();
+      if (flags.json) process.stdout.write(`${JSON.stringify(servers)}\n`);
+      else process.stdout.write(`${serversTable(servers)}\n`);
+    } catch (err) {
+      fail(MusterError.from(err).message, EXIT.FAILED);
+    } finally {
+      await op.close();
+    }
+  });
+
+  withServer(
+    program
+      .command("runs")
+      .description(
+        "list the coordinated runs on the server (under way, then the latest over): id, stage, state, instances, progress; or stop one",
+      )
+      .argument("[action]", "list (default) or stop")
+      .argument("[id]", "with stop: the run"),
+  ).action(async (action: string | undefined, id: string | undefined, flags: OperatorFlags) => {
+    const verb = action ?? "list";
+    if (verb !== "list" && verb !== "stop")
+      fail(`unknown action ${JSON.stringify(verb)}: give list or stop ID`, EXIT.USAGE);
+    if (verb === "stop" && id === undefined)
+      fail("stop needs the run's id (as muster runs lists it)", EXIT.USAGE);
+    if (verb === "list" && id !== undefined) fail("list takes no id", EXIT.USAGE);
+    const op = await connect(flags);
+    try {
+      if (verb === "stop") {
+        await op.stopRun(id!);
+        process.stdout.write(`stopping run ${id}\n`);
+        return;
+      }
+      const runs = await op.runs();
+      if (flags.json) process.stdout.write(`${JSON.stringify(runs)}\n`);
+      else if (runs.length === 0) process.stdout.write("no runs on this server\n");
+      else process.stdout.write(`${runsTable(runs)}\n`);
+    } catch (err) {
+      const e = MusterError.from(err);
+      fail(e.message, e.code === "NOT_FOUND" ? EXIT.USAGE : EXIT.FAILED);
+    } finally {
+      await op.close();
+    }
+  });
 
   withServer(
     program
@@ -139,21 +206,34 @@ export function registerOperatorCommands(program: Command): void {
       const call = op.call(target, method, args, { timeoutMs: flags.timeout });
       const onSignal = (): void => call.cancel();
       process.once("SIGINT", onSignal);
+      stdoutGone.addEventListener("abort", onSignal, { once: true });
       try {
         const expected = await call.expected;
         const width = Math.max(4, ...expected.map((n) => n.length));
+        // Cut to one terminal line only where a person reads it; a pipe gets every byte.
+        const clipAt = process.stdout.isTTY
+          ? Math.max(60, (process.stdout.columns ?? 160) - width - 28)
+          : undefined;
+        let clipped = false;
         if (expected.length === 0 && !flags.json) process.stdout.write(`no agent matches ${target}\n`);
         for await (const o of call) {
-          process.stdout.write(flags.json ? `${JSON.stringify(o)}\n` : `${outcomeLine(o, width)}\n`);
+          const line = flags.json ? JSON.stringify(o) : outcomeLine(o, width, clipAt);
+          if (clipAt !== undefined && line.endsWith("…")) clipped = true;
+          process.stdout.write(`${line}\n`);
         }
+        if (clipped)
+          process.stderr.write("(long results are cut on a terminal: --json, or a pipe, shows them whole)\n");
         const { summary } = await call.done;
         process.stdout.write(flags.json ? `${JSON.stringify({ summary })}\n` : `${summaryLine(summary)}\n`);
         process.exitCode = summary.ok === expected.length && expected.length > 0 ? EXIT.OK : EXIT.FAILED;
       } catch (err) {
+        // Output closed by its reader: the call was cancelled on purpose; end quietly.
+        if (stdoutGone.aborted) return;
         const e = MusterError.from(err);
         process.stderr.write(`muster: call failed: ${e.message}\n`);
         process.exitCode = e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED;
       } finally {
+        stdoutGone.removeEventListener("abort", onSignal);
         process.off("SIGINT", onSignal);
         await op.close();
       }
@@ -200,12 +280,20 @@ export function registerOperatorCommands(program: Command): void {
         stream.cancel();
       };
       process.once("SIGINT", onSignal);
+      const onClosed = (): void => stream.cancel();
+      stdoutGone.addEventListener("abort", onClosed, { once: true });
       try {
         for await (const item of stream) {
+          if (stdoutGone.aborted) break;
           const line = flags.json ? JSON.stringify(item ?? null) : formatItem(item);
           // A slow terminal or pipe slows the agent down instead of filling memory here.
-          if (!process.stdout.write(`${line}\n`)) await new Promise((r) => process.stdout.once("drain", r));
+          if (!process.stdout.write(`${line}\n`))
+            await new Promise((r) => {
+              process.stdout.once("drain", r);
+              stdoutGone.addEventListener("abort", r, { once: true });
+            });
         }
+        if (stdoutGone.aborted) return;
         if (interrupted) {
           process.stderr.write(`muster: stream cancelled after ${stream.received} item(s)\n`);
           process.exitCode = EXIT.INTERRUPTED;
@@ -214,10 +302,12 @@ export function registerOperatorCommands(program: Command): void {
           process.stdout.write(`${JSON.stringify({ end })}\n`);
         }
       } catch (err) {
+        if (stdoutGone.aborted) return;
         const e = MusterError.from(err);
         process.stderr.write(`muster: stream failed after ${stream.received} item(s): ${e.message}\n`);
         process.exitCode = e.code === "INVALID_ARGUMENT" ? EXIT.USAGE : EXIT.FAILED;
       } finally {
+        stdoutGone.removeEventListener("abort", onClosed);
         process.off("SIGINT", onSignal);
         await op.close();
       }
@@ -231,4 +321,23 @@ function formatItem(item: unknown): string {
   if (item instanceof Uint8Array)
     return Buffer.from(item.buffer, item.byteOffset, item.length).toString("hex");
   return JSON.stringify(item ?? null);
+}
+
+/** `muster runs`: one row per run. */
+function runsTable(runs: RunStatus[]): string {
+  return table(
+    ["ID", "STAGE", "STATE", "INSTANCES", "PROGRESS", "QPS", "ERRORS", "BY"],
+    runs.map((r) => [
+      r.id,
+      `${r.stage + 1}/${r.stages.length} ${r.stages[r.stage] ?? ""}`,
+      r.state + (r.error !== undefined ? `: ${r.error.slice(0, 60)}` : ""),
+      r.instances.length === 0 ? "-" : String(r.instances.length),
+      r.state === "running" || r.state === "stopping"
+        ? `${Math.round(r.elapsedS)}s${r.runtimeS !== undefined ? `/${Math.round(r.runtimeS)}s` : ""}`
+        : "-",
+      r.qps === undefined ? "-" : String(r.qps),
+      r.errors === undefined ? "-" : String(r.errors),
+      r.submittedBy,
+    ]),
+  );
 }

@@ -1,12 +1,18 @@
 import { existsSync } from "node:fs";
+import { hostname } from "node:os";
 import { type Command, InvalidArgumentError } from "commander";
 import { type AuthKey, defaultKeyPath, loadKeyFile, loadOrCreateKeyFile } from "../../auth/keys.js";
 import { defaultRevocationsPath, RevocationList } from "../../auth/revocations.js";
+import { checkAdvertised } from "../../cluster/cluster-node.js";
+import { connectNatsBus } from "../../cluster/nats-bus.js";
+import { checkClusterName } from "../../cluster/node-subjects.js";
 import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
 import { formatHostPort } from "../../internal/host-port.js";
+import type { Logger } from "../../internal/logger.js";
 import type { ServerAuthOptions } from "../../server/auth-gate.js";
 import { createServer } from "../../server/create-server.js";
+import type { ClusterOptions } from "../../server/options.js";
 import {
   cliTextHooks,
   EXIT,
@@ -56,6 +62,10 @@ interface ServerFlags extends LogFlags, TextFlags {
   allowOrigin?: string[];
   httpHeadersTimeout: number;
   httpRequestTimeout: number;
+  cluster?: string[];
+  clusterName: string;
+  advertiseHost?: string;
+  advertise?: string[];
 }
 
 export function registerServer(program: Command): void {
@@ -72,7 +82,26 @@ export function registerServer(program: Command): void {
             "where to listen, repeatable: ws://host:port, wss://…, tcp://host:port, tls://…",
             collectList,
           )
-          .option("--name <name>", "server name shown to peers (default: host name)")
+          .option("--name <name>", "server name shown to peers (default: host name); unique within a cluster")
+          .option(
+            "--cluster <url>",
+            "join a cluster: servers given the same NATS server (nats://host:4222, run with -js) share one fleet; repeatable for a NATS cluster",
+            collectList,
+          )
+          .option(
+            "--cluster-name <name>",
+            "servers of one cluster share this name; several clusters may share one NATS",
+            "muster",
+          )
+          .option(
+            "--advertise-host <host>",
+            "with --cluster: the host other servers' agents reach this one at (default: each --listen host, or this machine's host name for 0.0.0.0 and ::)",
+          )
+          .option(
+            "--advertise <url>",
+            "with --cluster: a URL other servers' agents reach this one at, instead of the --listen URLs (behind a proxy, a port mapping or a load balancer); repeatable, up to 8",
+            collectList,
+          )
           .option("--tls-cert <file>", "PEM certificate: listen on wss:// and tls:// by default")
           .option("--tls-key <file>", "PEM private key for --tls-cert")
           .option(
@@ -223,7 +252,12 @@ export function registerServer(program: Command): void {
           ),
       ),
     ),
-  ).action(async (flags: ServerFlags) => {
+  ).action(async (flags: ServerFlags, cmd: Command) => {
+    // Given on the command line or in the environment: `muster flags` shows source option.
+    const given = (key: string): boolean => {
+      const source = cmd.getOptionValueSource(key);
+      return source !== undefined && source !== "default";
+    };
     const logger = loggerFrom(flags, "muster-server");
     if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
       fail("--tls-cert and --tls-key go together", EXIT.USAGE);
@@ -273,19 +307,38 @@ export function registerServer(program: Command): void {
       );
       void server.drain();
     };
+    if (flags.cluster === undefined && flags.advertiseHost !== undefined)
+      fail("--advertise-host goes with --cluster", EXIT.USAGE);
+    if (flags.advertise !== undefined) {
+      if (flags.cluster === undefined) fail("--advertise goes with --cluster", EXIT.USAGE);
+      if (flags.advertiseHost !== undefined)
+        fail("give --advertise (whole URLs) or --advertise-host (a host), not both", EXIT.USAGE);
+      try {
+        checkAdvertised(flags.advertise);
+      } catch (err) {
+        fail(`--${(err as Error).message}`, EXIT.USAGE);
+      }
+    }
+    if (flags.cluster === undefined && flags.clusterName !== "muster")
+      fail("--cluster-name goes with --cluster", EXIT.USAGE);
+    const cluster = flags.cluster === undefined ? undefined : await joinCluster(flags, logger);
     let server: ReturnType<typeof createServer>;
     try {
       server = createServer({
+        ...(cluster ? { cluster } : {}),
         ...(flags.listen ? { listen: flags.listen } : {}),
         ...(flags.name ? { name: flags.name } : {}),
         ...(tls ? { tls } : {}),
         logger,
-        resumeWindowMs: flags.resumeWindow,
-        heartbeatIntervalMs: flags.heartbeat,
-        suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
-        deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
-        callTimeoutMs: flags.callTimeout,
-        drainTimeoutMs: flags.drainTimeout,
+        ...(given("resumeWindow") && { resumeWindowMs: flags.resumeWindow }),
+        ...(given("heartbeat") && {
+          heartbeatIntervalMs: flags.heartbeat,
+          suspectAfterMs: Math.max(DEFAULTS.suspectAfterMs, flags.heartbeat * 2.4),
+          deadAfterMs: Math.max(DEFAULTS.deadAfterMs, flags.heartbeat * 6),
+        }),
+        ...(given("callTimeout") && { callTimeoutMs: flags.callTimeout }),
+        ...(given("drainTimeout") && { drainTimeoutMs: flags.drainTimeout }),
+        logLevelGiven: given("logLevel") || given("trace"),
         ...(auth !== undefined ? { auth } : { standalone: true }),
         maxConnections: flags.maxConnections,
         maxConnectionsPerIp: flags.maxConnectionsPerIp,
@@ -328,6 +381,36 @@ export function registerServer(program: Command): void {
     // However the server ends (a signal, STOP, /api/shutdown), the process ends with it.
     void server.closed.then(() => process.exit(EXIT.OK));
   });
+}
+
+/** Connects to the cluster's NATS server (exits 2 on a bad flag, 3 when it cannot be reached). */
+async function joinCluster(flags: ServerFlags, logger: Logger): Promise<ClusterOptions> {
+  try {
+    checkClusterName(flags.clusterName);
+  } catch (err) {
+    fail(`--cluster-name: ${(err as Error).message}`, EXIT.USAGE);
+  }
+  const urls = flags.cluster ?? [];
+  for (const u of urls)
+    if (!/^(nats|tls):\/\/[^/\s]+$/.test(u))
+      fail(`--cluster ${JSON.stringify(u)}: give a NATS URL such as nats://127.0.0.1:4222`, EXIT.USAGE);
+  try {
+    const bus = await connectNatsBus(urls, {
+      name: `muster-server ${flags.name ?? hostname()}`,
+      logger: logger.child({ component: "nats" }),
+    });
+    return {
+      bus,
+      name: flags.clusterName,
+      ...(flags.advertiseHost !== undefined ? { advertiseHost: flags.advertiseHost } : {}),
+      ...(flags.advertise !== undefined ? { advertise: flags.advertise } : {}),
+    };
+  } catch (err) {
+    fail(
+      `cannot join the cluster: ${(err as MusterError).rawMessage ?? (err as Error).message}`,
+      EXIT.UNREACHABLE,
+    );
+  }
 }
 
 /** A count of at least 1 (a cap of 0 would refuse every enrolment). */

@@ -1,102 +1,14 @@
 import { type Command, Option } from "commander";
-import { DEFAULTS } from "../../internal/defaults.js";
 import type { FlagInfo } from "../../server/flags.js";
 import { formatDurationMs } from "../../server/flags.js";
+import { AdminClient, adminBase, DEFAULT_ADMIN_URL } from "../admin-client.js";
 import { EXIT, fail } from "../common.js";
 import { type CredentialFlags, credentialFrom, withCredentialOptions } from "../credentials.js";
 import { table } from "../format.js";
 
-/** Where the admin commands look when --admin and $MUSTER_ADMIN are not given. */
-const DEFAULT_ADMIN_URL = `http://127.0.0.1:${DEFAULTS.wsPort}`;
-/** How long an admin request may take before the server counts as unreachable. */
-const REQUEST_TIMEOUT_MS = 10_000;
-
 interface AdminFlags extends CredentialFlags {
   admin: string;
   json: boolean;
-}
-
-interface Reply {
-  status: number;
-  text: string;
-}
-
-/** The admin API of one server, with the caller's token (if any). */
-class AdminClient {
-  constructor(
-    readonly base: string,
-    readonly token: string | undefined,
-  ) {}
-
-  /** One request; exits 3 when the server cannot be reached or does not answer in time. */
-  async request(method: string, path: string, body?: unknown): Promise<Reply> {
-    const headers: Record<string, string> = { accept: "application/json, text/plain" };
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
-    const init: RequestInit = { method, headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) };
-    if (body !== undefined) {
-      headers["content-type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    try {
-      const res = await fetch(`${this.base}${path}`, init);
-      return { status: res.status, text: await res.text() };
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      const why =
-        e.name === "TimeoutError"
-          ? `no answer within ${REQUEST_TIMEOUT_MS / 1000}s`
-          : (e.cause?.code ?? e.cause?.message ?? e.message);
-      fail(`cannot reach the admin API at ${this.base}: ${why}`, EXIT.UNREACHABLE);
-    }
-  }
-
-  /** A JSON answer with status `ok`, or exits 1 saying what the server refused and why. */
-  async json<T>(method: string, path: string, body?: unknown, ok = 200): Promise<T> {
-    const r = await this.request(method, path, body);
-    if (r.status !== ok) fail(refusal(method, path, r, this.token !== undefined));
-    try {
-      return JSON.parse(r.text) as T;
-    } catch {
-      fail(`${method} ${path}: the answer is not JSON: ${r.text.slice(0, 200)}`);
-    }
-  }
-}
-
-/** `GET /version: 401 unauthenticated: the token has expired`, with a hint for 401 and 403. */
-function refusal(method: string, path: string, r: Reply, hadToken: boolean): string {
-  let error = "";
-  let message = r.text.trim().slice(0, 500);
-  try {
-    const body = JSON.parse(r.text) as { error?: unknown; message?: unknown };
-    if (typeof body.error === "string") error = ` ${body.error}`;
-    if (typeof body.message === "string") message = body.message;
-  } catch {
-    // not JSON: shown as it is
-  }
-  let hint = "";
-  if (r.status === 401)
-    hint = hadToken
-      ? " (the token was refused: give another with --token, $MUSTER_TOKEN, --token-file or --key)"
-      : " (no token given: use --token, $MUSTER_TOKEN, --token-file or --key)";
-  else if (r.status === 403) hint = " (the token's role is not enough for this)";
-  return `${method} ${path}: ${r.status}${error}: ${message}${hint}`;
-}
-
-/** `--admin` as a base URL: http(s)://, or host:port, or the ws(s):// URL of a server. */
-function adminBase(text: string): string {
-  const t = text.trim();
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(t) ? t : `http://${t}`;
-  let u: URL;
-  try {
-    u = new URL(withScheme);
-  } catch {
-    fail(`--admin: "${text}" is not a URL, e.g. http://127.0.0.1:${DEFAULTS.wsPort}`, EXIT.USAGE);
-  }
-  if (u.protocol === "ws:" || u.protocol === "wss:") u.protocol = u.protocol === "ws:" ? "http:" : "https:";
-  if (u.protocol !== "http:" && u.protocol !== "https:")
-    fail(`--admin: "${text}" is not an http:// or https:// URL`, EXIT.USAGE);
-  if (u.search !== "" || u.hash !== "") fail(`--admin: "${text}" has a query or fragment`, EXIT.USAGE);
-  return `${u.origin}${u.pathname.replace(/\/+$/, "")}`;
 }
 
 async function client(flags: AdminFlags): Promise<AdminClient> {
@@ -141,11 +53,17 @@ function flagValue(f: FlagInfo): string {
   return f.unit !== undefined ? `${v} ${f.unit}` : v;
 }
 
+/** Where a flag's value came from, with who set it and, for the cluster's, on which server. */
+function flagSource(f: FlagInfo): string {
+  return `${f.source}${f.by !== undefined ? ` by ${f.by}` : ""}${f.server !== undefined ? ` on ${f.server}` : ""}`;
+}
+
 function flagsTable(flags: FlagInfo[]): string {
   if (flags.length === 0) return "no runtime flags";
   return table(
-    ["FLAG", "VALUE", "SOURCE", "DESCRIPTION"],
-    flags.map((f) => [f.name, flagValue(f), f.source, f.description]),
+    ["FLAG", "VALUE", "SCOPE", "SOURCE", "DESCRIPTION"],
+    // A server older than scopes lists none: its flags are its own.
+    flags.map((f) => [f.name, flagValue(f), f.scope ?? "server", flagSource(f), f.description]),
   );
 }
 

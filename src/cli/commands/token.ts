@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import {
   type AuthKey,
@@ -19,8 +19,14 @@ import {
 } from "../../auth/tokens.js";
 import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
+import { AdminClient, adminBase } from "../admin-client.js";
 import { EXIT, fail } from "../common.js";
-import { DEFAULT_KEY_HELP } from "../credentials.js";
+import {
+  type CredentialFlags,
+  credentialFrom,
+  DEFAULT_KEY_HELP,
+  withCredentialOptions,
+} from "../credentials.js";
 import { collectList, parseLabel } from "../parse.js";
 
 /*
@@ -126,6 +132,27 @@ interface CreateFlags {
   ttl?: number | "never";
   key?: string;
   json: boolean;
+  out?: string;
+  force: boolean;
+}
+
+/**
+ * Writes a token to `file`, readable by its owner only (0600), never replacing a file unless
+ * `force`: the file is created for the token, not found and reused.
+ */
+function writeTokenFile(file: string, text: string, force: boolean): void {
+  try {
+    if (force) rmSync(file, { force: true });
+    writeFileSync(file, text, { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    fail(
+      code === "EEXIST"
+        ? `--out: ${file} exists: give another file, or --force to replace it`
+        : `--out: cannot write ${file}: ${(err as Error).message}`,
+      code === "EEXIST" ? EXIT.USAGE : EXIT.FAILED,
+    );
+  }
 }
 
 async function runCreate(flags: CreateFlags): Promise<void> {
@@ -152,12 +179,14 @@ async function runCreate(flags: CreateFlags): Promise<void> {
   } catch (err) {
     fail(message(err), EXIT.USAGE);
   }
-  if (!flags.json) {
-    process.stdout.write(`${token}\n`);
+  const claims = decodeTokenUnverified(token);
+  const text = flags.json ? `${JSON.stringify({ token, claims: printable(claims) })}\n` : `${token}\n`;
+  if (flags.out === undefined) {
+    process.stdout.write(text);
     return;
   }
-  const claims = decodeTokenUnverified(token);
-  process.stdout.write(`${JSON.stringify({ token, claims: printable(claims) })}\n`);
+  writeTokenFile(flags.out, text, flags.force);
+  process.stderr.write(`token written to ${flags.out} (mode 0600), id ${claims.id}\n`);
 }
 
 async function runInspect(text: string, flags: { key?: string }): Promise<void> {
@@ -187,9 +216,19 @@ async function runInspect(text: string, flags: { key?: string }): Promise<void> 
   process.stderr.write(`verified with ${describeKey(key)}; ${when(claims.expiresAt)}\n`);
 }
 
-function runRevoke(text: string, flags: { revocations?: string; reason?: string }): void {
+interface RevokeFlags extends CredentialFlags {
+  revocations?: string;
+  reason?: string;
+  server?: string;
+}
+
+async function runRevoke(text: string, flags: RevokeFlags): Promise<void> {
+  if (flags.server !== undefined && flags.revocations !== undefined)
+    fail("--revocations is the file mode, --server the server's: give one", EXIT.USAGE);
+  // $MUSTER_TOKEN alone is not a mistake: it is there for every command.
+  if (flags.server === undefined && (flags.tokenFile !== undefined || flags.key !== undefined))
+    fail("--token-file and --key go with --server (the revocations file needs no credential)", EXIT.USAGE);
   const arg = argument(text);
-  const path = flags.revocations ?? defaultRevocationsPath();
   let id: string;
   let what: string;
   if (arg.includes(".")) {
@@ -202,6 +241,8 @@ function runRevoke(text: string, flags: { revocations?: string; reason?: string 
     id = arg;
     what = `token ${id}`;
   }
+  if (flags.server !== undefined) return revokeThrough(flags.server, id, what, flags);
+  const path = flags.revocations ?? defaultRevocationsPath();
   let added: boolean;
   try {
     added = appendRevocation(path, id, flags.reason);
@@ -209,6 +250,38 @@ function runRevoke(text: string, flags: { revocations?: string; reason?: string 
     fail(message(err));
   }
   process.stdout.write(added ? `revoked ${what} in ${path}\n` : `${what} was already revoked in ${path}\n`);
+}
+
+/** What `POST /api/revocations` answers. */
+interface Revoked {
+  id: string;
+  fresh: boolean;
+  reach: "server" | "cluster" | "queued";
+  warning?: string;
+}
+
+/**
+ * Revokes through a server's admin API: in force there at once and, in a cluster, on every
+ * server. Only the id is sent, never the token.
+ */
+async function revokeThrough(server: string, id: string, what: string, flags: RevokeFlags): Promise<void> {
+  const admin = new AdminClient(adminBase(server, "--server"), await credentialFrom(flags));
+  const r = await admin.json<Revoked>("POST", "/api/revocations", {
+    id,
+    ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
+  });
+  const where =
+    r.reach === "cluster"
+      ? "every server of its cluster"
+      : r.reach === "queued"
+        ? "that server; its cluster backplane is unreachable: the other servers apply it when it is back"
+        : "that server";
+  process.stdout.write(
+    r.fresh
+      ? `revoked ${what} through ${admin.base}: in force on ${where}\n`
+      : `${what} was already revoked on ${admin.base}; in force on ${where}\n`,
+  );
+  if (r.warning !== undefined) process.stderr.write(`muster: warning: ${r.warning}\n`);
 }
 
 export function registerToken(program: Command): void {
@@ -286,15 +359,20 @@ Examples:
     )
     .addOption(keyOption("the signing key"))
     .option("--json", 'print {"token":…,"claims":…} instead of the token alone', false)
+    .option(
+      "--out <file>",
+      "write the token to this file, created with mode 0600, instead of standard output",
+    )
+    .option("--force", "with --out: replace the file if it exists", false)
     .addHelpText(
       "after",
       `
-The token is printed alone on standard output: store it where only its user can read it (a
-file of mode 0600, or $MUSTER_TOKEN). Anyone holding it is who it names until it expires or is
+The token is printed alone on standard output, or written to --out FILE (mode 0600, never
+replacing a file without --force): keep it where only its user can read it (or $MUSTER_TOKEN). Anyone holding it is who it names until it expires or is
 revoked.
 
 Examples:
-  muster token create --name web-1 --role agent --label role=web --label zone=eu > web-1.token
+  muster token create --name web-1 --role agent --label role=web --label zone=eu --out web-1.token
   muster token create --name 'edge-*' --role enrol --ttl 7d
   muster token create --name alice --role operator --methods 'sys.*,deploy.*' --ttl 8h
   muster token create --name ci --role admin --ttl never --json`,
@@ -319,25 +397,42 @@ Examples:
     )
     .action((text: string, flags: { key?: string }) => runInspect(text, flags));
 
-  token
-    .command("revoke")
-    .description("add a token's id to the revocations file")
-    .argument("<token-or-id>", "a whole token (its id is read from it) or a token id; - reads standard input")
-    .option(
-      "--revocations <file>",
-      "the revocations file servers watch (default: $MUSTER_HOME/revoked.txt, else ~/.muster/revoked.txt)",
-    )
-    .option("--reason <text>", "why, written on the line")
+  withCredentialOptions(
+    token
+      .command("revoke")
+      .description(
+        "revoke a token: through a server's admin API (--server; every server of its cluster), or in the revocations file",
+      )
+      .argument(
+        "<token-or-id>",
+        "a whole token (its id is read from it) or a token id; - reads standard input",
+      )
+      .option(
+        "--server <url>",
+        "revoke through this server's admin API (admin role): http(s)://host:port, host:port, or its ws:// URL; in a cluster, every server applies it",
+      )
+      .option(
+        "--revocations <file>",
+        "without --server: the revocations file servers watch (default: $MUSTER_HOME/revoked.txt, else ~/.muster/revoked.txt)",
+      )
+      .option("--reason <text>", "why, written with the id"),
+  )
     .addHelpText(
       "after",
       `
-One line per id: ID ISO-TIME REASON. Servers that watch the same file end the sessions using
-a revoked token within about a second, and refuse it from then on. Revoking an id already in
-the file changes nothing (exit status 0).
+With --server the id (never the token) is sent to that server's admin API, with the
+credential of --token, $MUSTER_TOKEN, --token-file or --key: the sessions using the token end
+at once, and in a cluster every server refuses it from then on, those started later too.
+
+Without --server it appends one line per id to the revocations file: ID ISO-TIME REASON.
+Servers that watch the same file end the sessions using a revoked token within about a
+second, and refuse it from then on. Revoking an id already revoked changes nothing (exit
+status 0).
 
 Examples:
+  muster token revoke "$OLD_TOKEN" --server http://10.0.0.5:9090 --reason "laptop lost"
   muster token revoke "$OLD_TOKEN" --reason "laptop lost"
   muster token revoke Qm9vYmFyYmF6cXV4MTIz --revocations /etc/muster/revoked.txt`,
     )
-    .action((text: string, flags: { revocations?: string; reason?: string }) => runRevoke(text, flags));
+    .action((text: string, flags: RevokeFlags) => runRevoke(text, flags));
 }
