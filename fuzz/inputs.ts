@@ -169,6 +169,14 @@ export function builtFrames(): Buffer[] {
     },
     { type: FrameType.CREDIT, seq: 12, ack: 4, id: 11, bytes: 131_072 },
     { type: FrameType.CREDIT, seq: 13, ack: 4, id: 0, bytes: 0xffffffff },
+    { type: FrameType.ORIGIN, seq: 14, ack: 4, id: 12, origin: { role: "operator", name: "ann" } },
+    {
+      type: FrameType.ORIGIN,
+      seq: 15,
+      ack: 4,
+      id: 13,
+      origin: { role: "operator", name: "op-1", subject: "ann", server: "s1" },
+    },
   ];
   return frames.map(encodeFrame);
 }

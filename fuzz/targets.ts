@@ -153,6 +153,10 @@ function frameDiff(a: Frame, b: Frame): string | undefined {
       const c = b as typeof a;
       return a.id === c.id && a.bytes === c.bytes ? undefined : "CREDIT changed";
     }
+    case FrameType.ORIGIN: {
+      const c = b as typeof a;
+      return a.id === c.id && safeJson(a.origin) === safeJson(c.origin) ? undefined : "ORIGIN changed";
+    }
   }
 }
 

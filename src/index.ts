@@ -44,7 +44,7 @@ export {
   type RemoteCall,
 } from "./operator/create-operator.js";
 export type { AgentInfo, AgentState as PresenceState, PresenceEvent } from "./presence/presence.js";
-export type { FanOut } from "./rpc/fan-out.js";
+export type { FanOut, FanOutResult, ServerFanOut } from "./rpc/fan-out.js";
 export {
   MusterStream,
   type StreamContext,

@@ -125,14 +125,14 @@ describe("cluster over the in-memory backplane", () => {
         new Set(["s1", "s2", "s3"]),
         "every agent listed with the server holding it",
       );
-      const outcomes = await s.call("all", "echo", { q: 1 }).done;
-      assert.equal(outcomes.size, 30);
-      for (const [name, o] of outcomes) {
+      const { byAgent } = await s.call("all", "echo", { q: 1 }).done;
+      assert.equal(byAgent.size, 30);
+      for (const [name, o] of byAgent) {
         assert.equal(o.status, "ok", `${name}: ${JSON.stringify(o)}`);
         assert.deepEqual(o.value, { from: name, req: { q: 1 } });
       }
       const labelled = await s.call("n=1", "echo").done;
-      assert.equal(labelled.size, 15, "a label selector matches agents on every server");
+      assert.equal(labelled.outcomes.length, 15, "a label selector matches agents on every server");
     }
     const s1 = c.servers[0]!;
     const counts = s1.servers().map((r) => [r.name, r.agents]);
@@ -391,9 +391,9 @@ describe("a drain under traffic", () => {
       const fanning = (async () => {
         while (!stop) {
           const round = ++rounds;
-          const outcomes = await d2.call("all", "round", round, { timeoutMs: 10_000 }).done;
-          if (outcomes.size !== N) failures.push(`round ${round}: ${outcomes.size} outcomes`);
-          for (const o of outcomes.values())
+          const { outcomes } = await d2.call("all", "round", round, { timeoutMs: 10_000 }).done;
+          if (outcomes.length !== N) failures.push(`round ${round}: ${outcomes.length} outcomes`);
+          for (const o of outcomes)
             if (o.status !== "ok" || o.value !== round)
               failures.push(`round ${round} to ${o.agent}: ${o.status} ${o.error?.message ?? ""}`);
         }

@@ -81,12 +81,12 @@ describe("server ⇄ agent core", () => {
 
       const started = Date.now();
       const fan = f.server.call("role=web", "work", undefined, { timeoutMs: 300 });
-      assert.deepEqual([...fan.expected].sort(), ["err-1", "gone-1", "ok-1", "slow-1"]);
+      assert.deepEqual([...(await fan.expected)].sort(), ["err-1", "gone-1", "ok-1", "slow-1"]);
       const seen: string[] = [];
       for await (const o of fan) seen.push(`${o.agent}:${o.status}`);
       const elapsed = Date.now() - started;
       assert.deepEqual(seen.sort(), ["err-1:error", "gone-1:not_connected", "ok-1:ok", "slow-1:timeout"]);
-      const all = await fan.done;
+      const all = (await fan.done).byAgent;
       assert.equal(all.get("ok-1")!.value, "done");
       assert.equal(all.get("err-1")!.error!.code, "INTERNAL");
       assert.match(all.get("err-1")!.error!.message, /disk full/);
@@ -96,11 +96,11 @@ describe("server ⇄ agent core", () => {
       await until(() => slowAborted, 1000, "the slow handler to see its deadline/cancel");
 
       // Explicit names: an unknown name is expected too, and reported not connected.
-      const byName = await f.server.call("ok-1,nobody", "work").done;
+      const byName = (await f.server.call("ok-1,nobody", "work").done).byAgent;
       assert.equal(byName.get("nobody")!.status, "not_connected");
       assert.equal(byName.get("ok-1")!.status, "ok");
       const glob = f.server.call("*-1", "sys.ping");
-      assert.equal(glob.expected.length, 5);
+      assert.equal(glob.expectedNames.length, 5);
     } finally {
       await f.close();
     }

@@ -152,7 +152,7 @@ describe("runtime flags, applied live", () => {
       assert.equal(server.flags.get("heartbeat-interval")?.source, "api");
       assert.equal((serverLog as unknown as { level: string }).level, "debug");
       // The default call timeout is the new one for calls that name none.
-      const outcome = (await server.call("flagged", "slow", 2000).done).get("flagged");
+      const outcome = (await server.call("flagged", "slow", 2000).done).byAgent.get("flagged");
       assert.equal(outcome?.status, "timeout");
       assert.match(outcome?.error?.message ?? "", /150 ms/);
 

@@ -28,6 +28,7 @@ import {
   readWelcomeServers,
 } from "../wire/codec.js";
 import { type CloseBody, CloseCode, HEADER_BYTES, type HelloBody, type WelcomeBody } from "../wire/frame.js";
+import { ORIGIN_FEATURE } from "../wire/origin.js";
 import { builtinHandlers } from "./builtins.js";
 import { DEFAULT_SERVER_ORDER, type KnownServer, ServerList, type ServerOrder } from "./server-list.js";
 import { textCallHandler } from "./text.js";
@@ -434,6 +435,8 @@ class Agent implements MusterAgent {
       // The server announces no limit: ours (the same default on both sides) stands for it, so
       // that a result too large fails its call instead of the link.
       maxFrameBytes: this.#maxFrameBytes,
+      // The server names who it relays a call for: handlers see it as ctx.caller.
+      acceptOrigin: true,
     });
   }
 
@@ -683,6 +686,7 @@ class Agent implements MusterAgent {
       name: this.name,
       labels: this.#labels,
       version: this.#o.version ?? VERSION,
+      features: [ORIGIN_FEATURE],
       ...(resuming ? { token: this.#token } : {}),
     };
     if (auth !== undefined) {

@@ -32,7 +32,8 @@ export function textCallHandler(service: TextService): Handler<TextCallRequest, 
     let open = true;
     const ctx: TextContext = {
       transport: "muster",
-      peer: call.peer.name,
+      // The text client behind a routed line (ORIGIN), else whoever called muster.text.
+      peer: call.caller.name,
       send(message: Message) {
         // A reply sent after the handler returned has no way back.
         if (open) replies.push(message.toString());

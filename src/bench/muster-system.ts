@@ -30,7 +30,7 @@ function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
         async fanout(payload, timeoutMs) {
           const done = await server.call("all", "bench.echo", payload, { timeoutMs }).done;
           const replies: unknown[] = [];
-          for (const o of done.values()) {
+          for (const o of done.outcomes) {
             if (o.status !== "ok") throw new Error(`${o.agent}: ${o.status} ${o.error?.message ?? ""}`);
             replies.push(o.value);
           }

@@ -77,13 +77,13 @@ export function stormServerCommands(): Commands {
     fanoutStart(a) {
       fanoutPayload = makePayload(1_000_000, a.size as number);
       fanout = server!.call("all", "bench.echo", fanoutPayload, { timeoutMs: a.timeoutMs as number });
-      return fanout.expected.length;
+      return fanout.expectedNames.length;
     },
     async fanoutResult() {
       const done = await fanout!.done;
       let ok = 0;
       const failures: string[] = [];
-      for (const o of done.values()) {
+      for (const o of done.outcomes) {
         try {
           if (o.status !== "ok") throw new Error(`${o.status} ${o.error?.message ?? ""}`);
           checkReply(o.value, fanoutPayload!);
@@ -92,7 +92,7 @@ export function stormServerCommands(): Commands {
           if (failures.length < 5) failures.push(`${o.agent}: ${(err as Error).message}`);
         }
       }
-      return { expected: done.size, ok, failures };
+      return { expected: done.outcomes.length, ok, failures };
     },
     stats: () => ({ joins, resumes, duplicates, handled: handled.size }),
     memory: () => measureMemory(),

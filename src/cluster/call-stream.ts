@@ -47,24 +47,31 @@ export function callAsStream(
   const s = new MusterStream<unknown>(method, host, held);
   // A call always has a deadline (the origin sends it); muster's default call timeout else.
   const timeoutMs = options.timeoutMs ?? 10_000;
-  handle = reach.start(agent, method, encodeValue(request), timeoutMs, {
-    onItem: (p) => {
-      if (s.ended) return;
-      // The stream's own rule (window + credit granted), checked first to fail with a reason.
-      if (receivedCost >= held + granted) {
-        handle?.cancel(
-          new MusterError(
-            ErrorCode.RESOURCE_EXHAUSTED,
-            `call ${method} of agent ${agent}: its partial results came faster than they crossed to the calling server (more than ${held} bytes waiting); send them as a stream (openStream), which waits for the reader`,
-            { details: { lastReceived: s.received } },
-          ),
-        );
-        return;
-      }
-      receivedCost += itemCost(p.bytes.length);
-      s._item(p);
+  handle = reach.start(
+    agent,
+    method,
+    encodeValue(request),
+    timeoutMs,
+    {
+      onItem: (p) => {
+        if (s.ended) return;
+        // The stream's own rule (window + credit granted), checked first to fail with a reason.
+        if (receivedCost >= held + granted) {
+          handle?.cancel(
+            new MusterError(
+              ErrorCode.RESOURCE_EXHAUSTED,
+              `call ${method} of agent ${agent}: its partial results came faster than they crossed to the calling server (more than ${held} bytes waiting); send them as a stream (openStream), which waits for the reader`,
+              { details: { lastReceived: s.received } },
+            ),
+          );
+          return;
+        }
+        receivedCost += itemCost(p.bytes.length);
+        s._item(p);
+      },
+      onSettle: (err, p) => s._settle(err, p),
     },
-    onSettle: (err, p) => s._settle(err, p),
-  });
+    options.origin,
+  );
   return handle === undefined ? undefined : s;
 }

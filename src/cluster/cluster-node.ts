@@ -104,7 +104,8 @@ export class ClusterNode implements ClusterView, Attachment {
     this.runner = new PartRunner(
       o.bus,
       this.subjects,
-      (name, method, payload, timeoutMs, cb) => o.local.start(name, method, payload, timeoutMs, cb),
+      (name, method, payload, timeoutMs, cb, origin) =>
+        o.local.start(name, method, payload, timeoutMs, cb, origin),
       o.serverName,
       o.logger,
     );

@@ -5,6 +5,7 @@ import type { CallCallbacks, CallHandle } from "../rpc/endpoint.js";
 import { failedStream, type MusterStream, type StreamOptions } from "../rpc/stream.js";
 import { type LocalReach, notConnected, type Reach } from "../server/router.js";
 import type { Payload } from "../wire/frame.js";
+import type { CallOrigin } from "../wire/origin.js";
 import { callAsStream } from "./call-stream.js";
 import type { Owner, RemoteCalls } from "./remote-calls.js";
 import type { StreamRelay } from "./stream-relay.js";
@@ -79,15 +80,16 @@ export class ClusterReach implements Reach {
     payload: Payload,
     timeoutMs: number,
     cb: CallCallbacks,
+    origin?: CallOrigin,
   ): CallHandle | undefined {
     // Calls to an agent still being followed to its new server go after them, in order.
     if (this.#following.has(name)) {
       const at = performance.now();
       return this.#after(name, cb, (d) =>
-        this.#startNow(name, method, payload, timeoutMs - (performance.now() - at), d),
+        this.#startNow(name, method, payload, timeoutMs - (performance.now() - at), d, 0, origin),
       );
     }
-    return this.#startNow(name, method, payload, timeoutMs, cb);
+    return this.#startNow(name, method, payload, timeoutMs, cb, 0, origin);
   }
 
   #startNow(
@@ -97,13 +99,14 @@ export class ClusterReach implements Reach {
     timeoutMs: number,
     cb: CallCallbacks,
     hops = 0,
+    origin?: CallOrigin,
   ): CallHandle | undefined {
     const left = Math.max(1, Math.round(timeoutMs));
-    const handle = this.local.start(name, method, payload, left, cb);
+    const handle = this.local.start(name, method, payload, left, cb, origin);
     if (handle !== undefined) return handle;
     const owner = this.view.ownerOf(name);
     if (owner === undefined) return undefined;
-    return this.remote.start(owner, name, method, payload, left, cb, hops);
+    return this.remote.start(owner, name, method, payload, left, cb, hops, origin);
   }
 
   /**
@@ -155,6 +158,7 @@ export class ClusterReach implements Reach {
     cb: CallCallbacks,
     hops: number,
     err: MusterError,
+    origin?: CallOrigin,
   ): CallHandle {
     const at = performance.now();
     return this.#after(
@@ -165,11 +169,11 @@ export class ClusterReach implements Reach {
         for (;;) {
           const left = remainingMs - (performance.now() - at);
           if (left < 1) return undefined;
-          const here = this.local.start(name, method, payload, Math.round(left), d);
+          const here = this.local.start(name, method, payload, Math.round(left), d, origin);
           if (here !== undefined) return here;
           const owner = this.view.ownerOf(name);
           if (owner !== undefined && owner.serverId !== from.serverId) {
-            const handle = this.remote.start(owner, name, method, payload, Math.round(left), d, hops);
+            const handle = this.remote.start(owner, name, method, payload, Math.round(left), d, hops, origin);
             this.remote.flush();
             return handle;
           }

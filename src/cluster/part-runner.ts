@@ -3,6 +3,7 @@ import { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
 import type { CallCallbacks, CallHandle } from "../rpc/endpoint.js";
 import { type Payload, PayloadKind } from "../wire/frame.js";
+import { type CallOrigin, originFrom } from "../wire/origin.js";
 import type { ClusterBus } from "./bus.js";
 import { type Envelope, encodeEnvelope, toWireError, type WireError } from "./envelope.js";
 import type { ClusterSubjects } from "./node-subjects.js";
@@ -14,6 +15,7 @@ export type StartLocal = (
   payload: Payload,
   timeoutMs: number,
   cb: CallCallbacks,
+  origin?: CallOrigin,
 ) => CallHandle | undefined;
 
 /** One outcome waiting to be sent back. */
@@ -89,13 +91,14 @@ export class PartRunner {
       return;
     }
     const payload: Payload = { kind: k as PayloadKind, bytes: new Uint8Array(env.blobs[0]) };
+    const by = originFrom(h.by);
     for (const name of names) {
       if (typeof name !== "string") continue;
       const key = `${origin}/${id}/${name}`;
       if (this.#runs.has(key)) continue;
       const run = new Run(this, key, origin, id, name);
       this.#runs.set(key, run);
-      const handle = this.start(name, method, payload, timeoutMs, run);
+      const handle = this.start(name, method, payload, timeoutMs, run, by);
       if (handle === undefined) {
         // Not here (any more): the origin may find it at its new server and send it there.
         this.settled(

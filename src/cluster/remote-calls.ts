@@ -3,6 +3,7 @@ import { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
 import type { CallCallbacks, CallHandle } from "../rpc/endpoint.js";
 import type { Payload, PayloadKind } from "../wire/frame.js";
+import type { CallOrigin } from "../wire/origin.js";
 import type { ClusterBus } from "./bus.js";
 import { type Envelope, encodeEnvelope, fromWireError } from "./envelope.js";
 import type { ClusterSubjects } from "./node-subjects.js";
@@ -29,6 +30,7 @@ export type Reroute = (
   cb: CallCallbacks,
   hops: number,
   err: MusterError,
+  origin?: CallOrigin,
 ) => CallHandle;
 
 /** A member may be sent on at most this many times (no endless chase of a moving agent). */
@@ -50,6 +52,8 @@ class Part {
     readonly timeoutMs: number,
     /** How many servers its members were sent to before this one. */
     readonly hops: number,
+    /** Who the calls are made for (ORIGIN towards the agents). */
+    readonly origin: CallOrigin | undefined,
   ) {}
 }
 
@@ -102,6 +106,7 @@ export class RemoteCalls {
     timeoutMs: number,
     cb: CallCallbacks,
     hops = 0,
+    origin?: CallOrigin,
   ): CallHandle {
     let part = this.#building.get(owner.serverId);
     if (
@@ -109,10 +114,19 @@ export class RemoteCalls {
       part.method !== method ||
       part.payload !== payload ||
       part.timeoutMs !== timeoutMs ||
-      part.hops !== hops
+      part.hops !== hops ||
+      part.origin !== origin
     ) {
       if (part !== undefined) this.#send(part);
-      part = new Part(`${this.subjects.selfId}.${++this.#next}`, owner, method, payload, timeoutMs, hops);
+      part = new Part(
+        `${this.subjects.selfId}.${++this.#next}`,
+        owner,
+        method,
+        payload,
+        timeoutMs,
+        hops,
+        origin,
+      );
       this.#building.set(owner.serverId, part);
       this.#parts.set(part.id, part);
     }
@@ -147,6 +161,7 @@ export class RemoteCalls {
         timeoutMs: part.timeoutMs,
         k: part.payload.kind,
         names,
+        ...(part.origin === undefined ? {} : { by: part.origin }),
       },
       [part.payload.bytes],
     );
@@ -205,7 +220,17 @@ export class RemoteCalls {
     if (this.reroute === undefined || part.hops >= MAX_REROUTES || remainingMs < 1) return false;
     part.rerouted.set(
       name,
-      this.reroute(name, part.owner, part.method, part.payload, remainingMs, cb, part.hops + 1, err),
+      this.reroute(
+        name,
+        part.owner,
+        part.method,
+        part.payload,
+        remainingMs,
+        cb,
+        part.hops + 1,
+        err,
+        part.origin,
+      ),
     );
     return true;
   }

@@ -4,6 +4,7 @@ import type { Logger } from "../internal/logger.js";
 import type { MusterStream, StreamOptions } from "../rpc/stream.js";
 import { type DecodeLimits, decodeValue, encodeValue } from "../wire/codec.js";
 import { itemCost, type Payload, type PayloadKind } from "../wire/frame.js";
+import { originFrom } from "../wire/origin.js";
 import type { ClusterBus } from "./bus.js";
 import { type Envelope, encodeEnvelope, toWireError } from "./envelope.js";
 import type { ClusterSubjects } from "./node-subjects.js";
@@ -137,6 +138,8 @@ export class StreamPumps {
       return;
     }
     const options: StreamOptions = { windowBytes: window };
+    const by = originFrom(env.head.by);
+    if (by !== undefined) options.origin = by;
     if (typeof ms === "number") options.timeoutMs = Math.min(Math.ceil(ms), 0xffffffff);
     const local = this.openLocal(agent, name, request, options, c === 1);
     if (local === undefined) {

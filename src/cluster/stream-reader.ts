@@ -109,6 +109,7 @@ export class StreamReaders implements StreamHost {
           ...(timeoutMs !== undefined && { ms: timeoutMs }),
           k: payload.kind,
           ...(asCall && { c: 1 }),
+          ...(options.origin !== undefined && { by: options.origin }),
         },
         [payload.bytes],
       );

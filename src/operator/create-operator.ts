@@ -9,9 +9,9 @@ import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import type { AgentInfo } from "../presence/presence.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
-import { summarize } from "../rpc/fan-out.js";
+import { type FanOut, summarize } from "../rpc/fan-out.js";
 import type { MusterStream, StreamOptions } from "../rpc/stream.js";
-import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
+import type { CallOutcome } from "../rpc/types.js";
 import { type AgentRunOptions, runInstance } from "../run/agent-runs.js";
 import type { RunEvent, RunStatus } from "../run/events.js";
 import { type FileRef, RUN_METHODS } from "../run/protocol.js";
@@ -49,15 +49,12 @@ export interface OperatorOptions {
   runs?: AgentRunOptions;
 }
 
-/** A fan-out relayed by the server: outcomes stream in as the agents answer. */
-export interface RemoteCall extends AsyncIterable<CallOutcome> {
-  /** The agents the server expects to answer (fixed when the call started). */
-  readonly expected: Promise<string[]>;
-  /** Every outcome and their counts, once all are in. Rejects if the call itself failed. */
-  readonly done: Promise<{ outcomes: CallOutcome[]; summary: OutcomeSummary }>;
-  /** Cancels the call on the server. */
-  cancel(): void;
-}
+/**
+ * A fan-out relayed by the server: the same shape as `server.call()`'s, outcomes streaming in
+ * as the agents answer.
+ * @deprecated Use `FanOut`: this name is kept as an alias.
+ */
+export type RemoteCall<T = unknown> = FanOut<T>;
 
 /** A client that operates a server: lists agents and calls them through it. */
 export interface MusterOperator {
@@ -69,7 +66,12 @@ export interface MusterOperator {
   /** One page of agents by name (`muster.agents`); give its `next` as `after` for the next one. */
   agentsPage(request?: AgentsPageRequest): Promise<AgentsPage>;
   agent(name: string): Promise<AgentInfo>;
-  call(target: string, method: string, args?: unknown, options?: { timeoutMs?: number }): RemoteCall;
+  call<T = unknown>(
+    target: string,
+    method: string,
+    args?: unknown,
+    options?: { timeoutMs?: number; signal?: AbortSignal },
+  ): FanOut<T>;
   /**
    * Opens stream `name` on agent `agent`, relayed by the server (`muster.stream`) with flow
    * control end to end. Errors arrive through the iteration.
@@ -186,13 +188,21 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
     },
     agentsPage,
     agent: (name) => rpc.call("muster.agent", { name }) as Promise<AgentInfo>,
-    call(target, method, args, callOptions = {}) {
+    call<T = unknown>(
+      target: string,
+      method: string,
+      args?: unknown,
+      callOptions: { timeoutMs?: number; signal?: AbortSignal } = {},
+    ): FanOut<T> {
       const timeoutMs = callOptions.timeoutMs ?? DEFAULTS.callTimeoutMs;
       const expected = deferred<string[]>();
       const expectedSoFar: string[] = [];
-      const queue = new AsyncQueue<CallOutcome>();
-      const outcomes: CallOutcome[] = [];
+      const queue = new AsyncQueue<CallOutcome<T>>();
+      const outcomes: CallOutcome<T>[] = [];
       const abort = new AbortController();
+      const outer = callOptions.signal;
+      if (outer?.aborted) abort.abort();
+      else outer?.addEventListener("abort", () => abort.abort(), { once: true });
       const done = rpc
         .call(
           "muster.call",
@@ -208,7 +218,8 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
                 expectedSoFar.push(...item.agents);
                 if (item.more !== true) expected.resolve(expectedSoFar);
               } else {
-                const { type: _t, ...o } = item;
+                const { type: _t, ...rest } = item;
+                const o = rest as CallOutcome<T>;
                 outcomes.push(o);
                 queue.push(o);
               }
@@ -218,7 +229,8 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
         .then(
           () => {
             queue.end();
-            return { outcomes, summary: summarize(outcomes) };
+            const byAgent = new Map(outcomes.map((o) => [o.agent, o]));
+            return { outcomes, byAgent, summary: summarize(outcomes) };
           },
           (err: unknown) => {
             expected.reject(err);
@@ -231,6 +243,7 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
       return {
         expected: expected.promise,
         done,
+        summary: () => summarize(outcomes),
         cancel: () => abort.abort(),
         [Symbol.asyncIterator]: () => queue,
       };

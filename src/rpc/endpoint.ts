@@ -13,6 +13,7 @@ import {
   encodeValue,
 } from "../wire/codec.js";
 import { FrameType, itemCost, type Payload } from "../wire/frame.js";
+import type { CallOrigin } from "../wire/origin.js";
 import {
   checkStreamOpen,
   DEFAULT_STREAM_WINDOW,
@@ -23,7 +24,7 @@ import {
   type StreamHost,
   type StreamOptions,
 } from "./stream.js";
-import type { CallOptions, Handler, PeerInfo } from "./types.js";
+import type { CallerInfo, CallOptions, Handler, PeerInfo } from "./types.js";
 
 /** Where an endpoint sends its frames: a session (`Session.send`). */
 export interface FrameSink {
@@ -78,6 +79,8 @@ class Incoming implements StreamContext {
   position = 0;
   /** Streams only: a `write()` waiting for credit. */
   creditWaiter: { resolve(): void; reject(e: unknown): void } | undefined;
+  /** Who a server relayed this call for (an ORIGIN frame ahead of it). */
+  origin: CallOrigin | undefined;
   constructor(
     readonly endpoint: RpcEndpoint,
     readonly id: number,
@@ -88,6 +91,15 @@ class Incoming implements StreamContext {
   ) {}
   get signal(): AbortSignal {
     return this.controller?.signal ?? this.endpoint._signalOf(this);
+  }
+  get caller(): CallerInfo {
+    const o = this.origin;
+    if (o !== undefined) return { ...o, relayed: true };
+    const p = this.peer;
+    const subject = p.identity?.subject;
+    return subject === undefined
+      ? { role: p.role, name: p.name, relayed: false }
+      : { role: p.role, name: p.name, subject, relayed: false };
   }
   remainingMs(): number {
     return Math.max(0, this.deadline - this.endpoint._now());
@@ -147,6 +159,10 @@ export interface EndpointOptions {
    * and killing the link. @default no check
    */
   maxFrameBytes?: number;
+  /** The peer reads ORIGIN frames (its HELLO asked for "origin"): relayed calls name their origin. */
+  sendOrigin?: boolean;
+  /** ORIGIN frames from the peer are believed (the peer is this side's server); else ignored. */
+  acceptOrigin?: boolean;
 }
 
 /**
@@ -179,6 +195,10 @@ export class RpcEndpoint implements StreamHost {
   readonly #streamHandlers: ReadonlyMap<string, StreamHandler> | undefined;
   readonly #authorizer: Authorizer | undefined;
   readonly #maxFrameBytes: number | undefined;
+  readonly #sendOrigin: boolean;
+  readonly #acceptOrigin: boolean;
+  /** The origin the peer named for its next CALL or OPEN (which follows it at once). */
+  #origin: { id: number; origin: CallOrigin } | undefined;
   /** Streams of the peer that broke flow control. */
   #violations = 0;
   #sink: FrameSink;
@@ -198,6 +218,8 @@ export class RpcEndpoint implements StreamHost {
     this.#streamHandlers = options.streamHandlers;
     this.#authorizer = options.authorizer;
     this.#maxFrameBytes = options.maxFrameBytes;
+    this.#sendOrigin = options.sendOrigin === true;
+    this.#acceptOrigin = options.acceptOrigin === true;
   }
 
   /** Calls waiting for an outcome. */
@@ -217,7 +239,14 @@ export class RpcEndpoint implements StreamHost {
    * Starts a call with an already encoded payload. With `ownTimer` false the caller
    * enforces the deadline itself (a fan-out uses one timer for all its calls).
    */
-  start(method: string, payload: Payload, timeoutMs: number, cb: CallCallbacks, ownTimer = true): CallHandle {
+  start(
+    method: string,
+    payload: Payload,
+    timeoutMs: number,
+    cb: CallCallbacks,
+    ownTimer = true,
+    origin?: CallOrigin,
+  ): CallHandle {
     const id = this.#nextId++;
     if (this.#nextId > 0xffffffff) this.#nextId = 1;
     const o = new Outgoing(this, id, cb);
@@ -235,6 +264,7 @@ export class RpcEndpoint implements StreamHost {
     const out = this.#out;
     out.set(id, o);
     try {
+      if (origin !== undefined && this.#sendOrigin) this.#sendOriginOf(id, origin);
       this.#sink.send(frame);
     } catch (err) {
       out.delete(id);
@@ -272,28 +302,35 @@ export class RpcEndpoint implements StreamHost {
       const onAbort = (): void =>
         handle.cancel(new MusterError(ErrorCode.CANCELLED, `${method} aborted by the caller`));
       const onItem = options.onItem;
-      const handle = this.start(method, payload, timeoutMs, {
-        onItem: onItem
-          ? (p) => {
+      const handle = this.start(
+        method,
+        payload,
+        timeoutMs,
+        {
+          onItem: onItem
+            ? (p) => {
+                try {
+                  onItem(decodeValue(p, this.#decodeLimits));
+                } catch (err) {
+                  this.#logger.warn({ err, method }, "onItem callback failed");
+                }
+              }
+            : undefined,
+          onSettle: (err, p) => {
+            signal?.removeEventListener("abort", onAbort);
+            if (err) reject(err);
+            else {
               try {
-                onItem(decodeValue(p, this.#decodeLimits));
-              } catch (err) {
-                this.#logger.warn({ err, method }, "onItem callback failed");
+                resolve(decodeValue(p!, this.#decodeLimits));
+              } catch (e) {
+                reject(e);
               }
             }
-          : undefined,
-        onSettle: (err, p) => {
-          signal?.removeEventListener("abort", onAbort);
-          if (err) reject(err);
-          else {
-            try {
-              resolve(decodeValue(p!, this.#decodeLimits));
-            } catch (e) {
-              reject(e);
-            }
-          }
+          },
         },
-      });
+        true,
+        options.origin,
+      );
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
@@ -330,6 +367,7 @@ export class RpcEndpoint implements StreamHost {
     this.#out ??= new Map();
     this.#out.set(id, o);
     try {
+      if (options.origin !== undefined && this.#sendOrigin) this.#sendOriginOf(id, options.origin);
       this.#sink.send(frame);
     } catch (err) {
       this.#out.delete(id);
@@ -349,6 +387,11 @@ export class RpcEndpoint implements StreamHost {
     }
     s._watch(options.signal);
     return s;
+  }
+
+  /** The ORIGIN frame that goes right ahead of call or stream `id`. */
+  #sendOriginOf(id: number, origin: CallOrigin): void {
+    this.#sink.send(encodeFrame({ type: FrameType.ORIGIN, seq: 1, ack: 0, id, origin }));
   }
 
   /** @internal StreamHost: more room for the writer of stream `id`. */
@@ -411,9 +454,16 @@ export class RpcEndpoint implements StreamHost {
 
   /** Handles a sequenced frame from the session. */
   receive(frame: SequencedFrame): void {
+    // An ORIGIN names the CALL or OPEN that comes right after it, and nothing else.
+    const origin = this.#origin;
+    this.#origin = undefined;
     switch (frame.type) {
+      case FrameType.ORIGIN:
+        if (this.#acceptOrigin) this.#origin = { id: frame.id, origin: frame.origin };
+        else this.#logger.debug({ id: frame.id }, "an ORIGIN from a peer that may not name one: ignored");
+        return;
       case FrameType.CALL:
-        this.#onCall(frame.id, frame.method, frame.timeoutMs, frame.payload);
+        this.#onCall(frame.id, frame.method, frame.timeoutMs, frame.payload, origin);
         return;
       case FrameType.ITEM: {
         const o = this.#out?.get(frame.id);
@@ -447,7 +497,7 @@ export class RpcEndpoint implements StreamHost {
         return;
       }
       case FrameType.OPEN:
-        this.#onOpen(frame.id, frame.method, frame.timeoutMs, frame.window, frame.payload);
+        this.#onOpen(frame.id, frame.method, frame.timeoutMs, frame.window, frame.payload, origin);
         return;
       case FrameType.CREDIT: {
         const i = this.#in?.get(frame.id);
@@ -642,9 +692,16 @@ export class RpcEndpoint implements StreamHost {
     return encodeFrame({ type: FrameType.RESULT, seq: 1, ack: 0, id: i.id, error: tooLarge.toBody() });
   }
 
-  #onCall(id: number, method: string, timeoutMs: number, payload: Payload): void {
+  #onCall(
+    id: number,
+    method: string,
+    timeoutMs: number,
+    payload: Payload,
+    origin: { id: number; origin: CallOrigin } | undefined,
+  ): void {
     const i = this.#admit(id, method, this.#clock.now() + timeoutMs, timeoutMs, "calls");
     if (i === undefined) return;
+    if (origin?.id === id) i.origin = origin.origin;
     const refused = this.#authorizer?.authorize(method, false);
     if (refused !== undefined) {
       this.#replyError(i, refused);
@@ -664,10 +721,18 @@ export class RpcEndpoint implements StreamHost {
     this.#run(i, handler, payload, false);
   }
 
-  #onOpen(id: number, name: string, timeoutMs: number, window: number, payload: Payload): void {
+  #onOpen(
+    id: number,
+    name: string,
+    timeoutMs: number,
+    window: number,
+    payload: Payload,
+    origin: { id: number; origin: CallOrigin } | undefined,
+  ): void {
     const deadline = timeoutMs === 0 ? Number.POSITIVE_INFINITY : this.#clock.now() + timeoutMs;
     const i = this.#admit(id, name, deadline, timeoutMs, "calls and streams");
     if (i === undefined) return;
+    if (origin?.id === id) i.origin = origin.origin;
     i.creditLimit = window;
     const refused = this.#authorizer?.authorize(name, true);
     if (refused !== undefined) {

@@ -14,14 +14,36 @@ import type { CallOutcome, OutcomeSummary } from "./types.js";
  * (`for await (const o of fanOut)`) and all together (`await fanOut.done`).
  */
 export interface FanOut<T = unknown> extends AsyncIterable<CallOutcome<T>> {
-  /** Names of the agents expected to answer, fixed at the start. */
-  readonly expected: readonly string[];
-  /** Resolves (never rejects) with one outcome per expected agent, once all are in. */
-  readonly done: Promise<Map<string, CallOutcome<T>>>;
+  /**
+   * Names of the agents expected to answer, fixed when the call starts. A server knows them at
+   * once (also as `expectedNames`); an operator learns them from the server first thing.
+   */
+  readonly expected: Promise<readonly string[]>;
+  /**
+   * Every outcome, once all are in. A server's fan-out never rejects (each agent's failure is
+   * its outcome); an operator's rejects when the call as a whole failed (refused, link lost).
+   */
+  readonly done: Promise<FanOutResult<T>>;
   /** Counts by status of the outcomes so far. */
   summary(): OutcomeSummary;
   /** Cancels every call still in flight (their outcome: error CANCELLED). */
   cancel(): void;
+}
+
+/** What a fan-out's `done` resolves with. */
+export interface FanOutResult<T = unknown> {
+  /** One outcome per expected agent, in the order they arrived. */
+  readonly outcomes: readonly CallOutcome<T>[];
+  /** The same outcomes by agent name. */
+  readonly byAgent: ReadonlyMap<string, CallOutcome<T>>;
+  /** Counts by status. */
+  readonly summary: OutcomeSummary;
+}
+
+/** A fan-out started on a server, whose expected agents are known at once. */
+export interface ServerFanOut<T = unknown> extends FanOut<T> {
+  /** The expected agents, known synchronously on the server (the same as `await expected`). */
+  readonly expectedNames: readonly string[];
 }
 
 /** How to start the call on one expected agent; returns undefined when it is not connected. */
@@ -51,14 +73,14 @@ class Member<T> implements CallCallbacks {
   }
 }
 
-export class FanOutCall<T = unknown> implements FanOut<T> {
-  readonly expected: readonly string[];
-  readonly done: Promise<Map<string, CallOutcome<T>>>;
+export class FanOutCall<T = unknown> implements ServerFanOut<T> {
+  readonly expectedNames: readonly string[];
+  readonly done: Promise<FanOutResult<T>>;
   readonly #outcomes = new Map<string, CallOutcome<T>>();
   readonly #members: Member<T>[] = [];
   /** Made when someone iterates; until then the outcomes wait in `#outcomes` only. */
   #queue: AsyncQueue<CallOutcome<T>> | undefined;
-  readonly #resolve: (m: Map<string, CallOutcome<T>>) => void;
+  readonly #resolve: (r: FanOutResult<T>) => void;
   readonly #clock: Clock;
   readonly #decodeLimits: DecodeLimits | undefined;
   readonly #started: number;
@@ -78,11 +100,11 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
     },
     startOne: StartOne,
   ) {
-    this.expected = expected;
+    this.expectedNames = expected;
     this.#clock = options.clock;
     this.#decodeLimits = options.decodeLimits;
     this.#started = options.clock.now();
-    const d = deferred<Map<string, CallOutcome<T>>>();
+    const d = deferred<FanOutResult<T>>();
     this.done = d.promise;
     this.#resolve = d.resolve;
     if (expected.length > 0) {
@@ -121,6 +143,10 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
     this.#maybeDone();
   }
 
+  get expected(): Promise<readonly string[]> {
+    return Promise.resolve(this.expectedNames);
+  }
+
   summary(): OutcomeSummary {
     return summarize(this.#outcomes.values());
   }
@@ -137,9 +163,9 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
     if (this.#iterated)
       throw new MusterError(ErrorCode.INVALID_ARGUMENT, "a fan-out can be iterated only once");
     this.#iterated = true;
-    const queue = new AsyncQueue<CallOutcome<T>>({ maxItems: this.expected.length + 1 });
+    const queue = new AsyncQueue<CallOutcome<T>>({ maxItems: this.expectedNames.length + 1 });
     for (const o of this.#outcomes.values()) queue.push(o);
-    if (this.#outcomes.size >= this.expected.length) queue.end();
+    if (this.#outcomes.size >= this.expectedNames.length) queue.end();
     this.#queue = queue;
     return queue;
   }
@@ -175,12 +201,13 @@ export class FanOutCall<T = unknown> implements FanOut<T> {
   }
 
   #maybeDone(): void {
-    if (this.#outcomes.size < this.expected.length) return;
+    if (this.#outcomes.size < this.expectedNames.length) return;
     if (this.#timer) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#onAbort) this.#signal?.removeEventListener("abort", this.#onAbort);
     this.#queue?.end();
     this.#members.length = 0;
-    this.#resolve(this.#outcomes);
+    const byAgent = this.#outcomes;
+    this.#resolve({ outcomes: [...byAgent.values()], byAgent, summary: summarize(byAgent.values()) });
   }
 }

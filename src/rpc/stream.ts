@@ -1,6 +1,7 @@
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { itemCost, type Payload } from "../wire/frame.js";
+import type { CallOrigin } from "../wire/origin.js";
 import type { CallContext } from "./types.js";
 
 /** Options of a stream opened by this side. */
@@ -15,6 +16,8 @@ export interface StreamOptions {
   timeoutMs?: number;
   /** Aborting cancels the stream on both sides. */
   signal?: AbortSignal;
+  /** Who the stream is opened on behalf of (`ctx.caller` on the serving side); see CallOptions. */
+  origin?: CallOrigin;
 }
 
 /** What a stream handler gets: a call context that can also wait for credit. */

@@ -1,4 +1,5 @@
 import type { ErrorBody } from "../errors/muster-error.js";
+import type { CallOrigin } from "../wire/origin.js";
 
 /** Who is on the other side of a call, as seen by a handler. */
 export interface PeerInfo {
@@ -12,6 +13,19 @@ export interface PeerInfo {
   identity?: Readonly<{ role: string; subject: string }>;
 }
 
+/** Who a call is made for (`ctx.caller`). */
+export interface CallerInfo {
+  /** "operator", "agent", "server", "text", … */
+  readonly role: string;
+  readonly name: string;
+  /** The identity it authenticated as (a token's subject), when known. */
+  readonly subject?: string;
+  /** The server it reached first, for a relayed call. */
+  readonly server?: string;
+  /** True when a server relayed the call on its behalf (then `ctx.peer` is that server). */
+  readonly relayed: boolean;
+}
+
 /**
  * What a handler gets besides the request. Call its methods on it (`ctx.emit(x)`): they are
  * not bound, so `const { emit } = ctx` does not work.
@@ -19,8 +33,13 @@ export interface PeerInfo {
 export interface CallContext {
   /** The method called. */
   readonly method: string;
-  /** The caller. */
+  /** The other end of this session: for a call relayed by a server, the server (the hop). */
   readonly peer: PeerInfo;
+  /**
+   * Who the call is made for: the operator behind `muster call`, the agent or text client
+   * behind a routed message, as the relaying server names it; for a direct call, the peer.
+   */
+  readonly caller: CallerInfo;
   /** Fires when the deadline passes, the caller cancels, or the session ends. `reason` is a MusterError. */
   readonly signal: AbortSignal;
   /** Clock time (ms) at which the caller gives up. */
@@ -51,6 +70,11 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Receives partial results (ITEM frames) as they arrive, before the final result. */
   onItem?: (item: unknown) => void;
+  /**
+   * Who the call is made on behalf of, shown to the agent's handler as `ctx.caller` (agents of
+   * this version and later; others see the server). Servers set it on the calls they relay.
+   */
+  origin?: CallOrigin;
 }
 
 /** The outcome of a call on one agent. */

@@ -13,7 +13,7 @@ import { truncateForLog } from "../internal/log-safe.js";
 import { type Logger, silentLogger } from "../internal/logger.js";
 import { VERSION } from "../internal/version.js";
 import type { AgentInfo, PresenceEvent } from "../presence/presence.js";
-import type { FanOut } from "../rpc/fan-out.js";
+import type { ServerFanOut } from "../rpc/fan-out.js";
 import type { MusterStream, StreamHandler, StreamOptions } from "../rpc/stream.js";
 import type { Target } from "../rpc/target.js";
 import type { CallOptions, Handler, PeerInfo } from "../rpc/types.js";
@@ -368,7 +368,7 @@ class Server implements MusterServer, PeerHost {
     request?: unknown,
     options: CallOptions = {},
     gate?: RelayGate,
-  ): FanOut<T> {
+  ): ServerFanOut<T> {
     return this.#router.call<T>(target, method, request, options, gate);
   }
 

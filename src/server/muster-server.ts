@@ -1,6 +1,6 @@
 import type { Revocation } from "../auth/revocations.js";
 import type { AgentInfo, PresenceEvent } from "../presence/presence.js";
-import type { FanOut } from "../rpc/fan-out.js";
+import type { ServerFanOut } from "../rpc/fan-out.js";
 import type { MusterStream, StreamHandler, StreamOptions } from "../rpc/stream.js";
 import type { Target } from "../rpc/target.js";
 import type { CallOptions, Handler } from "../rpc/types.js";
@@ -33,7 +33,7 @@ export interface MusterServer {
     method: string,
     request?: unknown,
     options?: CallOptions,
-  ): FanOut<T>;
+  ): ServerFanOut<T>;
   /** Calls one agent and resolves with its result; rejects with a MusterError. */
   callAgent<T = unknown>(name: string, method: string, request?: unknown, options?: CallOptions): Promise<T>;
   /** Registers a stream that agents (and operators, through `muster.stream`) can open on the server. */

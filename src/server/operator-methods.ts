@@ -2,7 +2,7 @@ import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { truncateForLog } from "../internal/log-safe.js";
 import type { AgentInfo } from "../presence/presence.js";
-import { type FanOut, summarize } from "../rpc/fan-out.js";
+import { type ServerFanOut, summarize } from "../rpc/fan-out.js";
 import {
   DEFAULT_STREAM_WINDOW,
   type MusterStream,
@@ -19,6 +19,7 @@ import type {
   OutcomeSummary,
   PeerInfo,
 } from "../rpc/types.js";
+import type { CallOrigin } from "../wire/origin.js";
 import { agentsPage } from "./agents-page.js";
 import type { EnrolmentRequest } from "./enrolment.js";
 import { type RelayGate, RelayLimiter } from "./relay-limiter.js";
@@ -27,6 +28,8 @@ import type { ServerInfo } from "./server-info.js";
 
 /** What the operator methods need from the server. */
 export interface OperatorHost {
+  /** This server's name: relayed calls name it in their origin. */
+  readonly serverName: string;
   /** Bounds on targets, relayed windows and relayed calls. */
   readonly rpcLimits: RpcLimits;
   /** Largest frame an operator accepts: replies are made to fit it. */
@@ -38,7 +41,7 @@ export interface OperatorHost {
     request?: unknown,
     options?: CallOptions,
     gate?: RelayGate,
-  ): FanOut;
+  ): ServerFanOut;
   openStream(agent: string, name: string, request?: unknown, options?: StreamOptions): MusterStream;
   agents(): AgentInfo[];
   agent(name: string): AgentInfo | undefined;
@@ -125,6 +128,14 @@ function relayer(peer: PeerInfo): { key: string; label: string } {
     : { key: `${id.role}:${id.subject}`, label: id.subject };
 }
 
+/** Who an operator's relayed call is made for, as the agent's handler sees it (`ctx.caller`). */
+function originOf(peer: PeerInfo, server: string): CallOrigin {
+  const subject = peer.identity?.subject;
+  return subject === undefined
+    ? { role: peer.role, name: peer.name, server }
+    : { role: peer.role, name: peer.name, subject, server };
+}
+
 /**
  * Methods the server answers for operator sessions (the CLI): the same protocol as
  * agents use, so that the CLI works against a remote server. `relays` counts the relayed
@@ -166,10 +177,10 @@ export function operatorHandlers(host: OperatorHost, relays: RelayLimiter): Map<
       target,
       r.method,
       r.args,
-      { timeoutMs, signal: ctx.signal },
+      { timeoutMs, signal: ctx.signal, origin: originOf(ctx.peer, host.serverName) },
       relays.gate(key, label),
     );
-    emitExpected(ctx, fanOut.expected, host.maxFrameBytes - ITEM_OVERHEAD_BYTES);
+    emitExpected(ctx, fanOut.expectedNames, host.maxFrameBytes - ITEM_OVERHEAD_BYTES);
     const sent: CallOutcome[] = [];
     for await (const o of fanOut) sent.push(emitOutcome(ctx, r.method, o));
     // Counted from what the operator received: an outcome too large to send is an error.
@@ -274,7 +285,11 @@ export function operatorStreams(host: OperatorHost, relays: RelayLimiter): Map<s
         r.windowBytes ?? DEFAULT_STREAM_WINDOW,
         host.rpcLimits.maxStreamWindowBytes,
       );
-      const options: StreamOptions = { signal: ctx.signal, windowBytes };
+      const options: StreamOptions = {
+        signal: ctx.signal,
+        windowBytes,
+        origin: originOf(ctx.peer, host.serverName),
+      };
       if (Number.isFinite(ctx.deadline)) options.timeoutMs = Math.max(1, ctx.remainingMs());
       const inner = host.openStream(r.agent, r.name, r.args, options);
       for await (const item of inner) yield item;

@@ -18,6 +18,7 @@ import {
 import type { Transport, TransportCloseInfo } from "../transport/types.js";
 import type { DecodeLimits } from "../wire/codec.js";
 import { type CloseBody, CloseCode, type HelloBody } from "../wire/frame.js";
+import { ORIGIN_FEATURE } from "../wire/origin.js";
 import type { Identity } from "./auth-gate.js";
 import type { RpcLimits } from "./rpc-limits.js";
 
@@ -164,6 +165,7 @@ export class Peer implements PresenceSource, SessionHooks, Authorizer {
       describeSelf: "the server",
       decodeLimits: host.decodeLimits,
       maxFrameBytes: host.maxFrameBytes,
+      sendOrigin: hello.role === "agent" && hello.features?.includes(ORIGIN_FEATURE) === true,
     });
   }
 

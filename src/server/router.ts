@@ -5,12 +5,13 @@ import { truncateForLog } from "../internal/log-safe.js";
 import type { Logger } from "../internal/logger.js";
 import type { AgentInfo } from "../presence/presence.js";
 import type { CallCallbacks, CallHandle } from "../rpc/endpoint.js";
-import { type FanOut, FanOutCall } from "../rpc/fan-out.js";
+import { FanOutCall, type ServerFanOut } from "../rpc/fan-out.js";
 import { failedStream, type MusterStream, type StreamOptions } from "../rpc/stream.js";
 import { formatTarget, matcher, parseTarget, type Target } from "../rpc/target.js";
 import type { CallOptions, OutcomeStatus } from "../rpc/types.js";
 import { type DecodeLimits, encodeValue } from "../wire/codec.js";
 import type { Payload } from "../wire/frame.js";
+import type { CallOrigin } from "../wire/origin.js";
 import type { Fleet } from "./fleet.js";
 import type { ServerMetrics } from "./metrics.js";
 import type { RelayGate } from "./relay-limiter.js";
@@ -28,7 +29,7 @@ export interface Router {
     request?: unknown,
     options?: CallOptions,
     gate?: RelayGate,
-  ): FanOut<T>;
+  ): ServerFanOut<T>;
   callAgent<T>(name: string, method: string, request?: unknown, options?: CallOptions): Promise<T>;
   openStream<T>(agent: string, name: string, request?: unknown, options?: StreamOptions): MusterStream<T>;
 }
@@ -59,6 +60,7 @@ export interface Reach {
     payload: Payload,
     timeoutMs: number,
     cb: CallCallbacks,
+    origin?: CallOrigin,
   ): CallHandle | undefined;
   /** Sends whatever `start` batched; called once after each fan-out has started its members. */
   flush(): void;
@@ -93,8 +95,9 @@ export class LocalReach implements Reach {
     payload: Payload,
     timeoutMs: number,
     cb: CallCallbacks,
+    origin?: CallOrigin,
   ): CallHandle | undefined {
-    return this.fleet.live(name)?.rpc.start(method, payload, timeoutMs, cb, false);
+    return this.fleet.live(name)?.rpc.start(method, payload, timeoutMs, cb, false, origin);
   }
   flush(): void {}
   openStream<T>(
@@ -141,7 +144,7 @@ export class FleetRouter implements Router {
     request?: unknown,
     options: CallOptions = {},
     gate?: RelayGate,
-  ): FanOut<T> {
+  ): ServerFanOut<T> {
     const { host, reach } = this;
     const t = typeof target === "string" ? parseTarget(target, host.rpcLimits.maxTargetBytes) : target;
     const payload = encodeValue(request);
@@ -168,19 +171,20 @@ export class FleetRouter implements Router {
       expected,
       { clock: host.clock, timeoutMs, signal: options.signal, method, decodeLimits: host.decodeLimits },
       (name, cb) => {
-        if (gate === undefined) return reach.start(name, method, payload, timeoutMs, cb);
+        const origin = options.origin;
+        if (gate === undefined) return reach.start(name, method, payload, timeoutMs, cb, origin);
         const admitted = gate.admit(name, cb);
         if (admitted instanceof MusterError) {
           cb.onSettle(admitted, undefined); // answered here: the call never reaches the agent
           return SETTLED;
         }
-        return reach.start(name, method, payload, timeoutMs, admitted);
+        return reach.start(name, method, payload, timeoutMs, admitted, origin);
       },
     );
     reach.flush();
     // Recorded after whoever awaits the fan-out has run, so as not to add to its latency.
-    void fanOut.done.then((outcomes) => {
-      setImmediate(() => host.metrics.recordOutcomes(method, outcomes.values()));
+    void fanOut.done.then((r) => {
+      setImmediate(() => host.metrics.recordOutcomes(method, r.outcomes));
     });
     return fanOut;
   }
@@ -220,14 +224,14 @@ export class FleetRouter implements Router {
       [name],
       { clock: host.clock, timeoutMs, signal: options.signal, method, decodeLimits: host.decodeLimits },
       (n, cb) => {
-        const handle = reach.start(n, method, payload, timeoutMs, cb);
+        const handle = reach.start(n, method, payload, timeoutMs, cb, options.origin);
         reachable = handle !== undefined;
         return handle;
       },
     );
     reach.flush();
     if (!reachable) throw notConnected(reach, name);
-    const outcome = (await fan.done).get(name);
+    const outcome = (await fan.done).byAgent.get(name);
     const status = outcome?.status ?? "error";
     host.metrics.recordCall(method, status === "not_connected" ? "error" : status, outcome?.durationMs ?? 0);
     if (outcome?.status === "ok") return outcome.value as T;
@@ -250,8 +254,13 @@ export class FleetRouter implements Router {
     const started = performance.now();
     const timeoutMs = options.timeoutMs ?? host.callTimeoutMs;
     const stream =
-      this.reach.openStream<unknown>(name, method, request, { timeoutMs, signal: options.signal }, true) ??
-      failedStream<unknown>(method, notConnected(this.reach, name));
+      this.reach.openStream<unknown>(
+        name,
+        method,
+        request,
+        { timeoutMs, signal: options.signal, origin: options.origin },
+        true,
+      ) ?? failedStream<unknown>(method, notConnected(this.reach, name));
     let status: OutcomeStatus = "error";
     try {
       for await (const item of stream) {

@@ -1,7 +1,7 @@
 import type { TextCallResult } from "../agent/text.js";
 import type { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
-import type { FanOut } from "../rpc/fan-out.js";
+import type { ServerFanOut } from "../rpc/fan-out.js";
 import type { Target } from "../rpc/target.js";
 import type { CallOptions } from "../rpc/types.js";
 import { type Message, parseMessage } from "../text/message.js";
@@ -13,7 +13,7 @@ export const SERVER_TEXT_SERVICE = "muster";
 /** What the router needs of the server. */
 export interface TextRouterHost {
   callAgent<T>(name: string, method: string, request?: unknown, options?: CallOptions): Promise<T>;
-  call<T>(target: string | Target, method: string, request?: unknown, options?: CallOptions): FanOut<T>;
+  call<T>(target: string | Target, method: string, request?: unknown, options?: CallOptions): ServerFanOut<T>;
   /** Every agent reachable, with the server holding it in a cluster. */
   agents(): ReadonlyArray<{ name: string; state: string; server?: string }>;
   /** The servers of the cluster (this one first, state `self`), or this one alone. */
@@ -98,7 +98,11 @@ export function createTextRouter(host: TextRouterHost, o: TextRouterOptions): Te
     const service = m.service;
     if (service === "" || service === SERVER_TEXT_SERVICE) return false;
     const line = m.with({ server: "", service: "" }).toString();
-    const options = { timeoutMs: o.timeoutMs };
+    // The agent's text handlers see who sent the line (`ctx.peer`), not the server that routed it.
+    const options = {
+      timeoutMs: o.timeoutMs,
+      origin: { role: "text", name: ctx.peer, server: fromServer },
+    };
     if (service === "*" || service === "." || service === "?") {
       const target: Target | "all" =
         on === undefined

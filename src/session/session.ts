@@ -29,7 +29,8 @@ export type SequencedFrame = Extract<
       | typeof FrameType.RESULT
       | typeof FrameType.CANCEL
       | typeof FrameType.OPEN
-      | typeof FrameType.CREDIT;
+      | typeof FrameType.CREDIT
+      | typeof FrameType.ORIGIN;
   }
 >;
 

@@ -208,11 +208,11 @@ function serverRole(): void {
             { round, pad: payload(size, round) },
             { timeoutMs: callTimeoutMs },
           );
-          const expected = fan.expected.length;
+          const expected = fan.expectedNames.length;
           for (let k = 0; k < expected; k++) down.started++;
           pending.push(
-            fan.done.then((outcomes) => {
-              for (const o of outcomes.values()) {
+            fan.done.then((r) => {
+              for (const o of r.outcomes) {
                 down.settled++;
                 if (o.status === "ok") {
                   if (o.value?.round === round) down.ok++;
@@ -231,7 +231,7 @@ function serverRole(): void {
           );
           // Every fifth round, a stream of 20 items to one agent.
           if (round % 5 === 0) {
-            const names = fan.expected;
+            const names = fan.expectedNames;
             const name = names[round % names.length];
             if (name) {
               const settle = track(streams, `stream of round ${round} from ${name}`);

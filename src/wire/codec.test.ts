@@ -32,6 +32,7 @@ import {
   type WelcomeBody,
   type WelcomeServers,
 } from "./frame.js";
+import type { CallOrigin } from "./origin.js";
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -201,6 +202,10 @@ const EXPECTED: Record<string, string> = {
   ),
   // id 4 | bytes 131072
   CREDIT: hex("01 15 | 000000000008 | 000000000005 | 00000004 | 00020000"),
+  // id 4 | the JSON origin
+  ORIGIN: hex(
+    `01 16 | 000000000009 | 000000000005 | 00000004 | ${utf8Hex('{"role":"operator","name":"ann","server":"s1"}')}`,
+  ),
 };
 
 describe("golden vectors (test/fixtures/golden-frames.json)", () => {
@@ -275,7 +280,7 @@ describe("decodeFrame rejects malformed frames with PROTOCOL_ERROR", () => {
     [0x00, 0],
     [0x07, 0],
     [0x0f, 0],
-    [0x16, 1],
+    [0x17, 1],
     [0x20, 1],
     [0xff, 1],
   ] as const) {
@@ -1313,7 +1318,7 @@ describe("hostile input limits", () => {
       for (const [type, hex] of [
         [0x00, "00"],
         [0x07, "07"],
-        [0x16, "16"],
+        [0x17, "17"],
         [0xff, "ff"],
       ] as const) {
         rejects(raw(type, type >= 0x10 ? 1 : 0, 0), new RegExp(`^unknown frame type 0x${hex}$`));
@@ -1490,6 +1495,22 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
   fc
     .tuple(seqArb, ackArb, u32Arb, u32Arb)
     .map(([seq, ack, id, bytes]): Frame => ({ type: FrameType.CREDIT, seq, ack, id, bytes })),
+  fc
+    .tuple(
+      seqArb,
+      ackArb,
+      u32Arb,
+      fc.stringMatching(/^[a-z][a-z0-9-]{0,31}$/),
+      fc.string({ minLength: 1, maxLength: 256 }),
+      fc.option(fc.string({ minLength: 1, maxLength: 256 }), { nil: undefined }),
+      fc.option(fc.string({ minLength: 1, maxLength: 256 }), { nil: undefined }),
+    )
+    .map(([seq, ack, id, role, name, subject, server]): Frame => {
+      const origin: CallOrigin = { role, name };
+      if (subject !== undefined) origin.subject = subject;
+      if (server !== undefined) origin.server = server;
+      return { type: FrameType.ORIGIN, seq, ack, id, origin };
+    }),
 );
 
 /** decodeFrame either returns a frame or throws a PROTOCOL_ERROR MusterError — nothing else. */
@@ -1541,7 +1562,7 @@ describe("properties (fast-check)", () => {
   });
 
   it("arbitrary bodies behind a valid header: a frame or a PROTOCOL_ERROR", () => {
-    const typeArb = fc.constantFrom(...Object.values(FrameType), 0x00, 0x07, 0x0f, 0x16, 0xff);
+    const typeArb = fc.constantFrom(...Object.values(FrameType), 0x00, 0x07, 0x0f, 0x17, 0xff);
     const bodyArb = fc.oneof(
       fc.uint8Array({ maxLength: 200 }),
       fc.json().map((t) => Buffer.from(t, "utf8")),

@@ -22,6 +22,7 @@ import {
   type WelcomeServerState,
   type WelcomeServers,
 } from "./frame.js";
+import { checkOrigin, ORIGIN_LIMITS, originJson } from "./origin.js";
 import { oneLine, quote } from "./text.js";
 
 // ignoreBOM: keep a leading U+FEFF instead of silently stripping it, so that a method name
@@ -201,6 +202,14 @@ export function encodeFrame(frame: Frame): Buffer {
       const buf = header(frame.type, seq, ack, 8);
       buf.writeUInt32BE(frame.id, HEADER_BYTES);
       buf.writeUInt32BE(frame.bytes, HEADER_BYTES + 4);
+      return buf;
+    }
+    case FrameType.ORIGIN: {
+      checkId(frame.id);
+      const json = originJson(frame.origin);
+      const buf = header(frame.type, seq, ack, 4 + json.length);
+      buf.writeUInt32BE(frame.id, HEADER_BYTES);
+      json.copy(buf, HEADER_BYTES + 4);
       return buf;
     }
   }
@@ -413,6 +422,17 @@ function decodeHello(o: Record<string, unknown>): HelloBody {
       throw protocolError(`HELLO.enrolId must be 16–${NAME_LIMITS.enrolIdMaxChars} base64url characters`);
     }
     hello.enrolId = id;
+  }
+  if (o.features !== undefined) {
+    const f = o.features;
+    const { featuresMax: n, featureMaxChars: c } = NAME_LIMITS;
+    if (
+      !Array.isArray(f) ||
+      f.length > n ||
+      !f.every((x) => typeof x === "string" && x.length > 0 && x.length <= c)
+    )
+      throw protocolError(`HELLO.features must be an array of at most ${n} strings of 1–${c} characters`);
+    hello.features = [...(f as string[])];
   }
   return hello;
 }
@@ -648,6 +668,15 @@ export function decodeFrame(input: Uint8Array, limits?: DecodeLimits & DecodeHoo
     case FrameType.CREDIT:
       exact(buf, 8, "CREDIT");
       return { type, seq, ack, id: buf.readUInt32BE(B), bytes: buf.readUInt32BE(B + 4) };
+    case FrameType.ORIGIN: {
+      atLeast(buf, 6, "ORIGIN");
+      if (buf.length - B - 4 > ORIGIN_LIMITS.maxJsonBytes)
+        throw protocolError(
+          `ORIGIN body of ${buf.length - B - 4} bytes is over the limit of ${ORIGIN_LIMITS.maxJsonBytes} bytes`,
+        );
+      const id = buf.readUInt32BE(B);
+      return { type, seq, ack, id, origin: checkOrigin(readJson(buf, B + 4, "ORIGIN", 2)) };
+    }
     default:
       throw protocolError(`unknown frame type 0x${type.toString(16).padStart(2, "0")}`);
   }

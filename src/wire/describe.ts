@@ -55,5 +55,7 @@ export function describeFrame(frame: Frame, max = 200): string {
       return `${head} id=${frame.id} stream=${oneLine(frame.method)} window=${frame.window} timeout=${frame.timeoutMs === 0 ? "none" : `${frame.timeoutMs}ms`} ${payloadText(frame.payload, max)}`;
     case FrameType.CREDIT:
       return `${head} id=${frame.id} bytes=${frame.bytes}`;
+    case FrameType.ORIGIN:
+      return `${head} id=${frame.id} role=${oneLine(frame.origin.role)} name=${oneLine(frame.origin.name)}`;
   }
 }

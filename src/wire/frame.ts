@@ -1,4 +1,5 @@
 import type { ErrorBody } from "../errors/muster-error.js";
+import type { CallOrigin } from "./origin.js";
 
 /** Version byte of every frame of this protocol (docs/protocol.md). */
 export const PROTOCOL_VERSION = 1;
@@ -25,6 +26,11 @@ export const FrameType = {
   OPEN: 0x14,
   /** Grants the sender of a stream more room, in bytes of item cost. */
   CREDIT: 0x15,
+  /**
+   * Names who a relayed CALL or OPEN is made on behalf of; the CALL or OPEN with the same id
+   * follows it at once. Sent only to a dialer whose HELLO `features` has "origin".
+   */
+  ORIGIN: 0x16,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -69,6 +75,11 @@ export interface HelloBody {
    * operator's accept admits this agent and not another one with the same enrolment token.
    */
   enrolId?: string;
+  /**
+   * Optional behaviours the dialer asks for, by name; a server ignores names it does not know.
+   * `"origin"`: send ORIGIN frames ahead of relayed calls and streams.
+   */
+  features?: string[];
 }
 
 /** The server's answer to HELLO. */
@@ -201,7 +212,8 @@ export type Frame =
       method: string;
       payload: Payload;
     })
-  | (Header & { type: typeof FrameType.CREDIT; id: number; bytes: number });
+  | (Header & { type: typeof FrameType.CREDIT; id: number; bytes: number })
+  | (Header & { type: typeof FrameType.ORIGIN; id: number; origin: CallOrigin });
 
 /** What an ITEM of a stream counts against the window: its payload bytes plus this. */
 export const ITEM_COST_OVERHEAD = 16;
@@ -232,6 +244,9 @@ export const NAME_LIMITS = {
   authMaxChars: 4096,
   /** HELLO `enrolId`: 16 to this many base64url characters. */
   enrolIdMaxChars: 64,
+  /** HELLO `features`: at most this many entries, each 1–32 characters. */
+  featuresMax: 16,
+  featureMaxChars: 32,
   methodMaxBytes: 255,
 } as const;
 

@@ -35,3 +35,5 @@ export {
   WELCOME_SERVERS_LIMITS,
 } from "./frame.js";
 export { LENGTH_PREFIX_BYTES, LengthPrefixDecoder, lengthPrefix } from "./length-prefix.js";
+export type { CallOrigin } from "./origin.js";
+export { ORIGIN_FEATURE, ORIGIN_LIMITS } from "./origin.js";

@@ -55,7 +55,7 @@ export class RawPeer {
     url: string,
     role: PeerRole,
     name: string,
-    extra: { auth?: string; labels?: Record<string, string> } = {},
+    extra: { auth?: string; labels?: Record<string, string>; features?: string[] } = {},
   ): Promise<RawPeer> {
     const p = await RawPeer.open(url);
     p.#write({
@@ -68,6 +68,7 @@ export class RawPeer {
         labels: extra.labels ?? {},
         version: VERSION,
         ...(extra.auth !== undefined ? { auth: extra.auth } : {}),
+        ...(extra.features !== undefined ? { features: extra.features } : {}),
       },
     });
     await p.waitFor((f) => f.type === FrameType.WELCOME || f.type === FrameType.CLOSE, "WELCOME");
