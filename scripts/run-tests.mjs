@@ -4,7 +4,8 @@
 // that is still running when it passes (a hung test, or a handle that keeps its process alive
 // after its tests ended) is killed with everything it started, and reported as failed by name,
 // so one stuck file can never hold the whole suite. A file's output is printed whole when it
-// ends; a summary of every file comes last.
+// ends; a summary of every file comes last. Files named *.alone.test.js run after the others,
+// one at a time.
 //
 //   node scripts/run-tests.mjs [file or dir…] [--file-timeout=SECONDS] [--jobs=N] [node --test flags…]
 import { spawn } from "node:child_process";
@@ -101,10 +102,15 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
   });
 }
 
+// Files named *.alone.test.js run last, one at a time with nothing beside them: they bind the
+// fixed ports that the documentation shows (the docs' shell sessions).
+const alone = files.filter((f) => f.endsWith(".alone.test.js"));
+const shared = files.filter((f) => !f.endsWith(".alone.test.js"));
+let queue = shared;
 let next = 0;
 async function worker() {
-  while (next < files.length) {
-    const file = files[next++];
+  while (next < queue.length) {
+    const file = queue[next++];
     const r = await runFile(file);
     results.push(r);
     process.stdout.write(r.out.endsWith("\n") ? r.out : `${r.out}\n`);
@@ -119,7 +125,10 @@ async function worker() {
     );
   }
 }
-await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
+await Promise.all(Array.from({ length: Math.min(jobs, shared.length) }, worker));
+queue = alone;
+next = 0;
+await worker();
 
 const total = Object.fromEntries(COUNTS.map((k) => [k, results.reduce((n, r) => n + r.counts[k], 0)]));
 const bad = results.filter((r) => !r.ok);

@@ -1,0 +1,86 @@
+// Every shell block of the README and of docs/*.md runs as written, in order, one session per
+// document, in a fresh HOME, against the built CLI (test/support/doc-shell.ts). This file runs
+// alone (its name): the documents use the fixed ports they show (33075, 3001, 9090, …).
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { DocShell, REPO, type StepResult, shellBlocks, steps } from "./support/doc-shell.js";
+
+/** What a command's output must show, by document: [command pattern, output pattern]. */
+const CHECKS: Record<string, Array<[RegExp, RegExp]>> = {
+  "README.md": [
+    [/muster agents$/, /^web-1\s.*connected[\s\S]*^web-2\s.*connected/m],
+    [/call web-1 sys\.info/, /^web-1\s+ok\s/m],
+    [/call 'role=web' sys\.ping/, /2 ok, 0 timeout, 0 error, 0 not connected/],
+    [/call all greet/, /"hello ann, from operator [^"]+"[\s\S]*"hello ann, from operator/],
+    [/stream web-1 tail/, /^\{"line":100\}\n\{"line":101\}\n\{"line":102\}\n?$/],
+    [/numbers-client/, /checksum/i],
+    [/nc -N 127\.0\.0\.1 3001/, /web_1 ABSOLUTELY .*serial=7/],
+    [/--reply HELP/, /COMMANDS/],
+    [/muster servers/, /^s1\s[\s\S]*^s2\s/m],
+    [/call all sys\.info --server ws:\/\/127\.0\.0\.1:35075/, /^db-1\s+ok\s/m],
+    [/muster run ping\.yaml/, /summary: 500 events/],
+    [/--select role=bench --instances 2/, /summary: 1,?000 events/],
+    [/muster runs$/, /ping/],
+    [/readyz/, /ready/],
+    [/metrics/, /^muster_agents/m],
+    [/muster status/, /agents/i],
+    [/call flaky-1 sys\.ping/, /^flaky-1\s+ok\s/m],
+    [/agents accept edge-1/, /accepted edge-1/],
+  ],
+};
+
+/** Commands of the documents that are run differently, and why. */
+const INSTEAD: Record<string, { run?: string; why: string }> = {
+  "npm ci && npm run demo": {
+    run: "npm run demo",
+    why: "npm ci is not run (it would replace the installation the suite runs on); the demo runs in the repository",
+  },
+  "npm test": { why: "this is the test suite itself" },
+};
+
+const documents = [
+  "README.md",
+  ...readdirSync(join(REPO, "docs"))
+    .filter((f) => f.endsWith(".md"))
+    .sort()
+    .map((f) => `docs/${f}`),
+];
+
+async function runDocument(t: TestContext, doc: string): Promise<void> {
+  const blocks = shellBlocks(readFileSync(join(REPO, doc), "utf8"));
+  if (blocks.length === 0) return;
+  const shell = new DocShell(doc);
+  const results: StepResult[] = [];
+  try {
+    for (const block of blocks) {
+      if (block.notRun !== undefined) {
+        t.diagnostic(`${doc}:${block.line}: block not run: ${block.notRun}`);
+        continue;
+      }
+      for (const step of steps(block)) {
+        const instead = INSTEAD[step.text];
+        if (instead !== undefined) {
+          t.diagnostic(`${doc}:${step.line}: ${step.text}: ${instead.why}`);
+          if (instead.run !== undefined)
+            execFileSync("bash", ["-c", instead.run], { cwd: REPO, stdio: "pipe", timeout: 120_000 });
+          continue;
+        }
+        results.push(await shell.run(step, 120_000));
+      }
+    }
+  } finally {
+    await shell.close();
+  }
+  for (const [command, output] of CHECKS[doc] ?? []) {
+    const r = results.find((x) => command.test(x.step.text));
+    assert.ok(r, `${doc}: no command matches ${command}`);
+    assert.match(r.output, output, `${doc}:${r.step.line}: ${r.step.text}`);
+  }
+}
+
+describe("the documents' shell blocks run as written", () => {
+  for (const doc of documents) it(doc, { timeout: 600_000 }, (t) => runDocument(t, doc));
+});
