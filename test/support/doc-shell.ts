@@ -153,7 +153,9 @@ export class DocShell {
       const rule = READY.find(([cmd]) => cmd.test(step.text));
       if (rule === undefined)
         throw new Error(`line ${step.line}: no readiness rule for background command: ${step.text}`);
-      const logPath = join(this.cwd, log);
+      // A command with --log-file says it there.
+      const logFile = /--log-file\s+(\S+)/.exec(step.text)?.[1];
+      const logPath = join(this.cwd, logFile ?? log);
       const started = Date.now();
       for (;;) {
         let text = "";
