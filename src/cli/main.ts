@@ -12,6 +12,7 @@ import { registerSignal } from "./commands/signal.js";
 import { registerStatusCommands } from "./commands/status.js";
 import { registerToken } from "./commands/token.js";
 import { describeDefaults, EXIT, handleClosedStdout } from "./common.js";
+import { addHelpFooters } from "./help-footers.js";
 
 handleClosedStdout();
 
@@ -53,6 +54,9 @@ Examples:
   muster numbers-client --mode stateful 100
   muster signal --type tcp --host 127.0.0.1:3001 QUIT`,
 );
+
+// Examples and environment variables at the end of every --help (after the commands' own texts).
+addHelpFooters(program);
 
 try {
   await program.parseAsync(process.argv);
