@@ -338,26 +338,6 @@ else process.stdout.write(token + "\\n");
   });
 });
 
-describe("docs/auth.md", () => {
-  /** The words of a shell line: blanks split, single quotes group, # starts a comment. */
-  const words = (line: string): string[] =>
-    [...line.replace(/\s+#.*$/, "").matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!);
-
-  it("its examples run as written (/etc/muster/ being a temporary directory)", async () => {
-    const whole = readFileSync(new URL("../../docs/auth.md", import.meta.url), "utf8");
-    // The token part; the server part's examples (servers, agents) run in test/auth-cli.test.ts.
-    const doc = whole.slice(0, whole.indexOf("\n## How the server uses them"));
-    const lines = [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => m[1]!.trim().split("\n"));
-    assert.ok(lines.length >= 5, "docs/auth.md has examples");
-    for (const line of lines) {
-      const [cmd, ...args] = words(line.replaceAll("/etc/muster/", `${home}/etc/`));
-      assert.equal(cmd, "muster", line);
-      const r = await runCli(args);
-      assert.equal(r.code, 0, `${line}: ${r.err}`);
-    }
-  });
-});
-
 describe("docs/cli.md", () => {
   const doc = readFileSync(new URL("../../docs/cli.md", import.meta.url), "utf8");
   const section = (title: string): string => {

@@ -1,5 +1,8 @@
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { Command } from "commander";
 import { DEFAULTS } from "../internal/defaults.js";
-import { EXIT, fail } from "./common.js";
+import { EXIT, fail, readFileOrFail } from "./common.js";
 
 /*
  * A client of a server's admin HTTP API, for the commands that use it (`muster status`,
@@ -16,33 +19,82 @@ export interface Reply {
   text: string;
 }
 
+/** How an https:// admin URL's certificate is checked: the system's CAs unless told otherwise. */
+export interface AdminTls {
+  /** PEM of the CA (or CAs) to trust instead of the system's. */
+  ca?: string;
+  /** Do not verify the certificate at all (testing only). */
+  insecure?: boolean;
+}
+
+/** Node's codes for a certificate that does not verify against the CAs trusted. */
+const UNTRUSTED = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+]);
+
+/** Why a request failed, and for a certificate that does not verify, what to do about it. */
+function reason(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? "";
+  if (UNTRUSTED.has(code))
+    return `its certificate does not verify (${code}: ${err.message}): give the CA that signed it with --tls-ca FILE, or --tls-insecure to skip the check (testing only)`;
+  if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID")
+    return `its certificate is not valid now (${code}: ${err.message}); --tls-insecure skips the check (testing only)`;
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID")
+    return `its certificate is not for this host (${err.message}): use a host name the certificate names, or --tls-insecure to skip the check (testing only)`;
+  return code || err.message;
+}
+
 /** The admin API of one server, with the caller's token (if any). */
 export class AdminClient {
   constructor(
     readonly base: string,
     readonly token: string | undefined,
+    readonly tls: AdminTls = {},
   ) {}
 
   /** One request; exits 3 when the server cannot be reached or does not answer in time. */
-  async request(method: string, path: string, body?: unknown): Promise<Reply> {
+  request(method: string, path: string, body?: unknown): Promise<Reply> {
+    const url = new URL(`${this.base}${path}`);
     const headers: Record<string, string> = { accept: "application/json, text/plain" };
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
-    const init: RequestInit = { method, headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) };
-    if (body !== undefined) {
-      headers["content-type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    try {
-      const res = await fetch(`${this.base}${path}`, init);
-      return { status: res.status, text: await res.text() };
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      const why =
-        e.name === "TimeoutError"
-          ? `no answer within ${REQUEST_TIMEOUT_MS / 1000}s`
-          : (e.cause?.code ?? e.cause?.message ?? e.message);
-      fail(`cannot reach the admin API at ${this.base}: ${why}`, EXIT.UNREACHABLE);
-    }
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    if (payload !== undefined) headers["content-type"] = "application/json";
+    const https = url.protocol === "https:";
+    const options = {
+      method,
+      headers,
+      // One connection per request: nothing is left open to hold the process.
+      agent: false as const,
+      ...(https ? { rejectUnauthorized: this.tls.insecure !== true } : {}),
+      ...(https && this.tls.ca !== undefined ? { ca: this.tls.ca } : {}),
+    };
+    return new Promise((resolve) => {
+      const unreachable = (why: string): never =>
+        fail(`cannot reach the admin API at ${this.base}: ${why}`, EXIT.UNREACHABLE);
+      const onReply = (res: IncomingMessage): void => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+        });
+        res.on("error", (err) => unreachable(reason(err)));
+      };
+      const req = https ? httpsRequest(url, options, onReply) : httpRequest(url, options, onReply);
+      const timer = setTimeout(() => {
+        req.destroy();
+        unreachable(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`);
+      }, REQUEST_TIMEOUT_MS);
+      req.on("error", (err) => unreachable(reason(err)));
+      req.end(payload);
+    });
   }
 
   /** A JSON answer with status `ok`, or exits 1 saying what the server refused and why. */
@@ -92,4 +144,37 @@ export function adminBase(text: string, flag = "--admin"): string {
     fail(`${flag}: "${text}" is not an http:// or https:// URL`, EXIT.USAGE);
   if (u.search !== "" || u.hash !== "") fail(`${flag}: "${text}" has a query or fragment`, EXIT.USAGE);
   return `${u.origin}${u.pathname.replace(/\/+$/, "")}`;
+}
+
+/** Adds --tls-ca and --tls-insecure: how the certificate of an https:// admin URL is checked. */
+export function withAdminTls(cmd: Command): Command {
+  return cmd
+    .option(
+      "--tls-ca <file>",
+      "PEM file of a CA to trust for an https:// admin URL (instead of the system's CAs)",
+    )
+    .option("--tls-insecure", "do not verify the certificate of an https:// admin URL (testing only)", false);
+}
+
+export interface AdminTlsFlags {
+  tlsCa?: string;
+  tlsInsecure?: boolean;
+}
+
+/**
+ * The TLS settings of `--tls-ca` and `--tls-insecure` for the admin API at `base` (exits 2 when
+ * they are given for a plain-HTTP URL, or the CA file cannot be read).
+ */
+export function adminTlsFrom(flags: AdminTlsFlags, base: string, flag = "--admin"): AdminTls {
+  const given = flags.tlsCa !== undefined || flags.tlsInsecure === true;
+  if (!given) return {};
+  if (!base.startsWith("https:"))
+    fail(
+      `--tls-ca and --tls-insecure are for an https:// admin URL; ${flag} is ${base} (plain HTTP)`,
+      EXIT.USAGE,
+    );
+  return {
+    ...(flags.tlsCa !== undefined ? { ca: readFileOrFail(flags.tlsCa, "--tls-ca") } : {}),
+    ...(flags.tlsInsecure === true ? { insecure: true } : {}),
+  };
 }

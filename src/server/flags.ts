@@ -3,10 +3,11 @@ import { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
 
 /**
- * Where a flag's value came from: its default, a command-line option, the admin API (of this
- * server), or the cluster (a flag of scope `cluster` set on any of its servers).
+ * Where a flag's value came from: its default, a command-line option (or the library's
+ * option), a config file (`muster server --config`), the admin API (of this server), or the
+ * cluster (a flag of scope `cluster` set on any of its servers).
  */
-export type FlagSource = "default" | "option" | "api" | "cluster";
+export type FlagSource = "default" | "option" | "file" | "api" | "cluster";
 
 /**
  * Whom a flag concerns: `server` flags are this server's own; `cluster` flags are a policy of

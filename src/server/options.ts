@@ -6,6 +6,7 @@ import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsServerOptions } from "../transport/types.js";
 import type { WelcomeServers } from "../wire/frame.js";
 import type { ServerAuthOptions } from "./auth-gate.js";
+import type { FlagSource } from "./flags.js";
 
 /** Options of `createServer`. Every duration is in milliseconds; defaults in `DEFAULTS`. */
 export interface ServerOptions {
@@ -145,6 +146,13 @@ export interface ServerOptions {
    * runtime flags' source (`option`, else `default`). @default false
    */
   logLevelGiven?: boolean;
+  /**
+   * Where the initial value of each runtime flag came from, by flag name (`log-level`,
+   * `heartbeat-interval`, …), when the caller knows: the CLI says `file` for a value from its
+   * config file. A flag left out is `option` when its option is given (`logLevelGiven` for the
+   * log level and trace), else `default`.
+   */
+  flagSources?: Readonly<Partial<Record<string, FlagSource>>>;
   /** The admin HTTP API (see `docs/operations.md`). */
   admin?: ServerAdminOptions;
   /** Text endpoints of the server (see `docs/text.md`). */

@@ -17,8 +17,9 @@ export interface FlagTarget {
 const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 type Level = (typeof LEVELS)[number];
 
-function from(given: unknown): FlagSource {
-  return given === undefined ? "default" : "option";
+/** Where flag `name`'s initial value came from: as the options say, else whether it was given. */
+function from(o: ServerOptions, name: string, given: boolean): FlagSource {
+  return o.flagSources?.[name] ?? (given ? "option" : "default");
 }
 
 /**
@@ -45,7 +46,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
       apply: (v) => {
         logger.level = v;
       },
-      source: o.logLevelGiven === true ? "option" : "default",
+      source: from(o, "log-level", o.logLevelGiven === true),
     });
     flags.define({
       name: "trace",
@@ -59,7 +60,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
           logger.level = "trace";
         } else if (!on && logger.level === "trace") logger.level = before === "trace" ? "info" : before;
       },
-      source: o.logLevelGiven === true ? "option" : "default",
+      source: from(o, "trace", o.logLevelGiven === true),
     });
   }
   const limits = server.sessionLimits;
@@ -79,7 +80,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
       limits.deadAfterMs = Math.max(baseDead, ms * 6);
       server.pushConfig({ heartbeatIntervalMs: ms });
     },
-    source: from(o.heartbeatIntervalMs),
+    source: from(o, "heartbeat-interval", o.heartbeatIntervalMs !== undefined),
   });
   // Plain durations: a field of the server, read and written as it is.
   const durations: Array<
@@ -118,7 +119,7 @@ export function defineServerFlags(flags: RuntimeFlags, server: FlagTarget, o: Se
       apply: (ms) => {
         server[field] = ms;
       },
-      source: from(o[field]),
+      source: from(o, name, o[field] !== undefined),
     });
   }
   return flags;

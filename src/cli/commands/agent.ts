@@ -17,6 +17,7 @@ import { listenTextAll, type TextListener } from "../../text/endpoint.js";
 import { localOnlyGuard } from "../../text/guard.js";
 import { checkMessageName } from "../../text/message.js";
 import type { TextContext } from "../../text/service.js";
+import { parseTextAddress } from "../../text/url.js";
 import { checkName } from "../../wire/codec.js";
 import {
   cliTextHooks,
@@ -33,6 +34,7 @@ import {
   withLogOptions,
   withTextOptions,
 } from "../common.js";
+import { configChecked, withConfigFile } from "../config-file.js";
 import { collectList, parseDuration, parseLabel, parseServerUrl } from "../parse.js";
 
 interface AgentFlags extends LogFlags, TextFlags {
@@ -51,6 +53,8 @@ interface AgentFlags extends LogFlags, TextFlags {
   maxJsonDepth: number;
   serverOrder: ServerOrder;
   runs: StageKind[];
+  config?: string;
+  checkConfig: boolean;
 }
 
 /** `--runs`: the kinds of stage this agent runs for `muster run --server`, or none. */
@@ -110,7 +114,7 @@ async function loadHandlers(file: string): Promise<{
 }
 
 export function registerAgent(program: Command): void {
-  withDialTls(
+  const command = withDialTls(
     withLogOptions(
       withTextOptions(
         withDecodeLimits(
@@ -175,7 +179,9 @@ export function registerAgent(program: Command): void {
     const name = flags.name ?? hostname();
     const bad = checkName(name);
     if (bad) fail(`--name: ${bad}`, EXIT.USAGE);
-    const logger = loggerFrom(flags, "muster-agent");
+    const check = flags.checkConfig;
+    // A check writes nothing: not even the log file.
+    const logger = loggerFrom(check ? { ...flags, logFile: undefined } : flags, "muster-agent");
     const tls = dialTlsFrom(flags);
     if (flags.token !== undefined && flags.tokenFile !== undefined)
       fail("--token (or $MUSTER_TOKEN) and --token-file both give a token: give one", EXIT.USAGE);
@@ -268,6 +274,7 @@ export function registerAgent(program: Command): void {
     } catch (err) {
       fail((err as Error).message, EXIT.USAGE);
     }
+    if (check) configChecked(flags.config);
     if (loaded !== undefined) {
       const { methods, streams, text } = loaded;
       for (const [m, h] of methods) agent.handle(m, h);
@@ -311,6 +318,7 @@ export function registerAgent(program: Command): void {
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
   });
+  withConfigFile(command, { server: parseServerUrl, text: parseTextAddress });
 }
 
 /** Identical failures in a row are logged once, then every 10th or once a minute, with a count. */

@@ -1,7 +1,13 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { type Command, InvalidArgumentError } from "commander";
-import { type AuthKey, defaultKeyPath, loadKeyFile, loadOrCreateKeyFile } from "../../auth/keys.js";
+import {
+  type AuthKey,
+  defaultKeyPath,
+  generateKey,
+  loadKeyFile,
+  loadOrCreateKeyFile,
+} from "../../auth/keys.js";
 import { defaultRevocationsPath, RevocationList } from "../../auth/revocations.js";
 import { checkAdvertised } from "../../cluster/cluster-node.js";
 import { connectNatsBus } from "../../cluster/nats-bus.js";
@@ -12,7 +18,9 @@ import { formatHostPort } from "../../internal/host-port.js";
 import type { Logger } from "../../internal/logger.js";
 import type { ServerAuthOptions } from "../../server/auth-gate.js";
 import { createServer } from "../../server/create-server.js";
+import type { FlagSource } from "../../server/flags.js";
 import type { ClusterOptions } from "../../server/options.js";
+import { parseTextAddress } from "../../text/url.js";
 import {
   cliTextHooks,
   EXIT,
@@ -26,6 +34,7 @@ import {
   withLogOptions,
   withTextOptions,
 } from "../common.js";
+import { configChecked, withConfigFile } from "../config-file.js";
 import { collectList, parseBytes, parseCount, parseDuration, parseHostPort } from "../parse.js";
 
 interface ServerFlags extends LogFlags, TextFlags {
@@ -66,10 +75,20 @@ interface ServerFlags extends LogFlags, TextFlags {
   clusterName: string;
   advertiseHost?: string;
   advertise?: string[];
+  config?: string;
+  checkConfig: boolean;
 }
 
+/** What `muster flags` says of a value, by where commander found it. */
+const SOURCES: Record<string, FlagSource> = {
+  cli: "option",
+  env: "option",
+  implied: "option",
+  config: "file",
+};
+
 export function registerServer(program: Command): void {
-  withLogOptions(
+  const command = withLogOptions(
     withTextOptions(
       withDecodeLimits(
         program
@@ -253,12 +272,19 @@ export function registerServer(program: Command): void {
       ),
     ),
   ).action(async (flags: ServerFlags, cmd: Command) => {
-    // Given on the command line or in the environment: `muster flags` shows source option.
+    // Given on the command line, in the environment or in the config file, as opposed to a default.
     const given = (key: string): boolean => {
       const source = cmd.getOptionValueSource(key);
       return source !== undefined && source !== "default";
     };
-    const logger = loggerFrom(flags, "muster-server");
+    // For `muster flags`: option (command line, environment) before file before default.
+    const sourceOf = (...keys: string[]): FlagSource => {
+      const sources = keys.map((k) => SOURCES[cmd.getOptionValueSource(k) ?? "default"] ?? "default");
+      return sources.includes("option") ? "option" : sources.includes("file") ? "file" : "default";
+    };
+    const check = flags.checkConfig;
+    // A check writes nothing: not even the log file.
+    const logger = loggerFrom(check ? { ...flags, logFile: undefined } : flags, "muster-server");
     if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
       fail("--tls-cert and --tls-key go together", EXIT.USAGE);
     if (flags.tlsClientCa && !flags.tlsCert)
@@ -271,7 +297,7 @@ export function registerServer(program: Command): void {
             ...(flags.tlsClientCa ? { ca: readFileOrFail(flags.tlsClientCa, "--tls-client-ca") } : {}),
           }
         : undefined;
-    const auth = flags.standalone ? undefined : authFrom(flags);
+    const auth = flags.standalone ? undefined : authFrom(flags, check);
     if (flags.standalone) {
       for (const [set, name] of [
         [flags.authKey, "--auth-key"],
@@ -321,7 +347,7 @@ export function registerServer(program: Command): void {
     }
     if (flags.cluster === undefined && flags.clusterName !== "muster")
       fail("--cluster-name goes with --cluster", EXIT.USAGE);
-    const cluster = flags.cluster === undefined ? undefined : await joinCluster(flags, logger);
+    const cluster = flags.cluster === undefined ? undefined : await joinCluster(flags, logger, check);
     let server: ReturnType<typeof createServer>;
     try {
       server = createServer({
@@ -339,6 +365,14 @@ export function registerServer(program: Command): void {
         ...(given("callTimeout") && { callTimeoutMs: flags.callTimeout }),
         ...(given("drainTimeout") && { drainTimeoutMs: flags.drainTimeout }),
         logLevelGiven: given("logLevel") || given("trace"),
+        flagSources: {
+          "log-level": sourceOf("logLevel", "trace"),
+          trace: sourceOf("logLevel", "trace"),
+          "heartbeat-interval": sourceOf("heartbeat"),
+          "resume-window": sourceOf("resumeWindow"),
+          "call-timeout": sourceOf("callTimeout"),
+          "drain-timeout": sourceOf("drainTimeout"),
+        },
         ...(auth !== undefined ? { auth } : { standalone: true }),
         maxConnections: flags.maxConnections,
         maxConnectionsPerIp: flags.maxConnectionsPerIp,
@@ -366,6 +400,7 @@ export function registerServer(program: Command): void {
     } catch (err) {
       fail((err as Error).message, EXIT.USAGE);
     }
+    if (check) configChecked(flags.config);
     try {
       await server.start();
     } catch (err) {
@@ -381,10 +416,18 @@ export function registerServer(program: Command): void {
     // However the server ends (a signal, STOP, /api/shutdown), the process ends with it.
     void server.closed.then(() => process.exit(EXIT.OK));
   });
+  withConfigFile(command, { text: parseTextAddress });
 }
 
-/** Connects to the cluster's NATS server (exits 2 on a bad flag, 3 when it cannot be reached). */
-async function joinCluster(flags: ServerFlags, logger: Logger): Promise<ClusterOptions> {
+/**
+ * Connects to the cluster's NATS server (exits 2 on a bad flag, 3 when it cannot be reached);
+ * with `check`, only checks the flags.
+ */
+async function joinCluster(
+  flags: ServerFlags,
+  logger: Logger,
+  check: boolean,
+): Promise<ClusterOptions | undefined> {
   try {
     checkClusterName(flags.clusterName);
   } catch (err) {
@@ -394,6 +437,7 @@ async function joinCluster(flags: ServerFlags, logger: Logger): Promise<ClusterO
   for (const u of urls)
     if (!/^(nats|tls):\/\/[^/\s]+$/.test(u))
       fail(`--cluster ${JSON.stringify(u)}: give a NATS URL such as nats://127.0.0.1:4222`, EXIT.USAGE);
+  if (check) return undefined;
   try {
     const bus = await connectNatsBus(urls, {
       name: `muster-server ${flags.name ?? hostname()}`,
@@ -420,9 +464,13 @@ function parsePositive(text: string): number {
   return n;
 }
 
-/** The authentication of `muster server` from its flags (exits 2 with a clear message). */
-function authFrom(flags: ServerFlags): ServerAuthOptions {
+/**
+ * The authentication of `muster server` from its flags (exits 2 with a clear message). With
+ * `check`, a default key that does not exist yet is not created: a key of the moment stands in.
+ */
+function authFrom(flags: ServerFlags, check: boolean): ServerAuthOptions {
   let key: AuthKey;
+  let notYet = false;
   try {
     if (flags.authKey !== undefined) {
       if (!existsSync(flags.authKey))
@@ -433,10 +481,16 @@ function authFrom(flags: ServerFlags): ServerAuthOptions {
       key = loadKeyFile(flags.authKey);
     } else {
       const path = defaultKeyPath();
-      const made = loadOrCreateKeyFile(path);
-      key = made.key;
-      if (made.created)
-        process.stdout.write(`created signing key ${path} (fingerprint ${key.fingerprint})\n`);
+      notYet = check && !existsSync(path);
+      if (notYet) {
+        process.stdout.write(`signing key ${path} does not exist yet: it is created at the first start\n`);
+        key = generateKey();
+      } else {
+        const made = loadOrCreateKeyFile(path);
+        key = made.key;
+        if (made.created)
+          process.stdout.write(`created signing key ${path} (fingerprint ${key.fingerprint})\n`);
+      }
     }
   } catch (err) {
     fail(`--auth-key: ${(err as MusterError).rawMessage ?? (err as Error).message}`, EXIT.USAGE);
@@ -466,6 +520,7 @@ function authFrom(flags: ServerFlags): ServerAuthOptions {
     if (globs.length === 0) fail("--agent-methods: give comma-separated method globs", EXIT.USAGE);
     auth.agentMethods = globs;
   }
-  process.stdout.write(`auth key ${key.source} (${key.algorithm}, fingerprint ${key.fingerprint})\n`);
+  if (!notYet)
+    process.stdout.write(`auth key ${key.source} (${key.algorithm}, fingerprint ${key.fingerprint})\n`);
   return auth;
 }
