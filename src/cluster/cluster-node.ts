@@ -187,6 +187,7 @@ export class ClusterNode implements ClusterView, Attachment {
       logger,
     });
     this.#stops.push(this.#directory.on((e) => this.#onDirectory(e)));
+    this.#stops.push(this.#directory.on((e) => this.#agentChanged(e.name)));
     this.#stops.push(this.#registry.on((e) => this.#onRegistry(e)));
     await this.#directory.start();
     await this.#registry.start();
@@ -249,6 +250,17 @@ export class ClusterNode implements ClusterView, Attachment {
   }
 
   // --- the view other parts read -------------------------------------------------------------
+
+  readonly #agentWatchers = new Set<(name: string) => void>();
+
+  onAgentChange(fn: (name: string) => void): () => void {
+    this.#agentWatchers.add(fn);
+    return () => this.#agentWatchers.delete(fn);
+  }
+
+  #agentChanged(name: string): void {
+    for (const fn of this.#agentWatchers) fn(name);
+  }
 
   remoteAgents(): AgentInfo[] {
     const d = this.#directory;
@@ -415,7 +427,11 @@ export class ClusterNode implements ClusterView, Attachment {
   }
 
   #onRegistry(e: RegistryEvent): void {
-    if (e.type !== "conflict") this.#serversChanged();
+    if (e.type !== "conflict") {
+      this.#serversChanged();
+      // A server's coming or going changes how its agents are listed.
+      if (this.#agentWatchers.size > 0) for (const a of this.remoteAgents()) this.#agentChanged(a.name);
+    }
     if (e.type === "up") {
       this.#live.add(e.server.id);
       this.#directory?.restoreServer(e.server.id);

@@ -27,6 +27,8 @@ export interface ClusterView {
   relaysStreams(owner: Owner): boolean;
   /** Why the server the directory names for `name` cannot be reached from here, if so. */
   whyUnreachable(name: string): string | undefined;
+  /** Calls `fn` with the name of each agent of another server whose listing may have changed. */
+  onAgentChange(fn: (name: string) => void): () => void;
 }
 
 /**
@@ -72,6 +74,15 @@ export class ClusterReach implements Reach {
 
   known(name: string): boolean {
     return this.local.known(name) || this.view.remoteAgents().some((a) => a.name === name);
+  }
+
+  watch(fn: (name: string) => void): () => void {
+    const offLocal = this.local.watch(fn);
+    const offRemote = this.view.onAgentChange(fn);
+    return () => {
+      offLocal();
+      offRemote();
+    };
   }
 
   start(

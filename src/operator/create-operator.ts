@@ -21,6 +21,7 @@ import type { AgentsPage, AgentsPageRequest } from "../server/agents-page.js";
 import type { EnrolmentRequest } from "../server/enrolment.js";
 import type { RelayCallItem, RelayStreamRequest } from "../server/operator-methods.js";
 import type { ServerInfo } from "../server/server-info.js";
+import type { WatchItem } from "../server/watch-agents.js";
 import { Session } from "../session/session.js";
 import type { MemoryNetwork } from "../transport/memory.js";
 import type { TlsClientOptions } from "../transport/types.js";
@@ -84,6 +85,11 @@ export interface MusterOperator {
   enrol(action: "accept" | "reject", name: string, fingerprint?: string): Promise<EnrolmentRequest>;
   /** The enrolment requests waiting, each with its fingerprint and whether it is in conflict. */
   enrolments(): Promise<EnrolmentRequest[]>;
+  /**
+   * The agents, then each change to their listing as it happens (`muster.watch`): `agents` items
+   * first (the last without `more`), then `agent` (its new row) or `gone` items.
+   */
+  watchAgents(): MusterStream<WatchItem>;
   /** The servers of the cluster (or the one server): name, URLs, agents, load, state. */
   servers(): Promise<ServerInfo[]>;
   /**
@@ -261,6 +267,7 @@ export async function connectOperator(options: OperatorOptions): Promise<MusterO
       }) as Promise<EnrolmentRequest>,
     enrolments: () => rpc.call("muster.enrolments", undefined) as Promise<EnrolmentRequest[]>,
     servers: () => rpc.call("muster.servers", undefined) as Promise<ServerInfo[]>,
+    watchAgents: () => rpc.openStream<WatchItem>("muster.watch", {}),
     async submitRun(request, files) {
       await uploadFiles((m, r) => rpc.call(m, r, { timeoutMs: 30_000 }), request.run, files);
       return rpc.openStream<RunEvent>("muster.run.submit", request);

@@ -411,6 +411,10 @@ class Server implements MusterServer, PeerHost {
     return this.#reach.agent(name) ?? this.#shared.enrolmentRows().find((r) => r.name === name);
   }
 
+  watchAgents(fn: (name: string) => void): () => void {
+    return this.#reach.watch(fn);
+  }
+
   events(): AsyncIterableIterator<PresenceEvent> {
     return this.#fleet.presence.events();
   }

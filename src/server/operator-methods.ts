@@ -25,6 +25,7 @@ import type { EnrolmentRequest } from "./enrolment.js";
 import { type RelayGate, RelayLimiter } from "./relay-limiter.js";
 import type { RpcLimits } from "./rpc-limits.js";
 import type { ServerInfo } from "./server-info.js";
+import { watchAgentsStream } from "./watch-agents.js";
 
 /** What the operator methods need from the server. */
 export interface OperatorHost {
@@ -57,6 +58,8 @@ export interface OperatorHost {
   pendingEnrolments(): EnrolmentRequest[];
   /** The servers of the cluster (or this one alone). */
   servers(): ServerInfo[];
+  /** Calls `fn` with the name of each agent whose listing may have changed; returns the unsubscribe. */
+  watchAgents(fn: (name: string) => void): () => void;
 }
 
 /**
@@ -298,6 +301,7 @@ export function operatorStreams(host: OperatorHost, relays: RelayLimiter): Map<s
       relays.release(place);
     }
   });
+  m.set("muster.watch", watchAgentsStream(host));
   return m;
 }
 

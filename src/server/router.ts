@@ -45,6 +45,8 @@ export interface Reach {
   agent(name: string): AgentInfo | undefined;
   /** Whether an agent of that name is known at all (for the not-connected message). */
   known(name: string): boolean;
+  /** Calls `fn` with the name of each agent whose listing may have changed; returns the unsubscribe. */
+  watch(fn: (name: string) => void): () => void;
   /**
    * Why a known agent cannot be reached, when it is not a matter of the agent itself (its
    * server is cut off from this one), for the not-connected message; undefined otherwise.
@@ -88,6 +90,9 @@ export class LocalReach implements Reach {
   }
   known(name: string): boolean {
     return this.fleet.presence.get(name) !== undefined;
+  }
+  watch(fn: (name: string) => void): () => void {
+    return this.fleet.presence.on((e) => fn(e.agent.name));
   }
   start(
     name: string,
