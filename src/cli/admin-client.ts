@@ -51,6 +51,24 @@ function reason(err: NodeJS.ErrnoException): string {
   return code || err.message;
 }
 
+/**
+ * What to do about a connection that failed on the server's certificate (the dialer's error
+ * carries Node's message, not its code); undefined for any other failure.
+ */
+export function certificateHint(message: string): string | undefined {
+  if (
+    /unable to verify|self[- ]signed|unable to get (local )?issuer|certificate signature failure/i.test(
+      message,
+    )
+  )
+    return "give the CA that signed its certificate with --tls-ca FILE, or --tls-insecure to skip the check (testing only)";
+  if (/certificate has expired|certificate is not yet valid/i.test(message))
+    return "its certificate is not valid now; --tls-insecure skips the check (testing only)";
+  if (/does not match certificate's altnames/i.test(message))
+    return "use a host name its certificate names, or --tls-insecure to skip the check (testing only)";
+  return undefined;
+}
+
 /** The admin API of one server, with the caller's token (if any). */
 export class AdminClient {
   constructor(

@@ -35,8 +35,8 @@ export interface CredentialFlags {
   key?: string;
 }
 
-/** `<user>@<host>`, the subject of a locally minted admin token. */
-function localSubject(): string {
+/** `<user>@<host>`: the subject of a locally minted admin token, and who issued a token. */
+export function localSubject(): string {
   let user: string;
   try {
     user = userInfo().username;

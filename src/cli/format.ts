@@ -1,7 +1,5 @@
-import type { AgentInfo } from "../presence/presence.js";
 import type { CallOutcome, OutcomeSummary } from "../rpc/types.js";
 import type { EnrolmentRequest } from "../server/enrolment.js";
-import type { ServerInfo } from "../server/server-info.js";
 
 /** Renders rows as a table with a header; columns are padded to their widest cell. */
 export function table(header: string[], rows: string[][]): string {
@@ -21,44 +19,6 @@ export function ago(epochMs: number, now = Date.now()): string {
   if (s < 3600) return `${Math.floor(s / 60)}m ago`;
   if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
   return `${Math.floor(s / 86400)}d ago`;
-}
-
-/** Agents, one row each; a SERVER column when any is in a cluster. */
-export function agentsTable(agents: AgentInfo[], now = Date.now()): string {
-  const clustered = agents.some((a) => a.server !== undefined);
-  const header = ["NAME", "LABELS", "STATE", "ADDRESS", "VERSION", "CONNECTED SINCE", "LAST SEEN"];
-  if (clustered) header.splice(3, 0, "SERVER");
-  return table(
-    header,
-    agents.map((a) => [
-      a.name,
-      Object.entries(a.labels)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(",") || "-",
-      a.state,
-      ...(clustered ? [a.server ?? "-"] : []),
-      a.transport === "" ? "-" : `${a.transport} ${a.address}`,
-      a.version,
-      new Date(a.connectedSince).toISOString().replace(/\.\d+Z$/, "Z"),
-      ago(a.lastSeen, now),
-    ]),
-  );
-}
-
-/** The servers of a cluster, one row each. */
-export function serversTable(servers: ServerInfo[]): string {
-  return table(
-    ["NAME", "STATE", "AGENTS", "LAG", "VERSION", "LAST HEARTBEAT", "URLS"],
-    servers.map((s) => [
-      s.name,
-      s.state,
-      String(s.agents),
-      `${s.lagMs} ms`,
-      s.version,
-      s.state === "self" ? "-" : `${(s.lastHeartbeatMs / 1000).toFixed(1)}s ago`,
-      s.urls.join(" "),
-    ]),
-  );
 }
 
 /** Waiting enrolment requests, one row each: two rows for one name are a conflict to settle. */

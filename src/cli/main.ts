@@ -4,6 +4,7 @@ import { VERSION } from "../internal/version.js";
 import { registerAgent } from "./commands/agent.js";
 import { registerBench } from "./commands/bench.js";
 import { registerChaosProxy } from "./commands/chaos-proxy.js";
+import { registerCompletion } from "./commands/completion.js";
 import { registerNumbers, registerNumbersClient } from "./commands/numbers.js";
 import { registerOperatorCommands } from "./commands/operator.js";
 import { registerRun } from "./commands/run.js";
@@ -11,6 +12,7 @@ import { registerServer } from "./commands/server.js";
 import { registerSignal } from "./commands/signal.js";
 import { registerStatusCommands } from "./commands/status.js";
 import { registerToken } from "./commands/token.js";
+import { registerVersion } from "./commands/version.js";
 import { describeDefaults, EXIT, handleClosedStdout } from "./common.js";
 import { addHelpFooters } from "./help-footers.js";
 
@@ -33,6 +35,8 @@ registerNumbersClient(program);
 registerSignal(program);
 registerStatusCommands(program);
 registerToken(program);
+registerVersion(program);
+registerCompletion(program);
 
 describeDefaults(program);
 

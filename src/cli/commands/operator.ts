@@ -3,7 +3,7 @@ import { MusterError } from "../../errors/muster-error.js";
 import { connectOperator, type MusterOperator } from "../../operator/create-operator.js";
 import type { StreamOptions } from "../../rpc/stream.js";
 import { parseTarget } from "../../rpc/target.js";
-import type { RunStatus } from "../../run/events.js";
+import { certificateHint } from "../admin-client.js";
 import {
   DEFAULT_SERVER_URL,
   dialTlsFrom,
@@ -14,10 +14,20 @@ import {
   withDialTls,
 } from "../common.js";
 import { type CredentialFlags, credentialFrom, withCredentialOptions } from "../credentials.js";
-import { agentsTable, enrolmentsTable, outcomeLine, serversTable, summaryLine, table } from "../format.js";
+import { enrolmentsTable, outcomeLine, summaryLine } from "../format.js";
+import { agentColumns, RUN_COLUMNS, SERVER_COLUMNS } from "../listings.js";
+import {
+  isData,
+  type OutputFlags,
+  outputFormat,
+  printListing,
+  renderData,
+  withOutputOption,
+} from "../output.js";
 import { parseBytes, parseDuration, parseJsonArg, parseServerUrl } from "../parse.js";
+import { watchAgents } from "../watch.js";
 
-interface OperatorFlags extends CredentialFlags {
+interface OperatorFlags extends CredentialFlags, OutputFlags {
   server: string;
   json: boolean;
   tlsCa?: string;
@@ -42,7 +52,9 @@ async function connect(flags: OperatorFlags): Promise<MusterOperator> {
     if (e.code === "UNAUTHENTICATED" || e.code === "PERMISSION_DENIED") {
       fail(`the server at ${flags.server} refused this operator: ${e.rawMessage}`, EXIT.FAILED);
     }
-    fail(`cannot reach the server at ${flags.server}: ${e.rawMessage ?? String(err)}`, EXIT.UNREACHABLE);
+    const why = e.rawMessage ?? String(err);
+    const hint = certificateHint(why);
+    fail(`cannot reach the server at ${flags.server}: ${why}${hint ? `: ${hint}` : ""}`, EXIT.UNREACHABLE);
   }
 }
 
@@ -63,39 +75,49 @@ function withServer(cmd: Command): Command {
 
 export function registerOperatorCommands(program: Command): void {
   withServer(
-    program
-      .command("agents")
-      .description(
-        "list the agents the server knows (live, pending enrolment, then recently offline), or accept or reject an agent's enrolment request (admin role)",
-      )
-      .argument("[action]", "list (default), accept or reject")
-      .argument("[name]", "with accept or reject: the agent")
-      .option(
-        "--fingerprint <hex>",
-        "with accept or reject: the request's fingerprint (as listed, and in the agent's log); required when several agents ask for the name",
-      ),
+    withOutputOption(
+      program
+        .command("agents")
+        .description(
+          "list the agents the server knows (live, pending enrolment, then recently offline), or accept or reject an agent's enrolment request (admin role)",
+        )
+        .argument("[action]", "list (default), accept or reject")
+        .argument("[name]", "with accept or reject: the agent")
+        .option(
+          "--fingerprint <hex>",
+          "with accept or reject: the request's fingerprint (as listed, and in the agent's log); required when several agents ask for the name",
+        )
+        .option(
+          "-w, --watch",
+          "list, then print one line per change (join, state, new session, gone) until Ctrl-C",
+          false,
+        ),
+    ),
   ).action(
     async (
       action: string | undefined,
       name: string | undefined,
-      flags: OperatorFlags & { fingerprint?: string },
+      flags: OperatorFlags & { fingerprint?: string; watch: boolean },
     ) => {
       const verb = action ?? "list";
+      const format = outputFormat(flags);
       if (verb !== "list" && verb !== "accept" && verb !== "reject")
         fail(`unknown action ${JSON.stringify(verb)}: give list, accept NAME or reject NAME`, EXIT.USAGE);
       if (verb === "list" && name !== undefined) fail("list takes no name", EXIT.USAGE);
       if (verb === "list" && flags.fingerprint !== undefined)
         fail("--fingerprint goes with accept or reject", EXIT.USAGE);
+      if (verb !== "list" && flags.watch) fail("--watch goes with the list", EXIT.USAGE);
       if (verb !== "list" && name === undefined) fail(`${verb} needs the agent's name`, EXIT.USAGE);
       if (flags.fingerprint !== undefined && !/^[0-9a-f]{16}$/.test(flags.fingerprint))
         fail("--fingerprint: 16 hexadecimal digits, as muster agents lists them", EXIT.USAGE);
       const op = await connect(flags);
       try {
-        if (verb === "list") {
+        if (verb === "list" && flags.watch) {
+          process.exitCode = await watchAgents(op, await op.agents(), format);
+        } else if (verb === "list") {
           const agents = await op.agents();
-          if (flags.json) process.stdout.write(`${JSON.stringify(agents)}\n`);
-          else process.stdout.write(agents.length === 0 ? "no agents\n" : `${agentsTable(agents)}\n`);
-          if (!flags.json && agents.some((a) => a.state === "pending")) {
+          printListing(format, { rows: agents, columns: agentColumns(agents), empty: "no agents" });
+          if (!isData(format) && agents.some((a) => a.state === "pending")) {
             const requests = await op.enrolments();
             process.stdout.write(
               `\nenrolment requests (muster agents accept NAME --fingerprint F):\n${enrolmentsTable(requests)}\n`,
@@ -103,7 +125,7 @@ export function registerOperatorCommands(program: Command): void {
           }
         } else {
           const r = await op.enrol(verb, name as string, flags.fingerprint);
-          if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+          if (format === "json" || format === "yaml") process.stdout.write(renderData(format, r));
           else
             process.stdout.write(
               `${verb === "accept" ? "accepted" : "rejected"} ${r.name} (fingerprint ${r.fingerprint}, from ${r.address})${r.server !== undefined ? ` on server ${r.server}` : ""}\n`,
@@ -119,17 +141,19 @@ export function registerOperatorCommands(program: Command): void {
   );
 
   withServer(
-    program
-      .command("servers")
-      .description(
-        "list the servers of the cluster the server belongs to (or the server alone): state, agents, event-loop lag, version, last heartbeat, URLs",
-      ),
+    withOutputOption(
+      program
+        .command("servers")
+        .description(
+          "list the servers of the cluster the server belongs to (or the server alone): state, agents, event-loop lag, version, last heartbeat, URLs",
+        ),
+    ),
   ).action(async (flags: OperatorFlags) => {
+    const format = outputFormat(flags);
     const op = await connect(flags);
     try {
       const servers = await op.servers();
-      if (flags.json) process.stdout.write(`${JSON.stringify(servers)}\n`);
-      else process.stdout.write(`${serversTable(servers)}\n`);
+      printListing(format, { rows: servers, columns: SERVER_COLUMNS });
     } catch (err) {
       fail(MusterError.from(err).message, EXIT.FAILED);
     } finally {
@@ -138,15 +162,18 @@ export function registerOperatorCommands(program: Command): void {
   });
 
   withServer(
-    program
-      .command("runs")
-      .description(
-        "list the coordinated runs on the server (under way, then the latest over): id, stage, state, instances, progress; or stop one",
-      )
-      .argument("[action]", "list (default) or stop")
-      .argument("[id]", "with stop: the run"),
+    withOutputOption(
+      program
+        .command("runs")
+        .description(
+          "list the coordinated runs on the server (under way, then the latest over): id, stage, state, instances, progress; or stop one",
+        )
+        .argument("[action]", "list (default) or stop")
+        .argument("[id]", "with stop: the run"),
+    ),
   ).action(async (action: string | undefined, id: string | undefined, flags: OperatorFlags) => {
     const verb = action ?? "list";
+    const format = outputFormat(flags);
     if (verb !== "list" && verb !== "stop")
       fail(`unknown action ${JSON.stringify(verb)}: give list or stop ID`, EXIT.USAGE);
     if (verb === "stop" && id === undefined)
@@ -160,9 +187,7 @@ export function registerOperatorCommands(program: Command): void {
         return;
       }
       const runs = await op.runs();
-      if (flags.json) process.stdout.write(`${JSON.stringify(runs)}\n`);
-      else if (runs.length === 0) process.stdout.write("no runs on this server\n");
-      else process.stdout.write(`${runsTable(runs)}\n`);
+      printListing(format, { rows: runs, columns: RUN_COLUMNS, empty: "no runs on this server" });
     } catch (err) {
       const e = MusterError.from(err);
       fail(e.message, e.code === "NOT_FOUND" ? EXIT.USAGE : EXIT.FAILED);
@@ -321,23 +346,4 @@ function formatItem(item: unknown): string {
   if (item instanceof Uint8Array)
     return Buffer.from(item.buffer, item.byteOffset, item.length).toString("hex");
   return JSON.stringify(item ?? null);
-}
-
-/** `muster runs`: one row per run. */
-function runsTable(runs: RunStatus[]): string {
-  return table(
-    ["ID", "STAGE", "STATE", "INSTANCES", "PROGRESS", "QPS", "ERRORS", "BY"],
-    runs.map((r) => [
-      r.id,
-      `${r.stage + 1}/${r.stages.length} ${r.stages[r.stage] ?? ""}`,
-      r.state + (r.error !== undefined ? `: ${r.error.slice(0, 60)}` : ""),
-      r.instances.length === 0 ? "-" : String(r.instances.length),
-      r.state === "running" || r.state === "stopping"
-        ? `${Math.round(r.elapsedS)}s${r.runtimeS !== undefined ? `/${Math.round(r.runtimeS)}s` : ""}`
-        : "-",
-      r.qps === undefined ? "-" : String(r.qps),
-      r.errors === undefined ? "-" : String(r.errors),
-      r.submittedBy,
-    ]),
-  );
 }

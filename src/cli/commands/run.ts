@@ -5,6 +5,7 @@ import { loadStages } from "../../run/engine/index.js";
 import type { LoadedStage, StageOverrides } from "../../run/engine/types.js";
 import type { RunEvent } from "../../run/events.js";
 import { runLocally } from "../../run/local-run.js";
+import { certificateHint } from "../admin-client.js";
 import { dialTlsFrom, EXIT, fail, loggerFrom, withDialTls } from "../common.js";
 import { runOnServer } from "../run-remote.js";
 
@@ -197,6 +198,7 @@ async function remote(
     const e = MusterError.from(err);
     if (e.code === "UNAUTHENTICATED" || e.code === "PERMISSION_DENIED")
       fail(`the server at ${server} refused this operator: ${e.rawMessage}`, EXIT.FAILED);
-    fail(`cannot reach the server at ${server}: ${e.rawMessage}`, EXIT.UNREACHABLE);
+    const hint = certificateHint(e.rawMessage);
+    fail(`cannot reach the server at ${server}: ${e.rawMessage}${hint ? `: ${hint}` : ""}`, EXIT.UNREACHABLE);
   }
 }

@@ -1,19 +1,34 @@
 import { type Command, Option } from "commander";
 import type { FlagInfo } from "../../server/flags.js";
 import { formatDurationMs } from "../../server/flags.js";
-import { AdminClient, adminBase, DEFAULT_ADMIN_URL } from "../admin-client.js";
+import {
+  AdminClient,
+  type AdminTlsFlags,
+  adminBase,
+  adminTlsFrom,
+  DEFAULT_ADMIN_URL,
+  withAdminTls,
+} from "../admin-client.js";
 import { EXIT, fail } from "../common.js";
 import { type CredentialFlags, credentialFrom, withCredentialOptions } from "../credentials.js";
-import { table } from "../format.js";
+import {
+  type Column,
+  type OutputFlags,
+  outputFormat,
+  printListing,
+  renderTable,
+  withOutputOption,
+} from "../output.js";
 
-interface AdminFlags extends CredentialFlags {
+interface AdminFlags extends CredentialFlags, AdminTlsFlags {
   admin: string;
   json: boolean;
 }
 
 async function client(flags: AdminFlags): Promise<AdminClient> {
   const base = adminBase(flags.admin);
-  return new AdminClient(base, await credentialFrom(flags));
+  const tls = adminTlsFrom(flags, base);
+  return new AdminClient(base, await credentialFrom(flags), tls);
 }
 
 function withAdminOptions(cmd: Command, json = true): Command {
@@ -23,7 +38,7 @@ function withAdminOptions(cmd: Command, json = true): Command {
       .default(DEFAULT_ADMIN_URL),
   );
   if (json) cmd.option("--json", "machine-readable output: JSON", false);
-  return withCredentialOptions(cmd);
+  return withCredentialOptions(withAdminTls(cmd));
 }
 
 /**
@@ -58,13 +73,23 @@ function flagSource(f: FlagInfo): string {
   return `${f.source}${f.by !== undefined ? ` by ${f.by}` : ""}${f.server !== undefined ? ` on ${f.server}` : ""}`;
 }
 
+const FLAG_COLUMNS: Column<FlagInfo>[] = [
+  { header: "FLAG", cell: (f) => f.name },
+  { header: "VALUE", cell: flagValue },
+  // A server older than scopes lists none: its flags are its own.
+  { header: "SCOPE", cell: (f) => f.scope ?? "server" },
+  { header: "SOURCE", cell: flagSource },
+  { header: "DESCRIPTION", cell: (f) => f.description },
+];
+
 function flagsTable(flags: FlagInfo[]): string {
   if (flags.length === 0) return "no runtime flags";
-  return table(
-    ["FLAG", "VALUE", "SCOPE", "SOURCE", "DESCRIPTION"],
-    // A server older than scopes lists none: its flags are its own.
-    flags.map((f) => [f.name, flagValue(f), f.scope ?? "server", flagSource(f), f.description]),
-  );
+  return renderTable(flags, FLAG_COLUMNS, "text").text;
+}
+
+/** `muster flags` and `muster flags set`: the list as -o (or --json) asks. */
+function printFlags(flags: AdminFlags & OutputFlags, list: FlagInfo[]): void {
+  printListing(outputFormat(flags), { rows: list, columns: FLAG_COLUMNS, empty: "no runtime flags" });
 }
 
 interface Version {
@@ -151,25 +176,28 @@ export function registerStatusCommands(program: Command): void {
   ).action(status);
 
   const flagsCmd = withAdminOptions(
-    program
-      .command("flags")
-      .description("list a server's runtime flags; `muster flags set NAME=VALUE…` changes them"),
-  ).action(async (flags: AdminFlags) => {
+    withOutputOption(
+      program
+        .command("flags")
+        .description("list a server's runtime flags; `muster flags set NAME=VALUE…` changes them"),
+    ),
+  ).action(async (flags: AdminFlags & OutputFlags) => {
+    outputFormat(flags);
     const list = await (await client(flags)).json<{ flags: FlagInfo[] }>("GET", "/api/flags");
-    process.stdout.write(flags.json ? `${JSON.stringify(list.flags)}\n` : `${flagsTable(list.flags)}\n`);
+    printFlags(flags, list.flags);
   });
   withAdminOptions(
-    flagsCmd
-      .command("set")
+    withOutputOption(flagsCmd.command("set"))
       .description(
         "change runtime flags, all or none (admin role), e.g. log-level=debug heartbeat-interval=2s",
       )
       .argument("<assignments...>", "NAME=VALUE, one or more"),
   ).action(async (args: string[], _opts: unknown, cmd: Command) => {
-    const flags = mergedOptions<AdminFlags>(cmd);
+    const flags = mergedOptions<AdminFlags & OutputFlags>(cmd);
     const patch = assignments(args);
+    outputFormat(flags);
     const list = await (await client(flags)).json<{ flags: FlagInfo[] }>("PUT", "/api/flags", patch);
-    process.stdout.write(flags.json ? `${JSON.stringify(list.flags)}\n` : `${flagsTable(list.flags)}\n`);
+    printFlags(flags, list.flags);
   });
 
   withAdminOptions(

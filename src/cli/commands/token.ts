@@ -19,7 +19,7 @@ import {
 } from "../../auth/tokens.js";
 import type { MusterError } from "../../errors/muster-error.js";
 import { DEFAULTS } from "../../internal/defaults.js";
-import { AdminClient, adminBase } from "../admin-client.js";
+import { AdminClient, type AdminTlsFlags, adminBase, adminTlsFrom, withAdminTls } from "../admin-client.js";
 import { EXIT, fail } from "../common.js";
 import {
   type CredentialFlags,
@@ -28,10 +28,12 @@ import {
   withCredentialOptions,
 } from "../credentials.js";
 import { collectList, parseLabel } from "../parse.js";
+import { noteIssued, registerTokenList } from "./token-list.js";
 
 /*
  * `muster token`: signing keys (keygen), tokens (create), and what a token says (inspect), and
- * revocation (revoke). No secret is ever printed, except the token `create` makes.
+ * revocation (revoke); the tokens issued (list, in token-list.ts). No secret is ever printed,
+ * except the token `create` makes.
  */
 
 const ALGORITHMS: Record<string, KeyAlgorithm> = { ed25519: "EdDSA", hmac: "HS256" };
@@ -156,7 +158,8 @@ function writeTokenFile(file: string, text: string, force: boolean): void {
 }
 
 async function runCreate(flags: CreateFlags): Promise<void> {
-  const key = keyOrFail(flags.key ?? defaultKeyPath());
+  const keyPath = flags.key ?? defaultKeyPath();
+  const key = keyOrFail(keyPath);
   if (!key.canSign)
     fail(
       `--key: ${key.source} is a public key: it verifies tokens but cannot sign one; give the private key`,
@@ -181,12 +184,13 @@ async function runCreate(flags: CreateFlags): Promise<void> {
   }
   const claims = decodeTokenUnverified(token);
   const text = flags.json ? `${JSON.stringify({ token, claims: printable(claims) })}\n` : `${token}\n`;
-  if (flags.out === undefined) {
-    process.stdout.write(text);
-    return;
+  if (flags.out === undefined) process.stdout.write(text);
+  else {
+    writeTokenFile(flags.out, text, flags.force);
+    process.stderr.write(`token written to ${flags.out} (mode 0600), id ${claims.id}\n`);
   }
-  writeTokenFile(flags.out, text, flags.force);
-  process.stderr.write(`token written to ${flags.out} (mode 0600), id ${claims.id}\n`);
+  // What was issued, for muster token list: once it is delivered.
+  noteIssued(keyPath, key, claims);
 }
 
 async function runInspect(text: string, flags: { key?: string }): Promise<void> {
@@ -216,7 +220,7 @@ async function runInspect(text: string, flags: { key?: string }): Promise<void> 
   process.stderr.write(`verified with ${describeKey(key)}; ${when(claims.expiresAt)}\n`);
 }
 
-interface RevokeFlags extends CredentialFlags {
+interface RevokeFlags extends CredentialFlags, AdminTlsFlags {
   revocations?: string;
   reason?: string;
   server?: string;
@@ -228,6 +232,8 @@ async function runRevoke(text: string, flags: RevokeFlags): Promise<void> {
   // $MUSTER_TOKEN alone is not a mistake: it is there for every command.
   if (flags.server === undefined && (flags.tokenFile !== undefined || flags.key !== undefined))
     fail("--token-file and --key go with --server (the revocations file needs no credential)", EXIT.USAGE);
+  if (flags.server === undefined && (flags.tlsCa !== undefined || flags.tlsInsecure === true))
+    fail("--tls-ca and --tls-insecure go with --server", EXIT.USAGE);
   const arg = argument(text);
   let id: string;
   let what: string;
@@ -265,7 +271,8 @@ interface Revoked {
  * server. Only the id is sent, never the token.
  */
 async function revokeThrough(server: string, id: string, what: string, flags: RevokeFlags): Promise<void> {
-  const admin = new AdminClient(adminBase(server, "--server"), await credentialFrom(flags));
+  const base = adminBase(server, "--server");
+  const admin = new AdminClient(base, await credentialFrom(flags), adminTlsFrom(flags, base, "--server"));
   const r = await admin.json<Revoked>("POST", "/api/revocations", {
     id,
     ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
@@ -287,7 +294,7 @@ async function revokeThrough(server: string, id: string, what: string, flags: Re
 export function registerToken(program: Command): void {
   const token = program
     .command("token")
-    .description("make signing keys and tokens; inspect and revoke tokens")
+    .description("make signing keys and tokens; list, inspect and revoke tokens")
     .addHelpText(
       "after",
       `
@@ -299,6 +306,7 @@ Examples:
   muster token keygen
   muster token create --name web-1 --role agent --label role=web
   muster token create --name ops@example --role operator --methods 'sys.*' --ttl 8h
+  muster token list
   muster token inspect "$MUSTER_TOKEN"
   muster token revoke "$OLD_TOKEN" --reason "laptop lost"`,
     );
@@ -370,6 +378,8 @@ Examples:
 The token is printed alone on standard output, or written to --out FILE (mode 0600, never
 replacing a file without --force): keep it where only its user can read it (or $MUSTER_TOKEN). Anyone holding it is who it names until it expires or is
 revoked.
+What was issued (the claims, never the token) is added to issued.jsonl beside the key, which
+muster token list reads.
 
 Examples:
   muster token create --name web-1 --role agent --label role=web --label zone=eu --out web-1.token
@@ -397,7 +407,9 @@ Examples:
     )
     .action((text: string, flags: { key?: string }) => runInspect(text, flags));
 
-  withCredentialOptions(
+  registerTokenList(token);
+
+  const revoke = withCredentialOptions(
     token
       .command("revoke")
       .description(
@@ -435,4 +447,5 @@ Examples:
   muster token revoke Qm9vYmFyYmF6cXV4MTIz --revocations /etc/muster/revoked.txt`,
     )
     .action((text: string, flags: RevokeFlags) => runRevoke(text, flags));
+  withAdminTls(revoke);
 }
