@@ -91,7 +91,12 @@ function missingTools(text: string): string[] {
 
 async function runDocument(t: TestContext, doc: string): Promise<void> {
   const blocks = shellBlocks(readFileSync(join(REPO, doc), "utf8"));
-  const missing = missingTools(blocks.filter((b) => b.notRun === undefined).map((b) => b.text).join("\n"));
+  const missing = missingTools(
+    blocks
+      .filter((b) => b.notRun === undefined)
+      .map((b) => b.text)
+      .join("\n"),
+  );
   if (missing.length > 0) {
     t.skip(`${doc} uses ${missing.join(", ")}, which this machine does not have (.ci/run installs them)`);
     return;
