@@ -166,6 +166,7 @@ function isCanonical(frame: Frame): boolean {
     case FrameType.HELLO:
     case FrameType.WELCOME:
     case FrameType.CLOSE:
+    case FrameType.ORIGIN: // JSON: key order, spacing and unknown fields are not kept
       return false;
     case FrameType.PING:
     case FrameType.PONG:

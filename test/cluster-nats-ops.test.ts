@@ -1,15 +1,16 @@
 // A muster cluster over a real nats-server, operated through the CLI as a user would: the
-// backplane killed and restarted under traffic; three servers sharing one signing key; and the
-// cluster commands of docs/cluster.md and README.md, run as written. The fleet-wide scenarios
+// backplane killed and restarted under traffic; three servers sharing one signing key; advertised
+// URLs. (The cluster sessions of docs/cluster.md and README.md run in docs-shell.alone.test.ts.)
+// The fleet-wide scenarios
 // (300 agents, a server killed during a fan-out, one name on two servers) are in
 // cluster-nats.test.ts.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { freePort, type Proc, runCli, startCli } from "./support/cli.js";
+import { type Proc, runCli, startCli } from "./support/cli.js";
 import {
   agentsOn,
   type ClusterServer,
@@ -311,101 +312,5 @@ describe("advertised URLs (--advertise)", { skip }, () => {
       "adv-1 on ad1",
     );
     assert.ok(forwarded > 0, "the agent came through the advertised URL");
-  });
-});
-
-/** The lines of the first ```sh block after `heading` in `file` (a path from the repository root). */
-function shellBlock(file: string, heading: string): string[] {
-  const text = readFileSync(new URL(`../../${file}`, import.meta.url), "utf8");
-  const at = text.indexOf(heading);
-  assert.ok(at >= 0, `${file} has "${heading}"`);
-  const m = /```sh\n([\s\S]*?)```/.exec(text.slice(at));
-  assert.ok(m, `${file} has a sh block after "${heading}"`);
-  return m[1]!
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l !== "" && !l.startsWith("#"));
-}
-
-/** The words of a shell line: blanks split, single quotes group, `#` starts a comment. */
-const words = (line: string): string[] =>
-  [...line.replace(/\s+#.*$/, "").matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!);
-
-/**
- * Runs the lines of a documented shell session: `nats-server … &` is a test nats-server,
- * `[npx] muster … &` a CLI process left running (a server until it has joined the cluster, an
- * agent until it is connected), any other `[npx] muster …` a command that must exit 0, run once
- * every server lists every agent. Every port is a free one, 0.0.0.0 is 127.0.0.1.
- */
-async function runSession(lines: string[]): Promise<Map<string, { out: string; err: string }>> {
-  const ports = new Map<string, string>();
-  const backplane = await nats();
-  ports.set("4222", String(backplane.port));
-  for (const line of lines)
-    for (const m of line.matchAll(/:(\d{4,5})\b/g))
-      if (!ports.has(m[1]!)) ports.set(m[1]!, String(await freePort()));
-  const local = (line: string): string =>
-    line.replaceAll("0.0.0.0", "127.0.0.1").replace(/:(\d{4,5})\b/g, (_, p: string) => `:${ports.get(p)}`);
-  const env = { MUSTER_SERVER: `ws://127.0.0.1:${ports.get("33075")}` };
-  const servers: string[] = [];
-  const agents: string[] = [];
-  const results = new Map<string, { out: string; err: string }>();
-  let settled = false;
-  for (const line of lines) {
-    const argv = words(local(line));
-    const background = argv.at(-1) === "&";
-    if (background) argv.pop();
-    if (argv[0] === "nats-server") {
-      assert.ok(background, line);
-      continue;
-    }
-    if (argv[0] === "npx") argv.shift();
-    assert.equal(argv.shift(), "muster", line);
-    if (background) {
-      const p = startCli(argv, env);
-      procs.push(p);
-      if (argv[0] === "server") {
-        await waitForStderr(p, "joined the cluster", 20_000);
-        servers.push(argv[argv.indexOf("--listen") + 1]!);
-      } else {
-        await waitForStderr(p, '"msg":"connected"', 20_000);
-        agents.push(argv[argv.indexOf("--name") + 1]!);
-      }
-      continue;
-    }
-    if (!settled) {
-      await until(
-        async () =>
-          (await Promise.all(servers.map((s) => agentsOn(s)))).every((l) =>
-            agents.every((n) => l.some((a) => a.name === n && a.state === "connected")),
-          ),
-        20_000,
-        `every server to list ${agents.join(", ")}`,
-      );
-      settled = true;
-    }
-    const r = await runCli(argv, 30_000, env);
-    assert.equal(r.code, 0, `${line}: ${r.out}${r.err}`);
-    results.set(line, r);
-  }
-  return results;
-}
-
-describe("the cluster commands of the docs", { skip }, () => {
-  it("docs/cluster.md's session runs as written: two servers, an agent on each, seen and called from either", async () => {
-    const lines = shellBlock("docs/cluster.md", "## Run one");
-    const out = [...(await runSession(lines)).entries()];
-    const of = (command: string): string => out.find(([l]) => l.startsWith(command))?.[1].out ?? "";
-    assert.match(of("muster servers"), /^s1\s+self\s/m);
-    assert.match(of("muster servers"), /^s2\s+ready\s/m);
-    assert.match(of("muster agents"), /^web-1\s+role=web\s+connected\s+s1\s/m);
-    assert.match(of("muster agents"), /^web-2\s+role=web\s+connected\s+s2\s/m);
-    assert.match(of("muster call"), /^2 ok, 0 timeout, 0 error, 0 not connected$/m);
-  });
-
-  it("the README's cluster session runs as written", async () => {
-    const lines = shellBlock("README.md", "### Several servers");
-    const out = [...(await runSession(lines)).values()];
-    assert.match(out.at(-1)!.out, /^1 ok, 0 timeout, 0 error, 0 not connected$/m);
   });
 });

@@ -37,7 +37,7 @@ const CHECKS: Record<string, Array<[RegExp, RegExp]>> = {
   ],
   "docs/cli.md": [[/token inspect/, /web-1/]],
   "docs/cluster.md": [
-    [/^muster servers/, /^s1\s[\s\S]*^s2\s/m],
+    [/^muster servers/, /^s1\s+self\s[\s\S]*^s2\s+ready\s/m],
     [/muster agents --server/, /^web-1\s.*\bs1\b[\s\S]*^web-2\s.*\bs2\b/m],
     [/muster call all sys\.info/, /2 ok, 0 timeout, 0 error, 0 not connected/],
   ],
