@@ -1,5 +1,6 @@
 // The processes of a soak run: `server`, `agents` (many agents in one process) and `proxy`.
 // Each answers the driver's commands over IPC (see ../bench/ipc.ts).
+
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import pino from "pino";
 import { createAgent, type MusterAgent } from "../agent/create-agent.js";
@@ -10,6 +11,7 @@ import { connectNatsBus } from "../cluster/nats-bus.js";
 import { MusterError } from "../errors/muster-error.js";
 import type { Logger } from "../internal/logger.js";
 import { createServer, type MusterServer } from "../server/create-server.js";
+import { checkSeq, newSeq, type SeqState } from "./seq.js";
 
 /** Path of this module, for forking its roles. */
 export const SOAK_CHILD = new URL(import.meta.url).pathname;
@@ -71,26 +73,7 @@ function track(c: CallCounts, what: string): (err: unknown, right: boolean) => v
   };
 }
 
-/** Sequence checks of numbered messages per sender: each number exactly once, in order. */
-export interface SeqCounts {
-  received: number;
-  /** A number seen again. */
-  duplicated: number;
-  /** A number skipped (arrived after a later one) or missing. */
-  outOfOrder: number;
-}
-
-const newSeq = (): SeqCounts => ({ received: 0, duplicated: 0, outOfOrder: 0 });
-
-function checkSeq(c: SeqCounts, last: Map<string, number>, key: string, n: number): void {
-  const prev = last.get(key) ?? 0;
-  c.received++;
-  if (n <= prev) c.duplicated++;
-  else {
-    if (n !== prev + 1) c.outOfOrder++;
-    last.set(key, n);
-  }
-}
+export type { SeqCounts, SeqState } from "./seq.js";
 
 /**
  * MUSTER_SOAK_LOG=DIR: each process logs (info and above, or MUSTER_SOAK_LEVEL) to
@@ -110,7 +93,7 @@ function payload(size: number, tag: number): string {
 function serverRole(): void {
   let server: MusterServer;
   const up = newSeq();
-  const upLast = new Map<string, number>();
+  const upLast: SeqState = new Map();
   const down = newCounts();
   const streams = newCounts();
   let streamItemsBad = 0;
@@ -308,7 +291,7 @@ function agentsRole(): void {
   const agents: MusterAgent[] = [];
   const up = newCounts();
   const down = newSeq();
-  const downLast = new Map<string, number>();
+  const downLast: SeqState = new Map();
   const events: Record<string, number> = {};
   /** Per agent: sessions expired, calls that failed, and rounds received twice or out of order. */
   const expired: Record<string, number> = {};
