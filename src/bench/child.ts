@@ -47,7 +47,14 @@ function serverCommands(system: BenchSystem): Commands {
       const expected = s().connected();
       const times: number[] = [];
       const total = (a.warmup as number) + (a.rounds as number);
+      // The server's own cost of the measured rounds: CPU time and event-loop utilisation.
+      let cpu0 = process.cpuUsage();
+      let elu0 = performance.eventLoopUtilization();
       for (let round = 0; round < total; round++) {
+        if (round === (a.warmup as number)) {
+          cpu0 = process.cpuUsage();
+          elu0 = performance.eventLoopUtilization();
+        }
         const payload = makePayload(round, size);
         const t0 = performance.now();
         const replies = await s().fanout(payload, a.timeoutMs as number);
@@ -57,7 +64,9 @@ function serverCommands(system: BenchSystem): Commands {
         for (const r of replies) checkReply(r, payload);
         if (round >= (a.warmup as number)) times.push(ms);
       }
-      return { times, clients: expected };
+      const cpu = process.cpuUsage(cpu0);
+      const elu = performance.eventLoopUtilization(elu0);
+      return { times, clients: expected, cpuUs: cpu.user + cpu.system, elu: elu.utilization };
     },
     memory: () => measureMemory(),
     cpu: () => process.cpuUsage(),

@@ -130,6 +130,8 @@ const COLUMNS: Record<ScenarioName, [metric: string, title: string][]> = {
     ["clients", "clients"],
     ["medianMs", "median ms"],
     ["p90Ms", "p90 ms"],
+    ["serverCpuUsPerAgent", "server CPU µs/agent"],
+    ["serverElu", "server ELU"],
     ["lagMaxMs", "max loop lag ms"],
   ],
   "fanout-10k": [
@@ -137,6 +139,8 @@ const COLUMNS: Record<ScenarioName, [metric: string, title: string][]> = {
     ["rounds", "rounds"],
     ["medianMs", "median ms"],
     ["p90Ms", "p90 ms"],
+    ["serverCpuUsPerAgent", "server CPU µs/agent"],
+    ["serverElu", "server ELU"],
     ["lagMaxMs", "max loop lag ms"],
   ],
   "idle-mem": [

@@ -262,6 +262,8 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
     for (const size of o.sizes) {
       const times = new Map<string, number[]>();
       const lags = new Map<string, number>();
+      /** Per system: server CPU µs and event-loop utilisation of each measured round. */
+      const costs = new Map<string, { cpuUs: number; elu: number[] }>();
       const failed = new Set<string>();
       for (let round = -p.fanout1k.warmup; round < p.fanout1k.rounds; round++) {
         // Rotated by the round; warm-up rounds are negative, so the index is kept non-negative.
@@ -272,7 +274,7 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
           if (failed.has(l.ref.name)) continue;
           try {
             await l.server.request("lagStart");
-            const r = await l.server.request<{ times: number[]; clients: number }>("fanout", {
+            const r = await l.server.request<FanoutAnswer>("fanout", {
               size,
               rounds: 1,
               warmup: 0,
@@ -283,6 +285,10 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
             if (round < 0) continue;
             times.set(l.ref.name, [...(times.get(l.ref.name) ?? []), ...r.times]);
             lags.set(l.ref.name, Math.max(lags.get(l.ref.name) ?? 0, lag.maxMs));
+            const c = costs.get(l.ref.name) ?? { cpuUs: 0, elu: [] };
+            c.cpuUs += r.cpuUs;
+            c.elu.push(r.elu);
+            costs.set(l.ref.name, c);
           } catch (err) {
             failed.add(l.ref.name);
             await guard(l.ref.name, "fanout-1k", size, () => Promise.reject(err));
@@ -292,12 +298,17 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
       for (const l of ready) {
         const t = times.get(l.ref.name);
         if (!t || failed.has(l.ref.name)) continue;
+        const c = costs.get(l.ref.name);
         add(l.ref.name, "fanout-1k", size, {
           clients: n,
           rounds: t.length,
           medianMs: median(t),
           p90Ms: percentile(t, 90),
           lagMaxMs: lags.get(l.ref.name) ?? 0,
+          ...(c !== undefined && {
+            serverCpuUsPerAgent: c.cpuUs / (n * t.length),
+            serverElu: median(c.elu),
+          }),
         });
       }
     }
@@ -305,6 +316,18 @@ export async function runFanout1k(refs: readonly SystemRef[], o: RunOptions): Pr
     await stopAll(live);
   }
   return rows;
+}
+
+/**
+ * What a server child answers to `fanout`: the measured rounds' times, the clients that
+ * answered, and the server's CPU time (µs, user + system) and event-loop utilisation (0–1)
+ * over the measured rounds (warm-up excluded).
+ */
+interface FanoutAnswer {
+  times: number[];
+  clients: number;
+  cpuUs: number;
+  elu: number;
 }
 
 /** idle-mem and fanout-10k on one system: 10,000 clients of its own. */
@@ -339,7 +362,7 @@ export async function runFleetScenarios(ref: SystemRef, o: RunOptions): Promise<
         for (const size of o.sizes) {
           await guard(scenario, size, async () => {
             await server.request("lagStart");
-            const r = await server.request<{ times: number[]; clients: number }>("fanout", {
+            const r = await server.request<FanoutAnswer>("fanout", {
               size,
               rounds: cfg.rounds,
               warmup: cfg.warmup,
@@ -352,6 +375,8 @@ export async function runFleetScenarios(ref: SystemRef, o: RunOptions): Promise<
               medianMs: median(r.times),
               p90Ms: percentile(r.times, 90),
               lagMaxMs: lag.maxMs,
+              serverCpuUsPerAgent: r.cpuUs / (r.clients * r.times.length),
+              serverElu: r.elu,
             });
           });
         }

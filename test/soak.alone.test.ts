@@ -1,4 +1,6 @@
-// The short soak: the same run as `npm run soak`, smaller and shorter, with a fixed seed.
+// The short soak: the same run as `npm run soak`, smaller and shorter, with a fixed seed. It
+// runs alone (its name): its checks hold a cluster of three servers to exact counts, and another
+// test file starving the same two cores of CPU for seconds is not what it measures.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { describe, it } from "node:test";
