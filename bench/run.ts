@@ -4,12 +4,11 @@
 
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { runCallScenarios } from "../src/bench/call-scenarios.js";
+import { runFanout1k, runFleetScenarios } from "../src/bench/fanout-scenarios.js";
 import { checkTargets, renderResults } from "../src/bench/report.js";
 import {
   type ResultRow,
-  runCallScenarios,
-  runFanout1k,
-  runFleetScenarios,
   SCENARIOS,
   type ScenarioName,
   SIZES,

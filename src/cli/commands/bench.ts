@@ -1,13 +1,8 @@
 import { type Command, InvalidArgumentError } from "commander";
+import { runCallScenarios } from "../../bench/call-scenarios.js";
+import { runFanout1k, runFleetScenarios } from "../../bench/fanout-scenarios.js";
 import { renderTables } from "../../bench/report.js";
-import {
-  type ResultRow,
-  runCallScenarios,
-  runFanout1k,
-  runFleetScenarios,
-  type ScenarioName,
-  type SystemRef,
-} from "../../bench/scenarios.js";
+import type { ResultRow, ScenarioName, SystemRef } from "../../bench/scenarios.js";
 import { runStorm } from "../../bench/storm.js";
 import { EXIT } from "../common.js";
 
