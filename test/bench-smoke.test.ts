@@ -70,6 +70,40 @@ describe("benchmarks (smoke)", { timeout: 600_000 }, () => {
     }
   });
 
+  it("fanout-100k, with fewer agents: the server listens on four loopback addresses and the clients spread over them", async (t) => {
+    if (process.platform !== "linux") {
+      t.skip("needs 127.0.0.2–4 routed to loopback, as on Linux");
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), "muster-bench-"));
+    try {
+      const json = join(dir, "rows.json");
+      const out = join(dir, "results.md");
+      const args = ["--scenarios", "fanout-100k", "--fanout-100k-agents", "60", "--sizes", "64"];
+      const r = await run([...args, "--systems", "muster/tcp,raw-tcp,grpc", "--json", json, "--out", out]);
+      const rows = JSON.parse(readFileSync(json, "utf8")) as ResultRow[];
+      assert.deepEqual(
+        rows.map((x) => [x.system, x.scenario, x.error ?? x.skipped ?? "", x.metrics.clients]),
+        [
+          ["muster/tcp", "fanout-100k", "", 60],
+          ["raw-tcp", "fanout-100k", "", 60],
+        ],
+        "muster and raw TCP measured (gRPC's benchmark server listens on one address only)",
+      );
+      assert.equal(r.code, 0, r.out);
+      for (const x of rows) assert.ok(x.metrics.serverRssMiB! > 0 && x.metrics.serverCpuUsPerAgent! > 0);
+      assert.match(r.out, /4 processes connected/);
+      assert.match(
+        readFileSync(out, "utf8"),
+        /fanout-100k \| muster\/tcp: completes; time and server RSS recorded \| 60 agents, median/,
+      );
+      const bad = await run([...args.slice(0, 2), "--fanout-100k-agents", "many"]);
+      assert.equal(bad.code, 2, "a malformed count is a usage error");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("muster bench --quick --json through the CLI", async () => {
     const r = await runCli(
       [

@@ -94,7 +94,8 @@ async function writeStream(call: ServerWritableStream<StreamRequest, BenchPayloa
   if (!call.cancelled) call.end();
 }
 
-async function startServer({ host, port }: BenchServerOptions): Promise<BenchServer> {
+async function startServer({ host, port, extraHosts = [] }: BenchServerOptions): Promise<BenchServer> {
+  if (extraHosts.length > 0) throw new Error("grpc: one listening address only in this benchmark");
   const server = new Server();
   /** Open Connect streams: the clients the server can call. */
   const connections = new Set<ConnectCall>();

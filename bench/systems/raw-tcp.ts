@@ -9,7 +9,7 @@
  * Ids count per connection and per direction: a message with `m` is a request from the other end,
  * anything else answers one of ours.
  */
-import { type AddressInfo, createServer, connect as netConnect, type Socket } from "node:net";
+import { type AddressInfo, createServer, connect as netConnect, type Server, type Socket } from "node:net";
 import type { BenchPayload, BenchSystem } from "../../src/bench/types.js";
 
 interface Message {
@@ -191,34 +191,46 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
   }
 }
 
-const startServer: BenchSystem["startServer"] = async ({ host, port }) => {
-  const conns = new Set<Conn>();
-  const server = createServer((socket) => {
-    const conn = new Conn(socket, serveRequest);
-    conns.add(conn);
-    socket.on("close", () => conns.delete(conn));
-  });
-  await new Promise<void>((resolve, reject) => {
+/** Listens on `host:port`; resolves with the bound port. */
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host, port, backlog: 4096 }, () => {
       server.off("error", reject);
-      resolve();
+      resolve((server.address() as AddressInfo).port);
     });
   });
-  server.on("error", (err) => console.error("raw-tcp server:", err.message));
+}
+
+const startServer: BenchSystem["startServer"] = async ({ host, port, extraHosts = [] }) => {
+  const conns = new Set<Conn>();
+  const accept = (socket: Socket): void => {
+    const conn = new Conn(socket, serveRequest);
+    conns.add(conn);
+    socket.on("close", () => conns.delete(conn));
+  };
+  // One listener per address, all on the first one's port.
+  const servers = [createServer(accept)];
+  const bound = await listen(servers[0]!, host, port);
+  for (const extra of extraHosts) {
+    const s = createServer(accept);
+    servers.push(s);
+    await listen(s, extra, bound);
+  }
+  for (const s of servers) s.on("error", (err) => console.error("raw-tcp server:", err.message));
   return {
-    port: (server.address() as AddressInfo).port,
+    port: bound,
     connected: () => conns.size,
     fanout: (payload, timeoutMs) => {
       const replies = Promise.all([...conns].map((c) => c.request({ m: "echo", p: payload })));
       return withTimeout(replies, timeoutMs, "fanout");
     },
     close: async () => {
-      // The listener reports closed before its sockets do: wait for both.
-      const listener = new Promise<void>((resolve) => server.close(() => resolve()));
+      // The listeners report closed before their sockets do: wait for both.
+      const listeners = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       const sockets = [...conns].map((conn) => conn.done);
       for (const conn of conns) conn.socket.destroy();
-      await Promise.all([listener, ...sockets]);
+      await Promise.all([...listeners, ...sockets]);
     },
   };
 };

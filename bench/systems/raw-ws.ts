@@ -136,8 +136,8 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
   }
 }
 
-const startServer: BenchSystem["startServer"] = async ({ host, port }) => {
-  const conns = new Set<Conn>();
+/** A WebSocket server on `host:port`, listening. */
+async function listen(host: string, port: number): Promise<WebSocketServer> {
   const wss = new WebSocketServer({ host, port, backlog: 4096, perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     wss.once("error", reject);
@@ -147,13 +147,23 @@ const startServer: BenchSystem["startServer"] = async ({ host, port }) => {
     });
   });
   wss.on("error", (err) => console.error("raw-ws server:", err.message));
-  wss.on("connection", (ws) => {
-    const conn = new Conn(ws, serveRequest);
-    conns.add(conn);
-    ws.on("close", () => conns.delete(conn));
-  });
+  return wss;
+}
+
+const startServer: BenchSystem["startServer"] = async ({ host, port, extraHosts = [] }) => {
+  const conns = new Set<Conn>();
+  // One listener per address, all on the first one's port.
+  const servers = [await listen(host, port)];
+  const bound = (servers[0]!.address() as AddressInfo).port;
+  for (const extra of extraHosts) servers.push(await listen(extra, bound));
+  for (const wss of servers)
+    wss.on("connection", (ws) => {
+      const conn = new Conn(ws, serveRequest);
+      conns.add(conn);
+      ws.on("close", () => conns.delete(conn));
+    });
   return {
-    port: (wss.address() as AddressInfo).port,
+    port: bound,
     connected: () => conns.size,
     fanout: (payload, timeoutMs) => {
       const replies = Promise.all([...conns].map((c) => c.request({ m: "echo", p: payload })));
@@ -161,10 +171,10 @@ const startServer: BenchSystem["startServer"] = async ({ host, port }) => {
     },
     close: async () => {
       // Drop the connections outright (no closing handshake each), and wait for the listener and for them.
-      const listener = new Promise<void>((resolve) => wss.close(() => resolve()));
+      const listeners = servers.map((wss) => new Promise<void>((resolve) => wss.close(() => resolve())));
       const sockets = [...conns].map((conn) => conn.done);
       for (const conn of conns) conn.ws.terminate();
-      await Promise.all([listener, ...sockets]);
+      await Promise.all([...listeners, ...sockets]);
     },
   };
 };

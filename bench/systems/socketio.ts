@@ -72,7 +72,8 @@ async function writeStream(socket: Socket, { count, size }: StreamRequest): Prom
   }
 }
 
-async function startServer({ host, port }: BenchServerOptions): Promise<BenchServer> {
+async function startServer({ host, port, extraHosts = [] }: BenchServerOptions): Promise<BenchServer> {
+  if (extraHosts.length > 0) throw new Error("socket.io: one listening address only in this benchmark");
   const httpServer = createServer();
   const io = new Server(httpServer, { perMessageDeflate: false, serveClient: false });
 

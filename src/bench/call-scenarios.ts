@@ -15,7 +15,7 @@ export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions
   if (scenarios.length === 0) return rows;
   const live: Live[] = [];
   try {
-    const ready = await startLive(refs, o, guard, live, scenarios[0]!, 1);
+    const ready = await startLive(refs, o, guard, live, scenarios[0]!, { n: 1, processes: 1 });
     for (const size of o.sizes) {
       for (const scenario of scenarios) {
         const rounds = new Map<string, Record<string, number>[]>();
@@ -50,12 +50,13 @@ export async function runCallScenarios(refs: readonly SystemRef[], o: RunOptions
 
 /** One measurement window of a call scenario on a connected client. */
 async function measureOnce(
-  { client, server }: Live,
+  { clients, server }: Live,
   scenario: "rtt" | "pipe" | "stream",
   size: number,
   p: ReturnType<typeof plan>,
   first: boolean,
 ): Promise<Record<string, number>> {
+  const client = clients[0]!;
   if (scenario === "stream") {
     const r = await client.request<{ ms: number; items: number; bytes: number }>("stream", {
       count: p.streamItems(size),

@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { startTcpProxy, type TcpProxy } from "../chaos/tcp-proxy.js";
 import { type Commands, serveCommands } from "./ipc.js";
 import { checkReply, makePayload } from "./payload.js";
-import { lagCommands, measureMemory, waitUntil } from "./probes.js";
+import { descriptorLimit, lagCommands, measureMemory, waitUntil } from "./probes.js";
 import { Samples } from "./stats.js";
 import { stormAgentCommands, stormServerCommands } from "./storm-roles.js";
 import type { BenchClient, BenchServer, BenchSystem } from "./types.js";
@@ -28,7 +28,11 @@ function serverCommands(system: BenchSystem): Commands {
   return {
     ...lagCommands(),
     async start(a) {
-      server = await system.startServer({ host: a.host as string, port: a.port as number });
+      server = await system.startServer({
+        host: a.host as string,
+        port: a.port as number,
+        extraHosts: (a.extraHosts as string[] | undefined) ?? [],
+      });
       return { port: server.port };
     },
     connected: () => s().connected(),
@@ -70,6 +74,7 @@ function serverCommands(system: BenchSystem): Commands {
     },
     memory: () => measureMemory(),
     cpu: () => process.cpuUsage(),
+    limits: () => ({ nofile: descriptorLimit() }),
     close: () => server?.close(),
   };
 }
@@ -78,15 +83,17 @@ function clientCommands(system: BenchSystem): Commands {
   const clients: BenchClient[] = [];
   return {
     async connect(a) {
-      const { host, port } = a as { host: string; port: number };
+      // `hosts`: the server's addresses, dialled in turn; `base`: this process's first client index.
+      const { hosts, port } = a as { hosts: string[]; port: number };
       const n = a.n as number;
+      const base = (a.base as number | undefined) ?? 0;
       const concurrency = (a.concurrency as number) ?? 100;
       const t0 = performance.now();
       let next = 0;
       const worker = async (): Promise<void> => {
         while (next < n) {
-          const index = next++;
-          clients.push(await system.connect({ host, port, index }));
+          const index = base + next++;
+          clients.push(await system.connect({ host: hosts[index % hosts.length]!, port, index }));
         }
       };
       await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));

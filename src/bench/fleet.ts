@@ -7,22 +7,35 @@ import {
   type SystemRef,
 } from "./scenarios.js";
 
-/** A server child and a client child of one system, started and stopped together. */
-export async function withPair<T>(
+/**
+ * A system's server child and its client children, started and stopped together: `processes`
+ * client processes share `n` clients (one process per 15,000 at least, so that no process needs
+ * more file descriptors than a default limit allows).
+ */
+export async function withFleet<T>(
   ref: SystemRef,
-  host: string,
-  fn: (server: Child, client: Child, port: number) => Promise<T>,
+  o: RunOptions,
+  shape: FleetShape,
+  fn: (fleet: Live) => Promise<T>,
+  beforeConnect?: (server: Child) => Promise<void>,
 ): Promise<T> {
-  const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
-  const client = new Child(CHILD_PATH, ["client", ref.module, ref.name]);
+  const live: Live[] = [];
   try {
-    const { port } = await server.request<{ port: number }>("start", { host, port: 0 });
-    return await fn(server, client, port);
+    return await fn(await startFleet(ref, o, shape, live, beforeConnect));
   } finally {
-    await client.request("close", {}, 60_000).catch(() => {});
-    await server.request("close", {}, 60_000).catch(() => {});
-    await Promise.all([client.stop(), server.stop()]);
+    await stopAll(live);
   }
+}
+
+/** How many clients a fleet has, in how many processes, dialling which addresses. */
+export interface FleetShape {
+  n: number;
+  processes: number;
+  /**
+   * Addresses the server also listens on (same port) and the clients spread over: past about
+   * 28,000 connections one source address runs out of ephemeral ports towards one address.
+   */
+  extraHosts?: readonly string[];
 }
 
 export type Add = (
@@ -61,27 +74,57 @@ export function recorder(o: RunOptions, rows: ResultRow[]): { add: Add; guard: G
 export interface Live {
   ref: SystemRef;
   server: Child;
-  client: Child;
+  /** One or more client processes; the call scenarios use the first one's first client. */
+  clients: Child[];
 }
 
-/** Opens `n` clients of `ref` and waits until its server counts them all. */
-export async function connectClients(
-  ref: SystemRef,
-  server: Child,
-  client: Child,
-  port: number,
-  n: number,
-  o: RunOptions,
-): Promise<void> {
+/** Opens `shape.n` clients of `l` spread over its client processes; waits until the server counts them all. */
+export async function connectClients(l: Live, port: number, shape: FleetShape, o: RunOptions): Promise<void> {
   const t0 = Date.now();
-  await client.request("connect", { host: o.host, port, n, concurrency: 100 });
-  await server.request("waitConnected", { n, timeoutMs: 120_000 });
-  if (n > 1) o.log(`  ${ref.name}: ${n} clients connected in ${Date.now() - t0} ms`);
+  const hosts = [o.host, ...(shape.extraHosts ?? [])];
+  const per = Math.ceil(shape.n / l.clients.length);
+  await Promise.all(
+    l.clients.map((c, k) => {
+      const base = k * per;
+      const n = Math.max(0, Math.min(per, shape.n - base));
+      return n === 0 ? undefined : c.request("connect", { hosts, port, n, base, concurrency: 100 });
+    }),
+  );
+  await l.server.request("waitConnected", { n: shape.n, timeoutMs: 300_000 });
+  if (shape.n > 1)
+    o.log(
+      `  ${l.ref.name}: ${shape.n} clients in ${l.clients.length} process${l.clients.length > 1 ? "es" : ""} connected in ${Date.now() - t0} ms`,
+    );
+}
+
+/** Starts one system's server and clients, added to `live` first so that the caller's `finally` stops them. */
+export async function startFleet(
+  ref: SystemRef,
+  o: RunOptions,
+  shape: FleetShape,
+  live: Live[],
+  beforeConnect?: (server: Child) => Promise<void>,
+): Promise<Live> {
+  const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
+  const clients = Array.from(
+    { length: Math.max(1, shape.processes) },
+    () => new Child(CHILD_PATH, ["client", ref.module, ref.name]),
+  );
+  const l: Live = { ref, server, clients };
+  live.push(l);
+  const { port } = await server.request<{ port: number }>("start", {
+    host: o.host,
+    port: 0,
+    extraHosts: shape.extraHosts ?? [],
+  });
+  await beforeConnect?.(server);
+  await connectClients(l, port, shape, o);
+  return l;
 }
 
 /**
- * Starts a server and `n` clients for every system, each pair added to `live` (so the caller's
- * `finally` stops it even when its start failed); returns the pairs that started.
+ * Starts a server and its clients for every system, each added to `live` (so the caller's
+ * `finally` stops it even when its start failed); returns the ones that started.
  */
 export async function startLive(
   refs: readonly SystemRef[],
@@ -89,28 +132,22 @@ export async function startLive(
   guard: Guard,
   live: Live[],
   scenario: ScenarioName,
-  n: number,
+  shape: FleetShape,
 ): Promise<Live[]> {
-  const failed = new Set<string>();
+  const started: Live[] = [];
   for (const ref of refs) {
     await guard(ref.name, scenario, 0, async () => {
-      const server = new Child(CHILD_PATH, ["server", ref.module, ref.name]);
-      const client = new Child(CHILD_PATH, ["client", ref.module, ref.name]);
-      live.push({ ref, server, client });
-      failed.add(ref.name);
-      const { port } = await server.request<{ port: number }>("start", { host: o.host, port: 0 });
-      await connectClients(ref, server, client, port, n, o);
-      failed.delete(ref.name);
+      started.push(await startFleet(ref, o, shape, live));
     });
   }
-  return live.filter((l) => !failed.has(l.ref.name));
+  return started;
 }
 
 /** Closes the clients and servers of `live`, then ends their processes. */
 export async function stopAll(live: readonly Live[]): Promise<void> {
   for (const l of live) {
-    await l.client.request("close", {}, 60_000).catch(() => {});
+    await Promise.all(l.clients.map((c) => c.request("close", {}, 60_000).catch(() => {})));
     await l.server.request("close", {}, 60_000).catch(() => {});
-    await Promise.all([l.client.stop(), l.server.stop()]);
+    await Promise.all([...l.clients.map((c) => c.stop()), l.server.stop()]);
   }
 }

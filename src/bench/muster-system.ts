@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { createAgent } from "../agent/create-agent.js";
 import { createServer } from "../server/create-server.js";
 import { makePayload } from "./payload.js";
@@ -8,10 +9,12 @@ function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
   return {
     name: `muster/${scheme}`,
 
-    async startServer({ host, port }): Promise<BenchServer> {
+    async startServer({ host, port, extraHosts = [] }): Promise<BenchServer> {
+      // More addresses listen on the first one's port, which must then be chosen first.
+      const bound = extraHosts.length > 0 && port === 0 ? await freePort(host) : port;
       // Every client of the benchmark dials from loopback: no per-address limit (the peers have none).
       const server = createServer({
-        listen: [`${scheme}://${host}:${port}`],
+        listen: [host, ...extraHosts].map((h) => `${scheme}://${h}:${bound}`),
         maxConnectionsPerIp: 0,
         standalone: true,
       });
@@ -61,6 +64,18 @@ function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
       };
     },
   };
+}
+
+/** A port free on `host` now (bound and released). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once("error", reject);
+    s.listen({ host, port: 0 }, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 export const systems: BenchSystem[] = [musterSystem("tcp"), musterSystem("ws")];

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Commands } from "./ipc.js";
 
@@ -41,5 +42,18 @@ export async function waitUntil(
   while (!ready()) {
     if (Date.now() > deadline) throw new Error(failure());
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** This process's limit on open descriptors (soft), from /proc on Linux; undefined elsewhere. */
+export function descriptorLimit(): number | undefined {
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("Max open files"));
+    const soft = line?.split(/\s{2,}/)[1];
+    return soft === undefined || soft === "unlimited" ? undefined : Number(soft);
+  } catch {
+    return undefined;
   }
 }

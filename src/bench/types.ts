@@ -48,6 +48,11 @@ export interface BenchServerOptions {
   host: string;
   /** 0 for any free port. */
   port: number;
+  /**
+   * More addresses to listen on, on the same port (fanout-100k: one address pair has only about
+   * 28,000 ephemeral ports). A system that cannot, throws.
+   */
+  extraHosts?: readonly string[];
 }
 
 export interface BenchClientOptions {

@@ -7,7 +7,16 @@ import { runStorm } from "../../bench/storm.js";
 import { EXIT } from "../common.js";
 
 /** The scenarios `muster bench` runs (muster only; the side-by-side run is `npm run bench`). */
-const CLI_SCENARIOS = ["rtt", "pipe", "stream", "fanout-1k", "fanout-10k", "idle-mem", "storm"] as const;
+const CLI_SCENARIOS = [
+  "rtt",
+  "pipe",
+  "stream",
+  "fanout-1k",
+  "fanout-10k",
+  "fanout-100k",
+  "idle-mem",
+  "storm",
+] as const;
 const DEFAULT_SCENARIOS = ["rtt", "pipe", "stream", "fanout-1k"];
 
 function listOf<T extends string>(all: readonly T[], what: string) {
@@ -61,8 +70,10 @@ export function registerBench(program: Command): void {
       "after",
       `
 Scenarios: rtt (one call in flight), pipe (64 in flight), stream (server → agent items),
-fanout-1k / fanout-10k (the server calls every agent of 1,000 / 10,000), idle-mem (server memory
-per idle agent, 10,000 agents), storm (5,000 agents cut at once, then a server restart).
+fanout-1k / fanout-10k / fanout-100k (the server calls every agent of 1,000 / 10,000 / 100,000,
+the agents in several processes; fanout-100k needs a descriptor limit above 100,000 and is not
+run by --quick), idle-mem (server memory per idle agent, 10,000 agents), storm (5,000 agents cut
+at once, then a server restart).
 
 To compare muster with raw TCP, raw ws, Socket.IO and gRPC in one run, use \`npm run bench\` in a
 checkout of the repository (the peers are development dependencies).
@@ -83,8 +94,7 @@ Exit status: 0 when every scenario ran and every reply verified, 1 otherwise.`,
       const rows: ResultRow[] = [];
       rows.push(...(await runCallScenarios(refs, options)));
       rows.push(...(await runFanout1k(refs, options)));
-      if (flags.scenarios.includes("fanout-10k") || flags.scenarios.includes("idle-mem"))
-        for (const ref of refs) rows.push(...(await runFleetScenarios(ref, options)));
+      rows.push(...(await runFleetScenarios(refs, options)));
       if (flags.scenarios.includes("storm"))
         for (const t of flags.transports) rows.push(...(await runStorm(t, options)));
       if (flags.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
