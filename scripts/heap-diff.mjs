@@ -25,7 +25,12 @@ function summarise(file) {
   const nodes = snap.nodes;
   for (let k = 0; k < nodes.length; k += width) {
     const type = types[nodes[k + iType]];
-    const grouped = type === "string" || type === "concatenated string" || type === "sliced string" || type === "code" || type === "number";
+    const grouped =
+      type === "string" ||
+      type === "concatenated string" ||
+      type === "sliced string" ||
+      type === "code" ||
+      type === "number";
     const key = grouped ? `(${type})` : `${type} ${snap.strings[nodes[k + iName]]}`;
     const e = out.get(key) ?? { size: 0, count: 0 };
     e.size += nodes[k + iSize];
@@ -47,4 +52,6 @@ const total = rows.reduce((s, r) => s + r.size, 0);
 const unit = per === 1 ? "" : " per one";
 console.log(`self size grown${unit}: ${total.toFixed(0)} B`);
 for (const r of rows.slice(0, Number(n)))
-  console.log(`${r.size.toFixed(1).padStart(10)} B ${r.count.toFixed(2).padStart(8)} objects  ${r.key.slice(0, 100)}`);
+  console.log(
+    `${r.size.toFixed(1).padStart(10)} B ${r.count.toFixed(2).padStart(8)} objects  ${r.key.slice(0, 100)}`,
+  );
