@@ -28,6 +28,26 @@ describe("profiling scripts", () => {
     }
   });
 
+  it("MUSTER_BENCH_ROUNDS_PROF profiles a fan-out's measured rounds in the benchmark server", () => {
+    const dir = mkdtempSync(join(tmpdir(), "muster-rounds-"));
+    try {
+      const run = new URL("../bench/run.js", import.meta.url).pathname;
+      execFileSync(
+        process.execPath,
+        [run, "--quick", "--systems", "muster/tcp", "--scenarios", "fanout-1k", "--sizes", "64"],
+        { env: { ...process.env, MUSTER_BENCH_ROUNDS_PROF: dir }, stdio: ["ignore", "pipe", "pipe"] },
+      );
+      const files = readdirSync(dir);
+      // One profile per measurement window (fanout-1k interleaves several).
+      assert.ok(files.length >= 1, "a profile was written");
+      for (const f of files) assert.match(f, /^fanout-muster_tcp-\d+-64B-\d+-\d+\.cpuprofile$/);
+      const out = node([script("profile-top.mjs"), join(dir, files[0] ?? ""), "40", "--inclusive"]);
+      assert.match(out, /start/, "the fan-out's calls are in the profile");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("heap-diff.mjs counts the objects made between two snapshots, per one", () => {
     const dir = mkdtempSync(join(tmpdir(), "muster-heap-"));
     try {

@@ -8,6 +8,7 @@ import { startTcpProxy, type TcpProxy } from "../chaos/tcp-proxy.js";
 import { type Commands, serveCommands } from "./ipc.js";
 import { checkReply, makePayload } from "./payload.js";
 import { descriptorLimit, lagCommands, measureMemory, waitUntil } from "./probes.js";
+import { startRoundsProfile } from "./rounds-profile.js";
 import { Samples } from "./stats.js";
 import { stormAgentCommands, stormServerCommands } from "./storm-roles.js";
 import type { BenchClient, BenchServer, BenchSystem } from "./types.js";
@@ -20,6 +21,7 @@ async function loadSystem(moduleUrl: string, name: string): Promise<BenchSystem>
 }
 
 function serverCommands(system: BenchSystem): Commands {
+  const systemName = system.name;
   let server: BenchServer | undefined;
   const s = (): BenchServer => {
     if (!server) throw new Error("server not started");
@@ -54,8 +56,10 @@ function serverCommands(system: BenchSystem): Commands {
       // The server's own cost of the measured rounds: CPU time and event-loop utilisation.
       let cpu0 = process.cpuUsage();
       let elu0 = performance.eventLoopUtilization();
+      let profile: Awaited<ReturnType<typeof startRoundsProfile>>;
       for (let round = 0; round < total; round++) {
         if (round === (a.warmup as number)) {
+          profile = await startRoundsProfile(`fanout-${systemName}-${expected}-${size}B`);
           cpu0 = process.cpuUsage();
           elu0 = performance.eventLoopUtilization();
         }
@@ -70,6 +74,7 @@ function serverCommands(system: BenchSystem): Commands {
       }
       const cpu = process.cpuUsage(cpu0);
       const elu = performance.eventLoopUtilization(elu0);
+      await profile?.stop();
       return { times, clients: expected, cpuUs: cpu.user + cpu.system, elu: elu.utilization };
     },
     memory: () => measureMemory(),
