@@ -149,6 +149,7 @@ export class ClusterReach implements Reach {
   }
 
   flush(): void {
+    this.local.flush();
     this.remote.flush();
   }
 

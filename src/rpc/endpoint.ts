@@ -14,6 +14,7 @@ import {
 } from "../wire/codec.js";
 import { FrameType, itemCost, type Payload } from "../wire/frame.js";
 import type { CallOrigin } from "../wire/origin.js";
+import type { SharedCall } from "../wire/shared-call.js";
 import {
   checkStreamOpen,
   DEFAULT_STREAM_WINDOW,
@@ -28,7 +29,8 @@ import type { CallerInfo, CallOptions, Handler, PeerInfo } from "./types.js";
 
 /** Where an endpoint sends its frames: a session (`Session.send`). */
 export interface FrameSink {
-  send(frame: Buffer): void;
+  /** With `now`, the frame is written at once instead of with the rest of the tick's frames. */
+  send(frame: Buffer, now?: boolean): void;
   /** False while the sink is backed up (see `Session.writable`). */
   readonly writable: boolean;
   /** Resolves once `writable` is true again; rejects when the sink closes. */
@@ -237,7 +239,10 @@ export class RpcEndpoint implements StreamHost {
 
   /**
    * Starts a call with an already encoded payload. With `ownTimer` false the caller
-   * enforces the deadline itself (a fan-out uses one timer for all its calls).
+   * enforces the deadline itself (a fan-out uses one timer for all its calls), and the CALL is
+   * written at once rather than gathered until the end of the tick: a fan-out sends one frame
+   * per link. With `shared` (the same method, timeout and payload), the frame is a copy of the
+   * fan-out's one encoded CALL.
    */
   start(
     method: string,
@@ -246,6 +251,7 @@ export class RpcEndpoint implements StreamHost {
     cb: CallCallbacks,
     ownTimer = true,
     origin?: CallOrigin,
+    shared?: SharedCall,
   ): CallHandle {
     const id = this.#nextId++;
     if (this.#nextId > 0xffffffff) this.#nextId = 1;
@@ -254,7 +260,7 @@ export class RpcEndpoint implements StreamHost {
       cb.onSettle(this.#failed, undefined);
       return o;
     }
-    const frame = encodeCall(1, 0, id, timeoutMs, method, payload);
+    const frame = shared === undefined ? encodeCall(1, 0, id, timeoutMs, method, payload) : shared.frame(id);
     const tooLarge = this.#oversize(frame, "the request of", method);
     if (tooLarge !== undefined) {
       cb.onSettle(tooLarge, undefined);
@@ -264,8 +270,10 @@ export class RpcEndpoint implements StreamHost {
     const out = this.#out;
     out.set(id, o);
     try {
-      if (origin !== undefined && this.#sendOrigin) this.#sendOriginOf(id, origin);
-      this.#sink.send(frame);
+      if (origin !== undefined && this.#sendOrigin) {
+        this.#sendOriginOf(id, origin);
+        this.#sink.send(frame);
+      } else this.#sink.send(frame, !ownTimer);
     } catch (err) {
       out.delete(id);
       cb.onSettle(MusterError.from(err), undefined);

@@ -12,6 +12,7 @@ import type { CallOptions, OutcomeStatus } from "../rpc/types.js";
 import { type DecodeLimits, encodeValue } from "../wire/codec.js";
 import type { Payload } from "../wire/frame.js";
 import type { CallOrigin } from "../wire/origin.js";
+import { SharedCall } from "../wire/shared-call.js";
 import type { Fleet } from "./fleet.js";
 import type { ServerMetrics } from "./metrics.js";
 import type { RelayGate } from "./relay-limiter.js";
@@ -81,6 +82,11 @@ export interface Reach {
 
 /** The agents connected to this server. */
 export class LocalReach implements Reach {
+  /**
+   * The CALL of the fan-out being started, encoded once for all its members; dropped by
+   * `flush()`, which the router calls once they have all started.
+   */
+  #shared: SharedCall | undefined;
   constructor(readonly fleet: Fleet) {}
   agents(): AgentInfo[] {
     return this.fleet.presence.list();
@@ -102,9 +108,18 @@ export class LocalReach implements Reach {
     cb: CallCallbacks,
     origin?: CallOrigin,
   ): CallHandle | undefined {
-    return this.fleet.live(name)?.rpc.start(method, payload, timeoutMs, cb, false, origin);
+    const peer = this.fleet.live(name);
+    if (peer === undefined) return undefined;
+    let shared = this.#shared;
+    if (shared === undefined || !shared.matches(method, timeoutMs, payload)) {
+      shared = new SharedCall(method, timeoutMs, payload);
+      this.#shared = shared;
+    }
+    return peer.rpc.start(method, payload, timeoutMs, cb, false, origin, shared);
   }
-  flush(): void {}
+  flush(): void {
+    this.#shared = undefined;
+  }
   openStream<T>(
     agent: string,
     name: string,

@@ -10,7 +10,8 @@ import { silentLogger } from "../internal/logger.js";
 import { RpcEndpoint } from "../rpc/endpoint.js";
 import type { Handler } from "../rpc/types.js";
 import { createMemoryPair, type MemoryTransportEnd } from "../transport/memory.js";
-import { CloseCode } from "../wire/frame.js";
+import { decodeFrame } from "../wire/codec.js";
+import { CloseCode, FrameType } from "../wire/frame.js";
 import { Session } from "./session.js";
 
 const HEARTBEAT_MS = 1000;
@@ -183,6 +184,34 @@ describe("frames lost on a link that stays up", () => {
     for (const resolve of parked.splice(0)) resolve();
     for (let i = 0; i < 5; i++) await step(clock, [server, agent], 10);
     assert.equal((await Promise.all(busy)).length, busy.length);
+  });
+
+  it("a busy link whose acks keep coming sends a PING only every few heartbeats (for its RTT)", async () => {
+    const { clock, server, agent } = pair();
+    agent.handlers.set("echo", (req) => req);
+    const pingsAt: number[] = [];
+    const t = server.transport!;
+    const send = t.send.bind(t);
+    t.send = (f: Uint8Array): boolean => {
+      if (decodeFrame(f).type === FrameType.PING) pingsAt.push(clock.now());
+      return send(f);
+    };
+    const start = clock.now();
+    // A call every quarter heartbeat for 20 heartbeats: the server is never idle and always has
+    // a CALL waiting for its ack, but every ack comes within a heartbeat.
+    for (let i = 0; i < 80; i++) {
+      const p = server.rpc.call("echo", i, { timeoutMs: 60_000 });
+      await step(clock, [server, agent], HEARTBEAT_MS / 4);
+      assert.equal(await p, i);
+    }
+    const elapsedBeats = (clock.now() - start) / HEARTBEAT_MS;
+    assert.ok(pingsAt.length >= 1, "the RTT is still measured now and then");
+    assert.ok(
+      pingsAt.length <= Math.ceil(elapsedBeats / 6),
+      `${pingsAt.length} PINGs in ${elapsedBeats} heartbeats (at ${pingsAt.map((a) => a - start).join(", ")} ms)`,
+    );
+    assert.ok(server.session.rttMs >= 0, "and known");
+    assert.equal(server.linkDowns + agent.linkDowns, 0);
   });
 
   it("a link that loses nothing is never dropped by the check", async () => {

@@ -92,6 +92,9 @@ export function resolveSessionLimits(
  */
 const LATE_TICK_MS = 2000;
 
+/** A busy link whose acks keep coming still sends a PING every this many heartbeats (for its RTT). */
+const RTT_REFRESH_BEATS = 6;
+
 type WritableWaiter = { resolve: () => void; reject: (err: MusterError) => void };
 
 /** What the session reports to its owner. */
@@ -153,6 +156,11 @@ export class Session {
   #pingTime: number | undefined;
   #pingAt = Number.NEGATIVE_INFINITY;
   #pingLastSent = 0;
+  /**
+   * Since when (tick time) the oldest frame of the replay window has waited for its ack:
+   * undefined while the window is empty or the peer's ack moved since the last tick.
+   */
+  #ackStalledSince: number | undefined;
   #writableWaiters: WritableWaiter[] | undefined;
   readonly #replay: ReplayBuffer;
   readonly #o: SessionLimits;
@@ -301,8 +309,9 @@ export class Session {
     this.#replay.ackTo(peerAck);
     this.#transport = transport;
     this.#pingTime = undefined;
-    this.#pingAt = Number.NEGATIVE_INFINITY;
+    this.#ackStalledSince = undefined;
     this.#lastRecvAt = this.#clock.now();
+    this.#pingAt = this.#lastRecvAt;
     this.#setState("connected");
     const ack = this.#lastRecv;
     if (pending.length > 0) {
@@ -360,6 +369,7 @@ export class Session {
     }
     if (frame.ack >= this.#replay.firstSeq) {
       this.#replay.ackTo(frame.ack);
+      this.#ackStalledSince = undefined;
       if (this.#backlog !== undefined) this.#drainBacklog();
       this.#wakeWriters();
     }
@@ -405,9 +415,10 @@ export class Session {
    * Sends a sequenced frame, encoded with any seq/ack (they are written here). It is kept
    * for replay until acknowledged. While no link is attached it waits in the replay window.
    * Throws RESOURCE_EXHAUSTED when the window and the backlog behind it are full, CLOSED
-   * when the session is closed.
+   * when the session is closed. With `now`, the link writes it at once (with whatever it has
+   * gathered before it) instead of at the end of the tick.
    */
-  send(frame: Buffer): void {
+  send(frame: Buffer, now = false): void {
     if (this.#state === "closed") throw new MusterError(ErrorCode.CLOSED, "session is closed");
     if (this.#backlog !== undefined || !this.#replay.hasRoom(frame.length)) {
       if (this.#backlogBytes + frame.length > this.#o.backlogMaxBytes) {
@@ -421,10 +432,10 @@ export class Session {
       this.#backlogBytes += frame.length;
       return;
     }
-    this.#sendNow(frame);
+    this.#sendNow(frame, now);
   }
 
-  #sendNow(frame: Buffer): void {
+  #sendNow(frame: Buffer, now = false): void {
     if (this.#lastSent >= MAX_SEQ)
       throw new MusterError(ErrorCode.RESOURCE_EXHAUSTED, "sequence numbers exhausted");
     const seq = ++this.#lastSent;
@@ -434,7 +445,8 @@ export class Session {
     const t = this.#transport;
     if (t) {
       if (this.#trace) this.#traceOut(frame, "out");
-      t.send(frame);
+      if (now && t.sendNow !== undefined) t.sendNow(frame);
+      else t.send(frame);
       this.#noteSent(this.#lastRecv);
     }
   }
@@ -480,9 +492,18 @@ export class Session {
     }
     if (silent >= this.#o.suspectAfterMs && this.#state === "connected") this.#setState("suspect");
     const hb = this.#o.heartbeatIntervalMs;
-    // A PING when idle, and also while frames wait for their ack: its PONG proves that the
-    // peer has them (a busy link sends no idle PINGs, yet is where a loss would hide).
-    if (now - this.#lastSentAt >= hb || (this.#replay.frames > 0 && now - this.#pingAt >= hb)) {
+    // A PING when idle, and also when frames have waited a heartbeat for their ack: its PONG
+    // proves that the peer has them (a busy link sends no idle PINGs, yet is where a loss
+    // would hide). While the peer's acks keep coming, nothing can be missing behind them (a
+    // gap is caught by the receiver's seq check), so a busy healthy link sends no PING but
+    // one every RTT_REFRESH_BEATS heartbeats, to keep its measured round trip current.
+    let stalled = false;
+    if (this.#replay.frames > 0) {
+      if (this.#ackStalledSince === undefined) this.#ackStalledSince = now;
+      else stalled = now - this.#ackStalledSince >= hb;
+    } else this.#ackStalledSince = undefined;
+    const sincePing = now - this.#pingAt;
+    if (now - this.#lastSentAt >= hb || (stalled && sincePing >= hb) || sincePing >= hb * RTT_REFRESH_BEATS) {
       this.#pingTime = now;
       this.#pingAt = now;
       this.#pingLastSent = this.#lastSent;

@@ -61,6 +61,13 @@ export interface Transport {
    * Same return value as `send`.
    */
   sendMany(frames: readonly Uint8Array[]): boolean;
+  /**
+   * Like `send`, but written at once (after any frames gathered before it) rather than at the
+   * end of the tick: for a frame known to be the only one for this link now, such as one
+   * member of a fan-out, where gathering would cost a scheduled flush per link. Optional:
+   * `send` is used where a transport has no such path.
+   */
+  sendNow?(frame: Uint8Array): boolean;
   /** Closes the transport; `onClose` then reports `code` (default "normal"). */
   close(code?: CloseCode, message?: string): void;
 }

@@ -153,6 +153,16 @@ class WsTransport implements Transport {
     return this.#checkHighWater();
   }
 
+  /** Written at once: what the tick gathered so far goes first, then this frame, uncorked. */
+  sendNow(frame: Uint8Array): boolean {
+    if (!this.open) return false;
+    this.#uncork();
+    this.#ws.send(frame, { binary: true }, this.#onWritten);
+    this.#traffic.framesOut++;
+    this.#traffic.bytesOut += frame.length;
+    return this.#checkHighWater();
+  }
+
   sendMany(frames: readonly Uint8Array[]): boolean {
     if (!this.open) return false;
     this.#cork();
