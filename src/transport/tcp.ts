@@ -121,20 +121,12 @@ class TcpTransport implements Transport {
     return this.#checkHighWater();
   }
 
+  /** Written at once, after whatever the tick gathered so far, in the same write. */
   sendNow(frame: Uint8Array): boolean {
     if (!this.#link.open) return false;
-    if (this.#pending.length > 0) {
-      this.#pending.push(frame);
-      this.#pendingBytes += LENGTH_PREFIX_BYTES + frame.length;
-      this._flush();
-      return this.#checkHighWater();
-    }
-    this.#traffic.framesOut++;
-    this.#traffic.bytesOut += frame.length;
-    const out = Buffer.allocUnsafe(LENGTH_PREFIX_BYTES + frame.length);
-    out.writeUInt32BE(frame.length, 0);
-    out.set(frame, LENGTH_PREFIX_BYTES);
-    this.#socket.write(out, this.#onWritten);
+    this.#pending.push(frame);
+    this.#pendingBytes += LENGTH_PREFIX_BYTES + frame.length;
+    this._flush();
     return this.#checkHighWater();
   }
 

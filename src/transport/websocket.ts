@@ -147,16 +147,17 @@ class WsTransport implements Transport {
   send(frame: Uint8Array): boolean {
     if (!this.open) return false;
     this.#cork();
-    this.#ws.send(frame, { binary: true }, this.#onWritten);
-    this.#traffic.framesOut++;
-    this.#traffic.bytesOut += frame.length;
-    return this.#checkHighWater();
+    return this.#write(frame);
   }
 
   /** Written at once: what the tick gathered so far goes first, then this frame, uncorked. */
   sendNow(frame: Uint8Array): boolean {
     if (!this.open) return false;
     this.#uncork();
+    return this.#write(frame);
+  }
+
+  #write(frame: Uint8Array): boolean {
     this.#ws.send(frame, { binary: true }, this.#onWritten);
     this.#traffic.framesOut++;
     this.#traffic.bytesOut += frame.length;
