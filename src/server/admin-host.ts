@@ -4,6 +4,7 @@ import type { Logger } from "../internal/logger.js";
 import type { AgentInfo } from "../presence/presence.js";
 import type { EnrolmentRequest } from "./enrolment.js";
 import type { RuntimeFlags } from "./flags.js";
+import type { Dashboard } from "./live/dashboard.js";
 import type { ServerMetrics } from "./metrics.js";
 import type { ServerInfo } from "./server-info.js";
 import type { EnrolmentDecision, RevocationOutcome } from "./shared-ops.js";
@@ -22,6 +23,8 @@ export interface AdminIdentity {
   /** The token's subject (`standalone` on a standalone server). */
   subject: string;
   role: AdminRole;
+  /** The token's grants: the agent methods it may call through the server (undefined: all). */
+  methods?: readonly string[];
 }
 
 /** What the admin API needs from its server. */
@@ -33,6 +36,8 @@ export interface AdminHost {
   readonly standalone: boolean;
   /** Serve `/metrics` without a token. */
   readonly metricsPublic: boolean;
+  /** This server's name. */
+  readonly serverName: string;
   /**
    * Who sent this request, from its `Authorization: Bearer <token>` header (on a standalone
    * server, anyone on loopback is `{ subject: "standalone", role: "admin" }`).
@@ -84,4 +89,6 @@ export interface AdminHost {
    * The admin API answers 202 right after: the drain must let that answer out.
    */
   shutdown(who: AdminIdentity): { drainTimeoutMs: number };
+  /** The web dashboard (`/ui/`, `/api/live/:page`, `POST /api/calls`); absent, those answer 404. */
+  readonly dashboard?: Dashboard;
 }

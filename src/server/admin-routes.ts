@@ -10,6 +10,9 @@ import { decideEnrolment, listEnrolments } from "./admin-enrolment.js";
 import type { AdminHost, AdminRole } from "./admin-host.js";
 import { type AdminRequest, fail, intParam, json, send } from "./admin-http.js";
 import { listRevocations, revoke } from "./admin-revocations.js";
+import { postCall } from "./live/calls-http.js";
+import type { Dashboard } from "./live/dashboard.js";
+import { LIVE_PAGES } from "./live/live-streams.js";
 
 /** Who may use an endpoint: anyone, an operator (or admin), or an admin only. */
 export type AdminAccess = "none" | AdminRole;
@@ -66,6 +69,27 @@ export const ROUTES: readonly AdminRoute[] = [
       }),
   },
   {
+    path: "/ui/",
+    methods: READ,
+    role: "none",
+    what: "the web dashboard: sign in with an operator or admin token (kept in the tab, sent as a Bearer header); a standalone server serves it to loopback only",
+    handle: (c) => dashboardOf(c)?.ui.serve(c.req, c.res, "/ui", c.host.standalone),
+  },
+  {
+    path: "/api/whoami",
+    methods: ["GET"],
+    role: "operator",
+    what: "who the request's token is: subject, role, grants; and this server's name (the dashboard signs in with it)",
+    handle: (c) =>
+      json(c.res, 200, {
+        subject: c.who!.subject,
+        role: c.who!.role,
+        ...(c.who!.methods !== undefined ? { methods: c.who!.methods } : {}),
+        standalone: c.host.standalone,
+        server: c.host.serverName,
+      }),
+  },
+  {
     path: "/version",
     methods: READ,
     role: "operator",
@@ -107,6 +131,24 @@ export const ROUTES: readonly AdminRoute[] = [
       if (details === undefined)
         fail(c.res, 404, "not_found", `no agent named ${JSON.stringify(c.param)} is known`);
       else json(c.res, 200, details);
+    },
+  },
+  {
+    path: "/api/live/:page",
+    methods: ["GET"],
+    role: "operator",
+    what: `a dashboard page's live stream (server-sent events): a snapshot, then deltas, each with an id; a reconnect sending Last-Event-ID gets what it missed (or a new snapshot). Pages: ${LIVE_PAGES.join(", ")}; ?target= (as muster call takes it) filters the fleet`,
+    query: ["target"],
+    handle: (c) => dashboardOf(c)?.streams.handle(c),
+  },
+  {
+    path: "/api/calls",
+    methods: ["POST"],
+    role: "operator",
+    what: 'a fan-out: {"target":"…","method":"…","args":…,"timeoutMs":…}; answered in newline-delimited JSON as it goes: the expected agents, one outcome per agent, then done with the counts; closing the request cancels it',
+    handle: async (c) => {
+      const d = dashboardOf(c);
+      if (d !== undefined) await postCall(d.calls, c);
     },
   },
   {
@@ -202,6 +244,12 @@ export const ROUTES: readonly AdminRoute[] = [
     },
   },
 ];
+
+/** The host's dashboard, or undefined once a 404 is answered (a server built without one). */
+function dashboardOf(c: AdminRequest): Dashboard | undefined {
+  if (c.host.dashboard === undefined) fail(c.res, 404, "not_found", "this server has no dashboard");
+  return c.host.dashboard;
+}
 
 /** An endpoint as this host serves it: `/metrics` is open to anyone with metricsPublic. */
 function endpoint(r: AdminRoute, host: AdminHost): AdminEndpoint {

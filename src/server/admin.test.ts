@@ -119,11 +119,15 @@ describe("the admin API over an AdminHost", () => {
         "GET,HEAD /healthz none",
         "GET,HEAD /readyz none",
         "GET,HEAD /help none",
+        "GET,HEAD /ui/ none",
+        "GET /api/whoami operator",
         "GET,HEAD /version operator",
         "GET,HEAD /metrics operator",
         "GET /api/agents operator",
         "GET /api/servers operator",
         "GET /api/agents/:name operator",
+        "GET /api/live/:page operator",
+        "POST /api/calls operator",
         "GET /api/enrolments operator",
         "POST /api/enrolments/:name admin",
         "GET /api/revocations operator",
@@ -606,19 +610,29 @@ describe("the admin API of a standalone server", () => {
     assert.equal(help.endpoints.find((e) => e.path === "/metrics")?.role, "none");
   });
 
-  it("refuses requests that come from a web browser (Origin or Sec-Fetch-Site)", async () => {
+  it("refuses requests that come from a web browser (Origin or Sec-Fetch-Site) but for its own pages", async () => {
+    const port = new URL(base).port;
     const browsers: Array<Record<string, string>> = [
       { origin: "https://evil.example" },
-      { "sec-fetch-site": "same-origin" },
+      { "sec-fetch-site": "cross-site", host: `127.0.0.1:${port}` },
+      // A page of another site whose name resolves to 127.0.0.1 (DNS rebinding).
+      { "sec-fetch-site": "same-origin", host: `evil.example:${port}` },
+      { "sec-fetch-site": "same-origin", host: `127.0.0.1:${port}`, origin: "http://evil.example" },
     ];
     for (const headers of browsers) {
       const r = await call(base, "/api/shutdown", { method: "POST", headers });
-      assert.equal(r.status, 403);
+      assert.equal(r.status, 403, JSON.stringify(headers));
       assert.deepEqual(parse(r), {
         error: "permission_denied",
-        message: "requests from web browsers are refused in standalone mode",
+        message:
+          "requests from web browsers are refused in standalone mode, but for the server's own dashboard reached at a loopback name (http://127.0.0.1:<port>/ui/)",
       });
     }
     assert.deepEqual(host.shutdowns, []);
+    // The dashboard's own request: same origin, a loopback name.
+    const own = await call(base, "/api/caches", {
+      headers: { "sec-fetch-site": "same-origin", host: `127.0.0.1:${port}` },
+    });
+    assert.equal(own.status, 200);
   });
 });

@@ -4,6 +4,7 @@ import { MusterError } from "../errors/muster-error.js";
 import type { AdminHost, AdminIdentity, AdminRole } from "./admin-host.js";
 import { type AdminRequest, fail, matchPath, quote, splitTarget, statusOf } from "./admin-http.js";
 import { type AdminEndpoint, type AdminRoute, access, ROUTES } from "./admin-routes.js";
+import { fromOwnLoopbackPage } from "./live/dashboard.js";
 
 export { AGENT_STATES } from "./admin-api.js";
 export type { AdminHost, AdminIdentity, AdminRole, Readiness } from "./admin-host.js";
@@ -36,6 +37,11 @@ export function createAdminHandler(host: AdminHost): (req: IncomingMessage, res:
 async function serve(host: AdminHost, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const method = req.method ?? "GET";
   const { path, query } = splitTarget(req.url ?? "/");
+  if (path === "/ui" || path.startsWith("/ui/")) {
+    if (host.dashboard === undefined) fail(res, 404, "not_found", "this server has no dashboard");
+    else host.dashboard.ui.serve(req, res, path, host.standalone);
+    return;
+  }
   const candidates: Array<{ route: AdminRoute; param: string }> = [];
   for (const route of ROUTES) {
     const m = matchPath(route.path, path);
@@ -94,14 +100,16 @@ async function identify(c: AdminRequest, need: AdminRole, what: string): Promise
   const remote = c.req.socket.remoteAddress ?? "unknown";
   if (
     c.host.standalone &&
-    (c.req.headers.origin !== undefined || c.req.headers["sec-fetch-site"] !== undefined)
+    (c.req.headers.origin !== undefined || c.req.headers["sec-fetch-site"] !== undefined) &&
+    !fromOwnLoopbackPage(c.req)
   ) {
-    // Without tokens, a web page could otherwise have a browser on this machine send requests.
+    // Without tokens, a web page could otherwise have a browser on this machine send requests
+    // (only the server's own dashboard, reached by a loopback name, may).
     refuse(
       c,
       403,
       "permission_denied",
-      "requests from web browsers are refused in standalone mode",
+      "requests from web browsers are refused in standalone mode, but for the server's own dashboard reached at a loopback name (http://127.0.0.1:<port>/ui/)",
       remote,
       what,
     );

@@ -471,7 +471,11 @@ export class AuthGate {
         "role",
       );
     }
-    return { subject: claims.subject, role: claims.role };
+    return {
+      subject: claims.subject,
+      role: claims.role,
+      ...(claims.methods !== undefined ? { methods: claims.methods } : {}),
+    };
   }
 
   /** UNAUTHENTICATED (`rate_limited`, with the wait) while `remote` has no failure left. */

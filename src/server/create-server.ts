@@ -15,7 +15,7 @@ import { VERSION } from "../internal/version.js";
 import type { AgentInfo, PresenceEvent } from "../presence/presence.js";
 import type { ServerFanOut } from "../rpc/fan-out.js";
 import type { MusterStream, StreamHandler, StreamOptions } from "../rpc/stream.js";
-import type { Target } from "../rpc/target.js";
+import { formatTarget, type Target } from "../rpc/target.js";
 import type { CallOptions, Handler, PeerInfo } from "../rpc/types.js";
 import { endpointCaller } from "../run/instance-port.js";
 import { RunService } from "../run/run-service.js";
@@ -43,12 +43,13 @@ import { Fleet } from "./fleet.js";
 import { Handshake, type Takeover } from "./handshake.js";
 import { httpLimits, resolveAllowedOrigins } from "./http-guard.js";
 import { type Attachment, type DrainResult, Lifecycle } from "./lifecycle.js";
+import { Dashboard } from "./live/dashboard.js";
 import { ServerMetrics } from "./metrics.js";
 import type { MusterServer } from "./muster-server.js";
 import { operatorHandlers, operatorStreams, relayLimiter } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import type { Peer, PeerHost } from "./peer.js";
-import type { RelayGate } from "./relay-limiter.js";
+import type { RelayGate, RelayLimiter } from "./relay-limiter.js";
 import { FleetRouter, LocalReach, type Reach, type Router } from "./router.js";
 import { type RpcLimits, resolveRpcLimits } from "./rpc-limits.js";
 import { defineServerFlags } from "./server-flags.js";
@@ -109,6 +110,9 @@ class Server implements MusterServer, PeerHost {
   readonly #operatorStreams: Map<string, StreamHandler>;
   /** Coordinated runs submitted here. */
   readonly runs: RunService;
+  /** The web dashboard and its live event log. */
+  readonly dashboard: Dashboard;
+  readonly #relays: RelayLimiter;
 
   constructor(options: ServerOptions) {
     this.#o = options;
@@ -143,6 +147,7 @@ class Server implements MusterServer, PeerHost {
     };
     this.rpcLimits = resolveRpcLimits(options);
     const relays = relayLimiter(this);
+    this.#relays = relays;
     this.#operatorHandlers = operatorHandlers(this, relays);
     this.#operatorStreams = operatorStreams(this, relays);
     this.runs = new RunService({
@@ -266,6 +271,25 @@ class Server implements MusterServer, PeerHost {
         logger: this.logger.child({ component: "text" }),
       }),
     });
+    this.dashboard = new Dashboard(
+      {
+        serverName: this.serverName,
+        maxTargetBytes: this.rpcLimits.maxTargetBytes,
+        callTimeoutMs: this.callTimeoutMs,
+        agent: (name) => this.agent(name),
+        agents: () => this.agents(),
+        watchAgents: (fn) => this.watchAgents(fn),
+        onFlagChange: (fn) => this.flags.onChange(fn),
+        enrolments: () => this.pendingEnrolments(),
+        servers: () => this.servers(),
+        readiness: () => this.#lifecycle.readiness,
+        flags: () => this.flags.list(),
+        connections: () => this.#admission.open,
+        callFor: (who, target, method, args, o) => this.#callFor(who, target, method, args, o),
+      },
+      options.dashboard,
+    );
+    attachments.push(this.dashboard);
     this.#lifecycle = new Lifecycle({
       options,
       clock: this.clock,
@@ -369,7 +393,37 @@ class Server implements MusterServer, PeerHost {
     options: CallOptions = {},
     gate?: RelayGate,
   ): ServerFanOut<T> {
-    return this.#router.call<T>(target, method, request, options, gate);
+    const fanOut = this.#router.call<T>(target, method, request, options, gate);
+    const o = options.origin;
+    const shown = typeof target === "string" ? target : formatTarget(target);
+    this.dashboard.trackCall(shown, method, o?.subject ?? o?.name ?? "the application", fanOut);
+    return fanOut;
+  }
+
+  /** A dashboard user's fan-out: their grants checked, counted against their relays per agent. */
+  #callFor(
+    who: AdminIdentity,
+    target: Target,
+    method: string,
+    args: unknown,
+    o: { timeoutMs: number; signal: AbortSignal },
+  ): ServerFanOut {
+    const id: Identity = {
+      role: who.role,
+      subject: who.subject,
+      via: this.standalone ? "standalone" : "token",
+      ...(who.methods !== undefined ? { methods: who.methods } : {}),
+    };
+    if (!this.#gate.allows(id, method)) {
+      this.metrics.recordDenied(id.role);
+      throw new MusterError(
+        ErrorCode.PERMISSION_DENIED,
+        `${who.subject} may not call "${truncateForLog(method, 80)}" on agents: its token grants ${who.methods?.join(",")}`,
+      );
+    }
+    const origin = { role: "operator", name: "dashboard", subject: who.subject, server: this.serverName };
+    const key = `${who.role}:${who.subject}`;
+    return this.call(target, method, args, { ...o, origin }, this.#relays.gate(key, who.subject));
   }
 
   callAgent<T>(name: string, method: string, request?: unknown, options: CallOptions = {}): Promise<T> {
@@ -489,6 +543,7 @@ class Server implements MusterServer, PeerHost {
       metrics: this.metrics,
       standalone: this.standalone,
       metricsPublic: this.metricsPublic,
+      serverName: this.serverName,
       flags: this.flags,
       readiness: () => this.#lifecycle.readiness,
       authenticate: (req: IncomingMessage) => this.#gate.checkHttp(req),
@@ -503,6 +558,7 @@ class Server implements MusterServer, PeerHost {
         this.decideEnrolmentInCluster(action, name, who.subject, fingerprint),
       revocations: () => this.revocations(),
       revoke: (id, reason, who) => this.revoke(id, reason, who.subject),
+      dashboard: this.dashboard,
     };
   }
 

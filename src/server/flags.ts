@@ -58,6 +58,15 @@ export interface FlagChange {
   value: unknown;
 }
 
+/** A flag's value changed: by whom, and on which server for a change from the cluster. */
+export interface FlagChanged {
+  flag: string;
+  from: unknown;
+  to: unknown;
+  by: string;
+  server?: string;
+}
+
 interface Entry {
   def: FlagDefinition<unknown>;
   source: FlagSource;
@@ -76,6 +85,7 @@ export class RuntimeFlags {
   readonly #flags = new Map<string, Entry>();
   #share: ((changes: FlagChange[], who: string) => void) | undefined;
   #server = "";
+  readonly #listeners = new Set<(change: FlagChanged) => void>();
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -111,12 +121,24 @@ export class RuntimeFlags {
     entry.source = "cluster";
     entry.by = by;
     entry.server = server;
-    if (changed)
+    if (changed) {
       this.#logger.info(
         { flag: name, from: previous, to: entry.def.get(), by, server },
         "runtime flag changed by the cluster",
       );
+      this.#changed({ flag: name, from: previous, to: entry.def.get(), by, server });
+    }
     return changed;
+  }
+
+  /** Calls `fn` after each change of a flag's value (by `set` or from the cluster); returns the unsubscribe. */
+  onChange(fn: (change: FlagChanged) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #changed(change: FlagChanged): void {
+    for (const fn of this.#listeners) fn(change);
   }
 
   /** Adds a flag; its name must be kebab-case and not defined yet. */
@@ -194,11 +216,13 @@ export class RuntimeFlags {
       }
       throw MusterError.from(err);
     }
-    for (const { entry, previous } of applied)
+    for (const { entry, previous } of applied) {
       this.#logger.info(
         { flag: entry.def.name, from: previous, to: entry.def.get(), by: who },
         "runtime flag changed",
       );
+      this.#changed({ flag: entry.def.name, from: previous, to: entry.def.get(), by: who });
+    }
     const shared = applied
       .filter((a) => a.entry.source === "cluster")
       .map((a) => ({ name: a.entry.def.name, value: a.entry.def.get() }));

@@ -94,7 +94,7 @@ function invalid(message: string): MusterError {
   return new MusterError(ErrorCode.INVALID_ARGUMENT, message);
 }
 
-function checkRelay(req: unknown): RelayCallRequest {
+export function checkRelay(req: unknown): RelayCallRequest {
   if (typeof req !== "object" || req === null)
     throw invalid("muster.call needs an object {target, method, args?, timeoutMs?}");
   const r = req as Record<string, unknown>;

@@ -7,6 +7,7 @@ import type { TlsServerOptions } from "../transport/types.js";
 import type { WelcomeServers } from "../wire/frame.js";
 import type { ServerAuthOptions } from "./auth-gate.js";
 import type { FlagSource } from "./flags.js";
+import type { LiveLimits } from "./live/live-streams.js";
 
 /** Options of `createServer`. Every duration is in milliseconds; defaults in `DEFAULTS`. */
 export interface ServerOptions {
@@ -155,6 +156,8 @@ export interface ServerOptions {
   flagSources?: Readonly<Partial<Record<string, FlagSource>>>;
   /** The admin HTTP API (see `docs/operations.md`). */
   admin?: ServerAdminOptions;
+  /** The web dashboard's live streams (see `docs/dashboard.md`). */
+  dashboard?: LiveLimits;
   /** Text endpoints of the server (see `docs/text.md`). */
   text?: ServerTextOptions;
   /**

@@ -90,6 +90,7 @@ export function fakeAdminHost(
   ]);
   const host: FakeAdminHost = {
     logs,
+    serverName: "fake",
     shutdowns: [],
     cleared: [],
     agentList: o.agents ?? [],
