@@ -3,7 +3,9 @@
 // default reconnect backoff), dials the given servers, and answers a few test methods.
 //
 //   node agent-swarm.js --prefix c- --count 100 [--first 0] --server ws://… [--server …]
-//                       [--label k=v]… [--server-order shuffle|ordered]
+//                       [--label k=v]… [--server-order shuffle|ordered] [--key FILE]
+//
+// With --key, each agent presents a token of its own, issued with that signing key.
 //
 // Agents are named <prefix><index, three digits>. Standard output, one line each:
 //   ready N                       every agent has connected once
@@ -19,6 +21,8 @@
 import { parseArgs } from "node:util";
 import { createAgent, type MusterAgent } from "../../src/agent/create-agent.js";
 import type { ServerOrder } from "../../src/agent/server-list.js";
+import { loadKeyFile } from "../../src/auth/keys.js";
+import { issueToken } from "../../src/auth/tokens.js";
 
 const { values } = parseArgs({
   options: {
@@ -28,6 +32,7 @@ const { values } = parseArgs({
     server: { type: "string", multiple: true, default: [] },
     label: { type: "string", multiple: true, default: [] },
     "server-order": { type: "string", default: "shuffle" },
+    key: { type: "string" },
   },
 });
 const count = Number(values.count);
@@ -38,6 +43,8 @@ if (!(count > 0) || servers.length === 0) {
   process.exit(2);
 }
 const labels = Object.fromEntries((values.label ?? []).map((l) => l.split("=", 2) as [string, string]));
+
+const signing = values.key === undefined ? undefined : loadKeyFile(values.key);
 
 const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -50,6 +57,9 @@ for (let i = first; i < first + count; i++) {
   const agent = createAgent({
     name,
     labels,
+    ...(signing !== undefined
+      ? { token: await issueToken(signing, { role: "agent", subject: name, labels }) }
+      : {}),
     servers,
     serverOrder: values["server-order"] as ServerOrder,
     textHooks: {

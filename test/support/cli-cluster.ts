@@ -83,8 +83,11 @@ export async function startSwarm(o: {
   count: number;
   servers: string[];
   labels?: Record<string, string>;
+  /** A signing key file: each agent presents a token issued with it. */
+  key?: string;
 }): Promise<Swarm> {
   const args = ["--prefix", o.prefix, "--count", String(o.count)];
+  if (o.key !== undefined) args.push("--key", o.key);
   for (const s of o.servers) args.push("--server", s);
   for (const [k, v] of Object.entries(o.labels ?? {})) args.push("--label", `${k}=${v}`);
   const proc = startScript(SWARM, args);

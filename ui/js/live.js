@@ -17,6 +17,8 @@ export function openLive(path, { onSnapshot, onEvents, onStatus = () => {} }) {
   let pending = [];
   let frame = 0;
   let attempt = 0;
+  let holdUntil = 0;
+  const stats = { path, snapshots: 0, reconnects: 0, events: 0 };
 
   const deliver = () => {
     frame = 0;
@@ -25,16 +27,18 @@ export function openLive(path, { onSnapshot, onEvents, onStatus = () => {} }) {
     if (batch.length > 0 && !stopped) onEvents(batch);
   };
 
-  const handle = (data, id) => {
+  const onMessage = (data, id) => {
     if (id !== undefined) lastId = id;
     const message = JSON.parse(data);
     if (message.type === "skip") return;
     if (message.type === "snapshot") {
       // Deltas before a snapshot are replaced by it.
+      stats.snapshots++;
       pending = [];
       onSnapshot(message);
       return;
     }
+    stats.events++;
     pending.push(message);
     // Hidden tabs get no animation frames: deliver on a timer there.
     if (frame === 0) frame = document.hidden ? setTimeout(deliver, 250) : requestAnimationFrame(deliver);
@@ -55,28 +59,35 @@ export function openLive(path, { onSnapshot, onEvents, onStatus = () => {} }) {
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         attempt = 0;
         onStatus({ state: "live", message: "live" });
-        await readEvents(res, handle);
+        await readEvents(res, onMessage);
         if (!stopped) onStatus({ state: "reconnecting", message: "the stream ended; reconnecting" });
       } catch (err) {
         if (stopped) return;
         onStatus({ state: "reconnecting", message: `the stream was cut (${err.message}); reconnecting` });
       }
       attempt++;
+      stats.reconnects++;
       const delay = Math.min(5000, 250 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
-      await new Promise((r) => setTimeout(r, delay));
+      await new Promise((r) => setTimeout(r, Math.max(delay, holdUntil - Date.now())));
     }
   };
   run();
-  return {
+  const live = {
+    stats,
     close() {
       stopped = true;
       controller?.abort();
+      if (globalThis.musterLive === live) globalThis.musterLive = undefined;
     },
-    /** Cuts the connection (it reconnects by itself): for trying out the replay. */
-    cut() {
+    /** Cuts the connection, which comes back after `holdMs` at the least (tests of the replay). */
+    cut(holdMs = 0) {
+      holdUntil = Date.now() + holdMs;
       controller?.abort();
     },
   };
+  // The page's stream, for the browser tests and for a look from the developer tools.
+  globalThis.musterLive = live;
+  return live;
 }
 
 /** Parses the text/event-stream of `res`, calling `handle(data, id)` for each message. */
