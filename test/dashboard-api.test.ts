@@ -180,7 +180,7 @@ describe("the dashboard's endpoints on a server with tokens", () => {
     assert.equal((await json(bad)).error, "invalid_argument");
     const unknown = await fetch(`${base}/api/live/nothing`, { headers: auth(operator) });
     assert.equal(unknown.status, 404);
-    assert.match((await json(unknown)).message, /pages: fleet, events, servers/);
+    assert.match((await json(unknown)).message, /pages: fleet, events, runs, servers/);
   });
 
   it("the events stream carries fan-outs; the servers stream the servers and flags, live", async () => {

@@ -3,7 +3,7 @@
 // live, the call console's grid, a cut stream that loses no event, and a fleet of 1,000 agents
 // whose updates are timed. Skipped, saying why, where there is no Chromium.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -32,6 +32,7 @@ describe("the dashboard in a browser", { skip: noBrowser }, () => {
   const agentProc = async (name: string, labels: string[] = ["role=web"]): Promise<Proc> => {
     const token = await issueToken(generated, { role: "agent", subject: name, labels: labelsOf(labels) });
     const args = ["agent", "--server", ws, "--name", name, "--token", token, "--handlers", HANDLERS];
+    args.push("--runs", "exec");
     for (const l of labels) args.push("--label", l);
     const p = startCli(args, { MUSTER_HOME: dir });
     procs.push(p);
@@ -203,6 +204,55 @@ describe("the dashboard in a browser", { skip: noBrowser }, () => {
     await page.waitForSelector("table[aria-label=servers] tbody tr");
     assert.match((await page.locator("table[aria-label=servers] tbody").textContent()) ?? "", /self/);
     assert.ok((await page.locator("table[aria-label=flags] tbody tr").count()) >= 4);
+    await page.close();
+  });
+
+  it("a run's page charts its intervals as they come, with its instances and its end", async () => {
+    await untilState("web-2", "connected");
+    const page = await signedIn("runs");
+    await page.waitForSelector(".runs [role=status].st-live");
+    const stage = join(dir, "stage");
+    mkdirSync(stage, { recursive: true });
+    writeFileSync(
+      join(stage, "work.sh"),
+      'i=0\nwhile [ $i -lt 40 ]; do echo "@stat trx=step kind=write us=$((100 + i))"; i=$((i + 1)); sleep 0.05; done\n',
+    );
+    writeFileSync(
+      join(stage, "load.yaml"),
+      [
+        "stage:",
+        "  name: load",
+        "  compute:",
+        "    instances: 2",
+        "  stats:",
+        "    freq: 300ms",
+        "  exec:",
+        '    command: ["sh", "work.sh"]',
+        "    files: [work.sh]",
+        "    trx: [step]",
+        "",
+      ].join("\n"),
+    );
+    const run = startCli(
+      ["run", "--server", ws, "--select", "role=web", "--disable-local", join(stage, "load.yaml")],
+      { MUSTER_HOME: dir, MUSTER_TOKEN: operator },
+    );
+    procs.push(run);
+    await page.waitForSelector(".run .badge.s-running, .run .badge.s-done", { timeout: 30_000 });
+    await page.waitForFunction(
+      'Number(document.querySelector(".chart")?.getAttribute("data-points") ?? 0) >= 2',
+      undefined,
+      {
+        timeout: 30_000,
+      },
+    );
+    assert.equal(await run.exited, 0, run.err + run.out);
+    await page.waitForSelector("h2 .badge.s-done", { timeout: 15_000 });
+    const instances = await page.locator("table[aria-label=instances] tbody").textContent();
+    assert.match(instances ?? "", /web-1/);
+    assert.match(instances ?? "", /web-2/);
+    assert.ok((await page.locator(".chart canvas").count()) >= 1, "uPlot drew the chart");
+    assert.match((await page.locator(".notes").textContent()) ?? "", /run done/);
     await page.close();
   });
 

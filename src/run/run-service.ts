@@ -52,9 +52,16 @@ export class RunService {
   readonly #host: RunServiceHost;
   readonly #active = new Map<string, Active>();
   readonly #done: RunStatus[] = [];
+  readonly #watchers = new Set<(run: string, e: RunEvent) => void>();
 
   constructor(host: RunServiceHost) {
     this.#host = host;
+  }
+
+  /** Calls `fn` with every event of every run submitted here, as it happens; returns the unsubscribe. */
+  watch(fn: (run: string, e: RunEvent) => void): () => void {
+    this.#watchers.add(fn);
+    return () => this.#watchers.delete(fn);
   }
 
   /** Operator methods: `muster.run.files`, `muster.run.put`, `muster.runs`, `muster.run.stop`. */
@@ -164,6 +171,10 @@ export class RunService {
     };
     this.#active.set(r.run, a);
     const queue = new AsyncQueue<RunEvent>({ maxItems: 10_000 });
+    const tell = (e: RunEvent): void => {
+      queue.push(e);
+      for (const fn of this.#watchers) fn(r.run, e);
+    };
     const running = coordinateRun({
       id: r.run,
       stages,
@@ -175,7 +186,7 @@ export class RunService {
       logger: host.logger,
       emit: (e) => {
         this.#track(a, e);
-        queue.push(e);
+        tell(e);
       },
     }).finally(() => queue.end());
     // A dropped link is reported at once (the stream fails only if the session cannot resume).
@@ -183,9 +194,9 @@ export class RunService {
       const s = a.status;
       if (s.state !== "running" || !s.instances.includes(e.agent.name)) return;
       if (e.type === "disconnect")
-        queue.push({ t: "unreachable", stage: s.stage, instance: e.agent.name, reason: e.reason });
+        tell({ t: "unreachable", stage: s.stage, instance: e.agent.name, reason: e.reason });
       else if (e.type === "resume")
-        queue.push({ t: "reachable", stage: s.stage, instance: e.agent.name, downtimeMs: e.downtimeMs });
+        tell({ t: "reachable", stage: s.stage, instance: e.agent.name, downtimeMs: e.downtimeMs });
     });
     host.logger.info(
       { run: r.run, stages: a.status.stages, by: a.status.submittedBy, select: r.select },

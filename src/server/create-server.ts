@@ -280,6 +280,8 @@ class Server implements MusterServer, PeerHost {
         agents: () => this.agents(),
         watchAgents: (fn) => this.watchAgents(fn),
         onFlagChange: (fn) => this.flags.onChange(fn),
+        onRunEvent: (fn) => this.runs.watch(fn),
+        runs: () => this.runs.list(),
         enrolments: () => this.pendingEnrolments(),
         servers: () => this.servers(),
         readiness: () => this.#lifecycle.readiness,

@@ -5,12 +5,14 @@ import { api, setToken, token } from "./api.js";
 import { ConsolePage } from "./console.js";
 import { EventsPage } from "./events.js";
 import { FleetPage } from "./fleet.js";
+import { RunsPage } from "./runs.js";
 import { ServersPage } from "./servers.js";
 
 const PAGES = [
   { id: "fleet", title: "Fleet", view: FleetPage },
   { id: "console", title: "Call console", view: ConsolePage },
   { id: "events", title: "Events", view: EventsPage },
+  { id: "runs", title: "Runs", view: RunsPage },
   { id: "servers", title: "Servers", view: ServersPage },
 ];
 

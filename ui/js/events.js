@@ -22,6 +22,15 @@ export function describe(e) {
     const s = d.summary;
     return `${d.method} on ${d.target}: ${s.ok} ok, ${s.error} error, ${s.timeout} timeout, ${s.notConnected} not connected in ${d.ms} ms`;
   }
+  if (e.topic === "runs") {
+    if (d.t === "interval")
+      return `run ${d.run}: interval ${d.interval}, ${d.combined.qps} QPS, p99 ${(d.combined.p99Us / 1000).toFixed(2)} ms, ${d.combined.errors} errors`;
+    if (d.t === "stage")
+      return `run ${d.run}: stage ${d.stage + 1} ${d.name} (${d.kind}), ${d.instances} instances`;
+    if (d.t === "run-done") return `run ${d.run}: ${d.ok ? "done" : `failed: ${d.error?.message}`}`;
+    const { run, t, ...rest } = d;
+    return `run ${run}: ${t} ${short(rest)}`;
+  }
   if (e.type === "ready") return `server ${d.server} is ready`;
   if (e.type === "draining") return `server ${d.server} is draining`;
   if (e.type === "flag") return `flag ${d.flag}: ${short(d.from)} → ${short(d.to)} by ${d.by}`;

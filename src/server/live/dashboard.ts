@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { AgentInfo } from "../../presence/presence.js";
 import type { ServerFanOut } from "../../rpc/fan-out.js";
+import type { RunEvent, RunStatus } from "../../run/events.js";
 import type { Readiness } from "../admin-host.js";
 import type { EnrolmentRequest } from "../enrolment.js";
 import type { FlagChanged, FlagInfo } from "../flags.js";
@@ -20,6 +21,8 @@ export interface DashboardSource {
   agents(): AgentInfo[];
   watchAgents(fn: (name: string) => void): () => void;
   onFlagChange(fn: (change: FlagChanged) => void): () => void;
+  onRunEvent(fn: (run: string, e: RunEvent) => void): () => void;
+  runs(): RunStatus[];
   enrolments(): EnrolmentRequest[];
   servers(): ServerInfo[];
   readiness(): Readiness;
@@ -58,6 +61,7 @@ export class Dashboard implements Attachment {
         maxTargetBytes: source.maxTargetBytes,
         agents: () => source.agents(),
         enrolments: () => source.enrolments(),
+        runs: () => source.runs(),
         servers: () => source.servers(),
         readiness: () => source.readiness(),
         flags: () => source.flags(),

@@ -1,7 +1,9 @@
 import type { AgentInfo, AgentState } from "../../presence/presence.js";
 import type { OutcomeSummary } from "../../rpc/types.js";
+import type { RunEvent } from "../../run/events.js";
 import type { FlagChanged } from "../flags.js";
 import { LiveLog, type LiveLogLimits } from "./live-log.js";
+import { liveRunEvent } from "./run-events.js";
 
 /** What the feed reads from its server. */
 export interface LiveSource {
@@ -10,6 +12,8 @@ export interface LiveSource {
   /** Calls `fn` with the name of each agent whose listing may have changed (cluster-wide); returns the unsubscribe. */
   watchAgents(fn: (name: string) => void): () => void;
   onFlagChange(fn: (change: FlagChanged) => void): () => void;
+  /** Calls `fn` with every event of every run submitted to this server; returns the unsubscribe. */
+  onRunEvent(fn: (run: string, e: RunEvent) => void): () => void;
 }
 
 /** A fan-out as the feed reports it. */
@@ -34,7 +38,8 @@ const FLEET_BATCH_MS = 50;
 /**
  * The server's live events, logged for the dashboard's streams: the fleet (one `agent` event
  * with the whole row, or `gone`, per agent whose listing changed, with the state it was in),
- * fan-outs (`call-start`, `call-done`), and the server's own (`flag`, `server`). Changes of one
+ * fan-outs (`call-start`, `call-done`), runs (each run event, an interval as its figures), and
+ * the server's own (`flag`, `ready`, `draining`). Changes of one
  * agent within FLEET_BATCH_MS make one event: an agent that flaps fast costs one event a batch.
  */
 export class LiveFeed {
@@ -65,6 +70,7 @@ export class LiveFeed {
           ...(c.server !== undefined ? { server: c.server } : {}),
         }),
       ),
+      source.onRunEvent((run, e) => this.log.append("runs", e.t, liveRunEvent(run, e))),
     );
   }
 

@@ -1,5 +1,6 @@
 import type { AgentInfo } from "../../presence/presence.js";
 import { matcher, parseTarget } from "../../rpc/target.js";
+import type { RunStatus } from "../../run/events.js";
 import type { Readiness } from "../admin-host.js";
 import { type AdminRequest, fail, quote } from "../admin-http.js";
 import type { EnrolmentRequest } from "../enrolment.js";
@@ -10,7 +11,7 @@ import { eventId, type LiveEvent, parseEventId } from "./live-log.js";
 import { SseWriter } from "./sse.js";
 
 /** The pages a live stream is for: `GET /api/live/:page`. */
-export const LIVE_PAGES = ["fleet", "events", "servers"] as const;
+export const LIVE_PAGES = ["fleet", "events", "runs", "servers"] as const;
 export type LivePage = (typeof LIVE_PAGES)[number];
 
 /** What the live streams read from their server. */
@@ -18,6 +19,7 @@ export interface LiveHost {
   readonly feed: LiveFeed;
   agents(): AgentInfo[];
   enrolments(): EnrolmentRequest[];
+  runs(): RunStatus[];
   servers(): ServerInfo[];
   readiness(): Readiness;
   flags(): FlagInfo[];
@@ -37,6 +39,8 @@ export interface LiveLimits {
 
 /** Events the events page starts with. */
 const EVENTS_SNAPSHOT = 500;
+/** Run events the runs page starts with (the latest runs' intervals, for their charts). */
+const RUNS_SNAPSHOT = 5000;
 
 /**
  * The dashboard's live streams, one per page: server-sent events, a snapshot first and then
@@ -144,6 +148,13 @@ export class LiveStreams {
     } else if (page === "events") {
       const events = log.recent(EVENTS_SNAPSHOT).map((e) => e.json);
       data = `{"type":"snapshot","page":"events","events":[${events.join(",")}]}`;
+    } else if (page === "runs") {
+      const events = log
+        .recent(Number.MAX_SAFE_INTEGER)
+        .filter((e) => e.topic === "runs")
+        .slice(-RUNS_SNAPSHOT)
+        .map((e) => e.json);
+      data = `{"type":"snapshot","page":"runs","runs":${JSON.stringify(this.#host.runs())},"events":[${events.join(",")}]}`;
     } else {
       data = JSON.stringify({ type: "snapshot", page, ...this.#serverState(), flags: this.#host.flags() });
     }
@@ -197,5 +208,6 @@ export class LiveStreams {
 function wanted(page: LivePage, e: LiveEvent): boolean {
   if (page === "fleet") return e.topic === "fleet";
   if (page === "servers") return e.topic === "server";
+  if (page === "runs") return e.topic === "runs";
   return true;
 }
