@@ -27,6 +27,8 @@ const CHECKS: Record<string, Array<[RegExp, RegExp]>> = {
     [/readyz/, /ready/],
     [/metrics/, /^muster_agents/m],
     [/muster status/, /agents/i],
+    [/33075\/ui\//, /^200$/m],
+    [/api\/calls/, /"type":"done","summary":\{"ok":2,/],
     [/call flaky-1 sys\.ping/, /^flaky-1\s+ok\s/m],
     [/agents accept edge-1/, /accepted edge-1/],
   ],
@@ -36,6 +38,10 @@ const CHECKS: Record<string, Array<[RegExp, RegExp]>> = {
     [/agents accept edge-1/, /accepted edge-1/],
   ],
   "docs/cli.md": [[/token inspect/, /web-1/]],
+  "docs/dashboard.md": [
+    [/-w '%\{http_code\} %\{content_type\}/, /^200 text\/html; charset=utf-8$/m],
+    [/api\/live\/servers/, /"type":"snapshot","page":"servers"/],
+  ],
   "docs/cluster.md": [
     [/^muster servers/, /^s1\s+self\s[\s\S]*^s2\s+ready\s/m],
     [/muster agents --server/, /^web-1\s.*\bs1\b[\s\S]*^web-2\s.*\bs2\b/m],

@@ -25,6 +25,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   server: [
     "muster server                                             # ws://0.0.0.0:33075 and tcp://0.0.0.0:33076, tokens on",
     "muster server --standalone --listen ws://127.0.0.1:33075  # loopback only, no tokens: for trying things",
+    "muster server --admin 127.0.0.1:9090                      # the dashboard: http://127.0.0.1:9090/ui/ (and :33075/ui/)",
     "muster server --admin 127.0.0.1:9090 --text tcp://127.0.0.1:3001",
     "muster server --name s1 --cluster nats://127.0.0.1:4222   # one of several servers sharing a fleet",
     "muster server --approve                                   # agents with an enrolment token wait to be accepted",

@@ -28,6 +28,13 @@ export function describe(e) {
     if (d.t === "stage")
       return `run ${d.run}: stage ${d.stage + 1} ${d.name} (${d.kind}), ${d.instances} instances`;
     if (d.t === "run-done") return `run ${d.run}: ${d.ok ? "done" : `failed: ${d.error?.message}`}`;
+    if (d.t === "stage-done")
+      return `run ${d.run}: stage ${d.stage + 1} ${d.ok ? "done" : `failed: ${d.error?.message}`} in ${d.seconds.toFixed(1)} s`;
+    if (d.t === "instance-done") {
+      const exit = d.summary?.exit;
+      return `run ${d.run}: ${d.instance} done${exit ? ` (exit ${exit.code ?? exit.signal})` : ""}`;
+    }
+    if (d.t === "started") return `run ${d.run}: stage ${d.stage + 1} started on ${d.instances.join(", ")}`;
     const { run, t, ...rest } = d;
     return `run ${run}: ${t} ${short(rest)}`;
   }

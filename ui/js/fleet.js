@@ -20,10 +20,22 @@ const COLUMNS = [
   { key: "state", title: "State", width: "7.5em", render: (a) => badge(a.state) },
   { key: "labels", title: "Labels", width: "minmax(8em, 1.5fr)", render: (a) => labels(a.labels) },
   { key: "server", title: "Server", width: "minmax(6em, 0.8fr)", render: (a) => a.server ?? "this one" },
-  { key: "rtt", title: "RTT", width: "5em", render: (a) => (a.rttMs >= 0 ? `${a.rttMs} ms` : "–") },
+  {
+    key: "rtt",
+    title: "RTT",
+    width: "5.5em",
+    render: (a) => (a.rttMs >= 0 ? `${a.rttMs.toFixed(1)} ms` : "–"),
+  },
   { key: "version", title: "Version", width: "6em", render: (a) => a.version },
   { key: "since", title: "Connected since", width: "8em", render: (a) => ago(a.connectedSince) },
-  { key: "seen", title: "Last seen", width: "8em", render: (a) => ago(a.lastSeen) },
+  // A connected agent was heard from within the suspect threshold: "live" says so without a
+  // row update per frame it sends.
+  {
+    key: "seen",
+    title: "Last seen",
+    width: "8em",
+    render: (a) => (a.state === "connected" ? "live" : ago(a.lastSeen)),
+  },
 ];
 
 export function FleetPage({ who }) {

@@ -220,7 +220,7 @@ export function registerServer(program: Command): void {
           )
           .option(
             "--admin <host:port>",
-            "also serve the admin API (/healthz, /readyz, /version, /metrics, /help) on this plain-HTTP address; it is always on the ws:// listeners",
+            "also serve the admin API (/healthz, /readyz, /version, /metrics, /help) and the dashboard (/ui/) on this plain-HTTP address; both are always on the ws:// listeners",
             (text: string) => {
               const { host, port } = parseHostPort(text, true);
               return formatHostPort(host, port);
