@@ -2,10 +2,13 @@
 // and its runtime flags, all live.
 
 import { html, useEffect, useState } from "../vendor/preact-htm.js";
-import { badge, bytes, short } from "./format.js";
+import { AdminPanel, FlagValue } from "./admin-actions.js";
+import { badge, bytes } from "./format.js";
 import { openLive } from "./live.js";
 
-export function ServersPage() {
+export function ServersPage({ who }) {
+  const admin = who.role === "admin";
+  const [notice, setNotice] = useState("");
   const [state, setState] = useState(undefined);
   const [status, setStatus] = useState({ state: "connecting", message: "connecting" });
   useEffect(() => {
@@ -39,7 +42,10 @@ export function ServersPage() {
   if (state === undefined) return html`<p role="status">${status.message}</p>`;
   const h = state.health;
   return html`<section class="page servers">
-    <div class="toolbar"><span class=${`status st-${status.state}`} role="status">${status.message}</span></div>
+    <div class="toolbar">
+      <span class=${`status st-${status.state}`} role="status">${status.message}</span>
+      ${notice && html`<span class="notice" role="alert">${notice}</span>`}
+    </div>
     <div class="cards">
       <div class="card"><div class="k">Readiness</div><div class="v">${badge(state.readiness)}</div></div>
       <div class="card"><div class="k">Uptime</div><div class="v">${h.uptimeS} s</div></div>
@@ -66,11 +72,12 @@ export function ServersPage() {
       <tbody>
         ${state.flags.map(
           (f) => html`<tr key=${f.name}>
-            <td><code>${f.name}</code></td><td>${short(f.value)}${f.unit ? ` ${f.unit}` : ""}</td>
+            <td><code>${f.name}</code></td><td><${FlagValue} flag=${f} admin=${admin} onNotice=${setNotice} /></td>
             <td>${f.source}${f.by ? ` (${f.by})` : ""}</td><td>${f.scope}</td><td>${f.description}</td>
           </tr>`,
         )}
       </tbody>
     </table>
+    ${admin && html`<${AdminPanel} onNotice=${setNotice} />`}
   </section>`;
 }
