@@ -11,7 +11,9 @@ import { after, before, describe, it } from "node:test";
 import { createAgent, type MusterAgent } from "../src/agent/create-agent.js";
 import { generateKeyFile } from "../src/auth/keys.js";
 import { issueToken } from "../src/auth/tokens.js";
+import { MemoryBackplane } from "../src/cluster/memory-bus.js";
 import { createServer, type MusterServer } from "../src/server/create-server.js";
+import { MemoryNetwork } from "../src/transport/memory.js";
 import { quickReconnect, until } from "./support/fleet.js";
 import { openSse } from "./support/sse-client.js";
 
@@ -404,5 +406,54 @@ describe("the dashboard on a standalone server", () => {
       assert.equal(r.status, 403, JSON.stringify(headers));
       assert.match(JSON.parse(r.body).message, /refused in standalone mode/);
     }
+  });
+});
+
+describe("the dashboard of a server in a cluster", () => {
+  const hub = new MemoryBackplane();
+  const net = new MemoryNetwork();
+  const servers: MusterServer[] = [];
+  let agent: MusterAgent | undefined;
+
+  before(async () => {
+    for (const name of ["s1", "s2"]) {
+      const server = createServer({
+        name,
+        listen: ["ws://127.0.0.1:0", `memory://${name}`],
+        memory: net,
+        standalone: true,
+        cluster: { bus: hub.connect({ name }), refreshMs: 100 },
+      });
+      await server.start();
+      servers.push(server);
+    }
+  });
+  after(async () => {
+    await agent?.close();
+    for (const s of servers) await s.close();
+  });
+
+  it("one server's streams show the agents and servers of the whole cluster", async () => {
+    const base = servers[0]!.listeners[0]!.url.replace("ws://", "http://");
+    await until(() => servers[0]!.servers().length === 2, 5000, "s1 to see s2");
+    const fleet = await openSse(`${base}/api/live/fleet`);
+    await fleet.next((m) => m.data.type === "snapshot");
+    // An agent of the other server joins: its row arrives here, naming the server holding it.
+    agent = createAgent({ name: "far-1", servers: ["memory://s2"], memory: net, reconnect: quickReconnect });
+    agent.start();
+    const row = await fleet.next(
+      (m) => m.data.type === "agent" && (m.data.data as { agent: { name: string } }).agent.name === "far-1",
+      10_000,
+      "far-1 listed on s1",
+    );
+    assert.equal((row.data.data as { agent: { server: string } }).agent.server, "s2");
+    fleet.close();
+    const sv = await openSse(`${base}/api/live/servers`);
+    const snap = await sv.next((m) => m.data.type === "snapshot");
+    assert.deepEqual(
+      (snap.data.servers as Array<{ name: string }>).map((s) => s.name),
+      ["s1", "s2"],
+    );
+    sv.close();
   });
 });

@@ -274,6 +274,9 @@ describe("the dashboard in a browser", { skip: noBrowser }, () => {
     assert.match(instances ?? "", /web-2/);
     assert.ok((await page.locator(".chart canvas").count()) >= 1, "uPlot drew the chart");
     assert.match((await page.locator(".notes").textContent()) ?? "", /run done/);
+    await page.check("text=Each instance");
+    await page.waitForSelector(".u-legend >> text=web-1 p99 ms");
+    assert.match((await page.locator(".u-legend").textContent()) ?? "", /web-2 QPS/);
     await page.close();
   });
 

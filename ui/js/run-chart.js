@@ -1,5 +1,5 @@
 // A run's chart (uPlot): QPS on the left axis, latency percentiles (ms) on the right, one point
-// per merged interval; or the QPS of each instance.
+// per merged interval; combined, or the QPS and p99 of each instance.
 
 import { html, useEffect, useRef } from "../vendor/preact-htm.js";
 import uPlot from "../vendor/uplot.js";
@@ -30,15 +30,22 @@ function shape(intervals, perInstance) {
     ];
     return { series, data, key: "combined" };
   }
+  // Each instance: its QPS (solid) and its p99 (dashed), in the same colour.
   const names = [...new Set(intervals.flatMap((i) => i.instances.map((x) => x.instance)))].sort();
-  const series = names.map((n, k) => ({
-    label: `${n} QPS`,
-    stroke: COLORS[k % COLORS.length],
-    scale: "qps",
-  }));
+  const of = (n, i) => i.instances.find((x) => x.instance === n);
+  const series = names.flatMap((n, k) => [
+    { label: `${n} QPS`, stroke: COLORS[k % COLORS.length], scale: "qps" },
+    { label: `${n} p99 ms`, stroke: COLORS[k % COLORS.length], scale: "ms", dash: [4, 4] },
+  ]);
   const data = [
     xs,
-    ...names.map((n) => intervals.map((i) => i.instances.find((x) => x.instance === n)?.qps ?? null)),
+    ...names.flatMap((n) => [
+      intervals.map((i) => of(n, i)?.qps ?? null),
+      intervals.map((i) => {
+        const x = of(n, i);
+        return x === undefined ? null : x.p99Us / 1000;
+      }),
+    ]),
   ];
   return { series, data, key: `each:${names.join(",")}` };
 }

@@ -1,5 +1,5 @@
 // The Runs page: each run's stages, instances and their states, a live chart of its QPS and
-// latency percentiles per interval (combined, or QPS per instance), its errors and its final
+// latency percentiles per interval (combined, or the QPS and p99 of each instance), its errors and its final
 // report. Fed by the runs stream: the recent run events, then each new one.
 
 import { html, useEffect, useRef, useState } from "../vendor/preact-htm.js";
@@ -152,7 +152,7 @@ function RunView({ run, perInstance, setPerInstance }) {
       <div class="card"><div class="k">Intervals</div><div class="v" data-figure="intervals">${run.intervals.length}</div></div>
       <div class="card"><div class="k">Errors</div><div class="v" data-figure="errors">${run.errors}</div></div>
     </div>
-    <label class="check"><input type="checkbox" checked=${perInstance} onChange=${() => setPerInstance(!perInstance)} /> QPS per instance</label>
+    <label class="check"><input type="checkbox" checked=${perInstance} onChange=${() => setPerInstance(!perInstance)} /> Each instance (QPS and p99)</label>
     <${RunChart} intervals=${run.intervals} perInstance=${perInstance} />
     <h2>Instances</h2>
     <table class="plain" aria-label="instances">
