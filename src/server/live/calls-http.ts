@@ -47,6 +47,8 @@ export async function postCall(host: CallsHost, c: AdminRequest): Promise<void> 
   const cancel = (): void =>
     stop.abort(new MusterError(ErrorCode.CANCELLED, "the dashboard's request was closed"));
   res.on("close", cancel);
+  // A client that left while its body was read: its 'close' has passed.
+  if (res.socket === null || res.socket.destroyed) cancel();
   res.writeHead(200, streamHeaders("application/x-ndjson", {}));
   const started = performance.now();
   const line = (value: unknown): boolean => {

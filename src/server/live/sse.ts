@@ -28,6 +28,8 @@ export class SseWriter {
     res.write("retry: 1000\n\n");
     this.#keepalive = setInterval(() => this.#write(": keepalive\n\n"), KEEPALIVE_MS).unref();
     res.on("close", () => this.close("the client closed the stream"));
+    // A client that left while the request was being authenticated: its 'close' has passed.
+    if (res.socket === null || res.socket.destroyed) this.close("the client left before the stream began");
   }
 
   get closed(): boolean {
