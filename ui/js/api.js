@@ -54,22 +54,33 @@ export async function answer(res) {
   return value;
 }
 
-/** Lines of newline-delimited JSON from a streamed response, as they arrive. */
-export async function* ndjson(res) {
+/**
+ * The text of a streamed response cut at `separator`, each piece as soon as it is whole; what
+ * follows the last separator when the response ends is the generator's return value.
+ */
+export async function* pieces(res, separator) {
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let rest = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) break;
+    if (done) return rest;
     rest += decoder.decode(value, { stream: true });
-    let nl = rest.indexOf("\n");
-    while (nl >= 0) {
-      const line = rest.slice(0, nl);
-      rest = rest.slice(nl + 1);
-      if (line.trim() !== "") yield JSON.parse(line);
-      nl = rest.indexOf("\n");
+    let at = rest.indexOf(separator);
+    while (at >= 0) {
+      yield rest.slice(0, at);
+      rest = rest.slice(at + separator.length);
+      at = rest.indexOf(separator);
     }
   }
-  if (rest.trim() !== "") yield JSON.parse(rest);
+}
+
+/** Lines of newline-delimited JSON from a streamed response, as they arrive. */
+export async function* ndjson(res) {
+  const lines = pieces(res, "\n");
+  for (;;) {
+    const { value, done } = await lines.next();
+    if (value.trim() !== "") yield JSON.parse(value);
+    if (done) return;
+  }
 }

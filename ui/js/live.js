@@ -3,7 +3,7 @@
 // saw: the server replays what was missed, or sends a new snapshot. Deltas are handed over once
 // per animation frame, however many arrive in between.
 
-import { authHeaders } from "./api.js";
+import { authHeaders, pieces } from "./api.js";
 
 /**
  * Opens the stream of `path`. `onSnapshot(message)` for each snapshot, `onEvents(events)` with
@@ -92,25 +92,14 @@ export function openLive(path, { onSnapshot, onEvents, onStatus = () => {} }) {
 
 /** Parses the text/event-stream of `res`, calling `handle(data, id)` for each message. */
 async function readEvents(res, handle) {
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end = buffer.indexOf("\n\n");
-    while (end >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let data = "";
-      let id;
-      for (const line of block.split("\n")) {
-        if (line.startsWith("data: ")) data += line.slice(6);
-        else if (line.startsWith("id: ")) id = line.slice(4);
-      }
-      if (data !== "") handle(data, id);
-      end = buffer.indexOf("\n\n");
+  // A message cut off by the end of the response is dropped: the reconnect replays it.
+  for await (const block of pieces(res, "\n\n")) {
+    let data = "";
+    let id;
+    for (const line of block.split("\n")) {
+      if (line.startsWith("data: ")) data += line.slice(6);
+      else if (line.startsWith("id: ")) id = line.slice(4);
     }
+    if (data !== "") handle(data, id);
   }
 }

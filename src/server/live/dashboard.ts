@@ -13,10 +13,8 @@ import { type LiveLimits, LiveStreams } from "./live-streams.js";
 import { UiFiles } from "./ui-static.js";
 
 /** What the dashboard reads from its server. */
-export interface DashboardSource {
+export interface DashboardSource extends CallsHost {
   readonly serverName: string;
-  readonly maxTargetBytes: number;
-  readonly callTimeoutMs: number;
   agent(name: string): AgentInfo | undefined;
   agents(): AgentInfo[];
   watchAgents(fn: (name: string) => void): () => void;
@@ -29,7 +27,6 @@ export interface DashboardSource {
   flags(): FlagInfo[];
   /** Connections open now (agents, operators, HTTP). */
   connections(): number;
-  callFor: CallsHost["callFor"];
 }
 
 /**
@@ -50,11 +47,7 @@ export class Dashboard implements Attachment {
   constructor(source: DashboardSource, limits: LiveLimits = {}) {
     this.#source = source;
     this.feed = new LiveFeed(source);
-    this.calls = {
-      maxTargetBytes: source.maxTargetBytes,
-      callTimeoutMs: source.callTimeoutMs,
-      callFor: (who, target, method, args, o) => source.callFor(who, target, method, args, o),
-    };
+    this.calls = source;
     this.streams = new LiveStreams(
       {
         feed: this.feed,

@@ -1,18 +1,23 @@
 import assert from "node:assert/strict";
-import { createServer, request, type ServerResponse } from "node:http";
+import { createServer, request, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { SseWriter } from "./sse.js";
 
+/** A server on loopback whose first request's response is handed over, unanswered. */
+async function oneResponse(): Promise<{ server: Server; port: number; response: Promise<ServerResponse> }> {
+  let arrived!: (res: ServerResponse) => void;
+  const response = new Promise<ServerResponse>((resolve) => {
+    arrived = resolve;
+  });
+  const server = createServer((_req, res) => arrived(res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, port: (server.address() as AddressInfo).port, response };
+}
+
 describe("SseWriter", () => {
   it("a client gone before the stream began (while it was authenticated) ends it at once", async () => {
-    let arrived!: (res: ServerResponse) => void;
-    const got = new Promise<ServerResponse>((resolve) => {
-      arrived = resolve;
-    });
-    const server = createServer((_req, res) => arrived(res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
+    const { server, port, response: got } = await oneResponse();
     const req = request({ port, host: "127.0.0.1", path: "/" });
     req.on("error", () => {});
     req.end();
@@ -36,13 +41,7 @@ describe("SseWriter", () => {
   });
 
   it("sends messages with ids, and cuts a client that leaves more than its bound unread", async () => {
-    let arrived!: (res: ServerResponse) => void;
-    const got = new Promise<ServerResponse>((resolve) => {
-      arrived = resolve;
-    });
-    const server = createServer((_req, res) => arrived(res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
+    const { server, port, response: got } = await oneResponse();
     const text = new Promise<string>((resolve) => {
       request({ port, host: "127.0.0.1", path: "/" }, (r) => {
         let body = "";
