@@ -46,7 +46,7 @@ import { type Attachment, type DrainResult, Lifecycle } from "./lifecycle.js";
 import { Dashboard } from "./live/dashboard.js";
 import { ServerMetrics } from "./metrics.js";
 import type { MusterServer } from "./muster-server.js";
-import { operatorHandlers, operatorStreams, relayLimiter } from "./operator-methods.js";
+import { operatorHandlers, operatorStreams, originOf, relayer, relayLimiter } from "./operator-methods.js";
 import type { ServerOptions } from "./options.js";
 import type { Peer, PeerHost } from "./peer.js";
 import type { RelayGate, RelayLimiter } from "./relay-limiter.js";
@@ -416,16 +416,19 @@ class Server implements MusterServer, PeerHost {
       via: this.standalone ? "standalone" : "token",
       ...(who.methods !== undefined ? { methods: who.methods } : {}),
     };
-    if (!this.#gate.allows(id, method)) {
-      this.metrics.recordDenied(id.role);
-      throw new MusterError(
-        ErrorCode.PERMISSION_DENIED,
-        `${who.subject} may not call "${truncateForLog(method, 80)}" on agents: its token grants ${who.methods?.join(",")}`,
-      );
-    }
-    const origin = { role: "operator", name: "dashboard", subject: who.subject, server: this.serverName };
-    const key = `${who.role}:${who.subject}`;
-    return this.call(target, method, args, { ...o, origin }, this.#relays.gate(key, who.subject));
+    // Admitted as an operator's relayed call (muster.call) is: the same grants, origin and relay limits.
+    const peer: PeerInfo = {
+      role: "operator",
+      name: "dashboard",
+      labels: {},
+      sessionId: "",
+      remoteAddress: "",
+      identity: id,
+    };
+    this.authorizeRelay(peer, method);
+    const { key, label } = relayer(peer);
+    const options = { ...o, origin: originOf(peer, this.serverName) };
+    return this.call(target, method, args, options, this.#relays.gate(key, label));
   }
 
   callAgent<T>(name: string, method: string, request?: unknown, options: CallOptions = {}): Promise<T> {

@@ -124,7 +124,7 @@ const METHOD_MAX_BYTES = 255;
 const ITEM_OVERHEAD_BYTES = 1024;
 
 /** Who a relay is counted against (its key) and named as (its label). */
-function relayer(peer: PeerInfo): { key: string; label: string } {
+export function relayer(peer: PeerInfo): { key: string; label: string } {
   const id = peer.identity;
   return id === undefined
     ? { key: `${peer.role}:${peer.name}`, label: `${peer.role} ${peer.name}` }
@@ -132,7 +132,7 @@ function relayer(peer: PeerInfo): { key: string; label: string } {
 }
 
 /** Who an operator's relayed call is made for, as the agent's handler sees it (`ctx.caller`). */
-function originOf(peer: PeerInfo, server: string): CallOrigin {
+export function originOf(peer: PeerInfo, server: string): CallOrigin {
   const subject = peer.identity?.subject;
   return subject === undefined
     ? { role: peer.role, name: peer.name, server }
