@@ -143,6 +143,20 @@ export class DocShell {
 
   /** Runs one step; throws with what it printed when it fails or is not ready in time. */
   async run(step: Step, timeoutMs = 60_000): Promise<StepResult> {
+    // A document's fixed port can be held for a moment by another program's outgoing connection
+    // (the kernel hands out ports from 32768 up): a background command that could not listen has
+    // done nothing, so it is tried again a few times before the step fails.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#run(step, timeoutMs);
+      } catch (e) {
+        if (!step.background || attempt === 5 || !/EADDRINUSE/.test(String(e))) throw e;
+        await sleep(1_000);
+      }
+    }
+  }
+
+  async #run(step: Step, timeoutMs: number): Promise<StepResult> {
     const n = ++this.#n;
     const marker = `__step_${n}_done__`;
     const from = this.#out.length;
