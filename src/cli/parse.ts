@@ -2,6 +2,7 @@ import { InvalidArgumentError } from "commander";
 import { MAX_SEED } from "../chaos/prng.js";
 import { parseRateText } from "../chaos/units.js";
 import { splitHostPort } from "../internal/host-port.js";
+import { TRANSPORT_SCHEMES } from "../transport/schemes.js";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -130,7 +131,7 @@ export function parseBytes(text: string): number {
 }
 
 /** The schemes the CLI dials a server with. */
-export const CLI_SCHEMES = ["ws", "wss", "tcp", "tls"] as const;
+export const CLI_SCHEMES: readonly string[] = TRANSPORT_SCHEMES.map((s) => s.scheme);
 
 /**
  * A server URL from the command line: `host:port` (no scheme) means `ws://host:port`, as
@@ -146,7 +147,7 @@ export function parseServerUrl(text: string): string {
       `"${text}" is not a server URL: give ws://host:port, wss://host:port, tcp://host:port or tls://host:port (host:port alone means ws://)`,
     );
   }
-  if (!(CLI_SCHEMES as readonly string[]).includes(scheme))
+  if (!CLI_SCHEMES.includes(scheme))
     throw new InvalidArgumentError(
       `${scheme}:// is not a scheme the command line dials: give ${CLI_SCHEMES.map((s) => `${s}://`).join(", ")}`,
     );

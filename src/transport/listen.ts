@@ -4,10 +4,9 @@ import { MusterError } from "../errors/muster-error.js";
 import { parseListenUrl } from "./dial.js";
 import type { HttpLimits, HttpRefusal } from "./http-server.js";
 import type { MemoryNetwork } from "./memory.js";
-import { listenTcp } from "./tcp.js";
+import { transportScheme } from "./schemes.js";
 import type { TrafficStats } from "./traffic.js";
 import type { AcceptFn, Listener, TlsServerOptions } from "./types.js";
-import { listenWebSocket } from "./websocket.js";
 
 export interface ListenAllOptions {
   tls?: TlsServerOptions | undefined;
@@ -27,7 +26,7 @@ export interface ListenAllOptions {
 }
 
 /**
- * Opens one listener per URL (ws, wss, tcp, tls, memory). If any fails, the ones already
+ * Opens one listener per URL (any scheme of TRANSPORT_SCHEMES, or memory). If any fails, the ones already
  * open are closed and the error is thrown.
  */
 export async function listenAll(urls: readonly string[], options: ListenAllOptions): Promise<Listener[]> {
@@ -42,35 +41,15 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
         );
         continue;
       }
-      const { kind, host, port } = parseListenUrl(url);
-      const secure = kind === "wss" || kind === "tls";
-      if (secure && !options.tls) {
+      const address = parseListenUrl(url);
+      const scheme = transportScheme(address.kind)!;
+      if (scheme.secure && !options.tls) {
         throw new MusterError(
           ErrorCode.INVALID_ARGUMENT,
           `${url} needs a TLS certificate and key (--tls-cert, --tls-key)`,
         );
       }
-      const common = {
-        host,
-        port,
-        maxFrameBytes: options.maxFrameBytes,
-        firstFrameMaxBytes: options.firstFrameMaxBytes,
-        traffic: options.traffic,
-        ...(secure ? { tls: options.tls } : {}),
-      };
-      if (kind === "ws" || kind === "wss")
-        out.push(
-          await listenWebSocket(
-            {
-              ...common,
-              ...(options.onHttpRequest ? { onHttpRequest: options.onHttpRequest } : {}),
-              ...(options.http ? { http: options.http } : {}),
-              ...(options.checkUpgrade ? { checkUpgrade: options.checkUpgrade } : {}),
-            },
-            options.accept,
-          ),
-        );
-      else out.push(await listenTcp(common, options.accept));
+      out.push(await scheme.listen(address, options));
     }
   } catch (err) {
     await Promise.all(out.map((l) => l.close()));
