@@ -7,6 +7,8 @@ export const DEFAULTS = {
   wsPort: 33075,
   /** Raw TCP port of the server. */
   tcpPort: 33076,
+  /** Port of grpc:// and grpcs:// listeners when a URL names none. */
+  grpcPort: 33077,
   /** Largest frame accepted, checked from the header before any allocation. */
   maxFrameBytes: 1024 * 1024,
   /**

@@ -1,4 +1,5 @@
 import { DEFAULTS } from "../internal/defaults.js";
+import { dialGrpc, listenGrpc } from "./grpc.js";
 import type { ListenAllOptions } from "./listen.js";
 import { dialTcp, listenTcp } from "./tcp.js";
 import type { DialOptions, Listener, Transport } from "./types.js";
@@ -71,12 +72,25 @@ function tcp(scheme: "tcp" | "tls"): TransportScheme {
   };
 }
 
+function grpcScheme(scheme: "grpc" | "grpcs"): TransportScheme {
+  const secure = scheme === "grpcs";
+  return {
+    scheme,
+    secure,
+    defaultPort: DEFAULTS.grpcPort,
+    dial: dialGrpc,
+    listen: (address, options) => listenGrpc(listenOn(address, options, secure), options.accept),
+  };
+}
+
 /** Every network scheme, in the order messages list them. (memory:// is in-process only.) */
 export const TRANSPORT_SCHEMES: readonly TransportScheme[] = [
   webSocket("ws"),
   webSocket("wss"),
   tcp("tcp"),
   tcp("tls"),
+  grpcScheme("grpc"),
+  grpcScheme("grpcs"),
 ];
 
 /** The entry for `scheme` ("tcp", not "tcp:"), if muster speaks it. */
