@@ -135,7 +135,7 @@ export const CLI_SCHEMES: readonly string[] = TRANSPORT_SCHEMES.map((s) => s.sch
 
 /**
  * A server URL from the command line: `host:port` (no scheme) means `ws://host:port`, as
- * `--admin host:port` does; a scheme other than ws, wss, tcp or tls is a usage error saying
+ * `--admin host:port` does; a scheme muster does not dial (TRANSPORT_SCHEMES) is a usage error saying
  * which work.
  */
 export function parseServerUrl(text: string): string {
@@ -144,12 +144,19 @@ export function parseServerUrl(text: string): string {
   if (scheme === undefined) {
     if (/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(t)) return `ws://${t}`;
     throw new InvalidArgumentError(
-      `"${text}" is not a server URL: give ws://host:port, wss://host:port, tcp://host:port or tls://host:port (host:port alone means ws://)`,
+      `"${text}" is not a server URL: give ws://host:port, wss://host:port, tcp://host:port, tls://host:port, grpc://host:port or grpcs://host:port (host:port alone means ws://)`,
     );
   }
   if (!CLI_SCHEMES.includes(scheme))
     throw new InvalidArgumentError(
       `${scheme}:// is not a scheme the command line dials: give ${CLI_SCHEMES.map((s) => `${s}://`).join(", ")}`,
     );
+  let url: URL;
+  try {
+    url = new URL(t);
+  } catch {
+    throw new InvalidArgumentError(`"${text}" is not a server URL: check its host and port (0 to 65535)`);
+  }
+  if (url.hostname === "") throw new InvalidArgumentError(`"${text}" is not a server URL: it names no host`);
   return t;
 }
