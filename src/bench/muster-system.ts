@@ -5,7 +5,7 @@ import { makePayload } from "./payload.js";
 import type { BenchClient, BenchPayload, BenchServer, BenchSystem } from "./types.js";
 
 /** Server method `bench.echo` (the payload back) and server stream `bench.stream`. */
-function musterSystem(scheme: "ws" | "tcp"): BenchSystem {
+function musterSystem(scheme: "ws" | "tcp" | "grpc"): BenchSystem {
   return {
     name: `muster/${scheme}`,
 
@@ -78,4 +78,4 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-export const systems: BenchSystem[] = [musterSystem("tcp"), musterSystem("ws")];
+export const systems: BenchSystem[] = [musterSystem("tcp"), musterSystem("ws"), musterSystem("grpc")];
