@@ -57,6 +57,10 @@ const CHECKS: Record<string, Array<[RegExp, RegExp]>> = {
     [/api\/agents\/web-1/, /"name":"web-1"/],
     [/api\/flags/, /"heartbeat-interval"/],
   ],
+  "docs/transports.md": [
+    [/^npx muster agents --server/, /^edge-1\s.*site=lab.*connected\s+grpc 127\.0\.0\.1:\d+/m],
+    [/call site=lab sys\.ping/, /1 ok, 0 timeout, 0 error, 0 not connected/],
+  ],
   "docs/text.md": [
     [/web_1\/ALIVE/, /web_1 ABSOLUTELY .*serial=7/],
     [/--reply HELP/, /COMMANDS/],

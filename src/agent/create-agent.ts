@@ -19,6 +19,7 @@ import type { InstanceHost } from "../run/instance-host.js";
 import { resolveSessionLimits, Session, type SessionLimits } from "../session/session.js";
 import { type TextHooks, TextService } from "../text/service.js";
 import type { MemoryNetwork } from "../transport/memory.js";
+import { NETWORK_PROTOCOLS } from "../transport/schemes.js";
 import type { TlsClientOptions, Transport } from "../transport/types.js";
 import {
   checkLabels,
@@ -41,7 +42,7 @@ export interface AgentOptions {
   name: string;
   labels?: Record<string, string>;
   /**
-   * Server URLs (ws, wss, tcp, tls, memory). The agent also dials the servers a cluster
+   * Server URLs (ws, wss, tcp, tls, grpc, grpcs, memory). The agent also dials the servers a cluster
    * announces in WELCOME (`agent.servers` lists them all); these URLs are never forgotten.
    */
   servers: readonly string[];
@@ -250,8 +251,7 @@ class Agent implements MusterAgent {
     this.#servers = new ServerList({
       configured: options.servers,
       order,
-      canDial: (p) =>
-        p === "ws:" || p === "wss:" || p === "tcp:" || p === "tls:" || (p === "memory:" && !!options.memory),
+      canDial: (p) => NETWORK_PROTOCOLS.has(p) || (p === "memory:" && !!options.memory),
     });
     this.name = options.name;
     this.#labels = { ...(options.labels ?? {}) };

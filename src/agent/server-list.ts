@@ -1,3 +1,4 @@
+import { NETWORK_PROTOCOLS, SECURE_PROTOCOLS } from "../transport/schemes.js";
 import type { WelcomeServerState, WelcomeServers } from "../wire/frame.js";
 
 /**
@@ -62,10 +63,6 @@ interface Entry {
   state?: WelcomeServerState;
 }
 
-const SECURE = new Set(["wss:", "tls:"]);
-const PLAIN = new Set(["ws:", "tcp:"]);
-const NETWORK_SCHEMES = new Set(["ws:", "wss:", "tcp:", "tls:"]);
-
 function parse(url: string): URL | undefined {
   try {
     return new URL(url);
@@ -82,7 +79,7 @@ function keyOf(url: string, parsed = parse(url)): string {
 }
 
 function securityOf(protocol: string): "secure" | "plain" | "other" {
-  return SECURE.has(protocol) ? "secure" : PLAIN.has(protocol) ? "plain" : "other";
+  return SECURE_PROTOCOLS.has(protocol) ? "secure" : NETWORK_PROTOCOLS.has(protocol) ? "plain" : "other";
 }
 
 /**
@@ -114,7 +111,7 @@ export class ServerList {
     if (options.configured.length === 0) throw new RangeError("ServerList: no configured URL");
     this.#order = options.order ?? DEFAULT_SERVER_ORDER;
     this.#random = options.random ?? Math.random;
-    this.#canDial = options.canDial ?? ((p) => NETWORK_SCHEMES.has(p));
+    this.#canDial = options.canDial ?? ((p) => NETWORK_PROTOCOLS.has(p));
     const seen = new Set<string>();
     const configured: Entry[] = [];
     for (const url of options.configured) {

@@ -11,6 +11,7 @@ import type { Fleet } from "../server/fleet.js";
 import type { Attachment, HandoffResult } from "../server/lifecycle.js";
 import type { LocalReach } from "../server/router.js";
 import type { ServerInfo } from "../server/server-info.js";
+import { NETWORK_PROTOCOLS } from "../transport/schemes.js";
 import type { Listener } from "../transport/types.js";
 import type { DecodeLimits } from "../wire/codec.js";
 import { CloseCode, WELCOME_SERVERS_LIMITS, type WelcomeServers } from "../wire/frame.js";
@@ -577,11 +578,9 @@ function directoryState(a: AgentInfo): DirectoryState {
   return a.state === "pending" ? "offline" : a.state;
 }
 
-const DIALABLE = new Set(["ws:", "wss:", "tcp:", "tls:"]);
-
 /**
  * Checks the `advertise` URLs of a server as dialers will read them (docs/protocol.md §6.2):
- * 1–8 URLs of ws, wss, tcp or tls with a host, no credentials, each at most 512 characters.
+ * 1–8 URLs of a scheme muster dials (TRANSPORT_SCHEMES) with a host, no credentials, each at most 512 characters.
  * Throws a RangeError naming the first wrong one.
  */
 export function checkAdvertised(urls: readonly string[]): void {
@@ -598,7 +597,7 @@ export function checkAdvertised(urls: readonly string[]): void {
     const what = `advertise: ${JSON.stringify(url.slice(0, 80))}`;
     if (url.length > L.urlMaxChars)
       throw new RangeError(`${what} is longer than ${L.urlMaxChars} characters`);
-    if (u === undefined || !DIALABLE.has(u.protocol) || u.hostname === "")
+    if (u === undefined || !NETWORK_PROTOCOLS.has(u.protocol) || u.hostname === "")
       throw new RangeError(
         `${what} is not a URL agents can dial: give ws://, wss://, tcp:// or tls:// with a host`,
       );

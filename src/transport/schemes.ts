@@ -103,3 +103,9 @@ export function schemeList(extra: readonly string[] = []): string {
   const names = [...TRANSPORT_SCHEMES.map((s) => `${s.scheme}://`), ...extra];
   return names.length === 1 ? names[0]! : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
 }
+
+/** The URL protocols ("tcp:") muster dials over a network, and those of them that use TLS. */
+export const NETWORK_PROTOCOLS: ReadonlySet<string> = new Set(TRANSPORT_SCHEMES.map((s) => `${s.scheme}:`));
+export const SECURE_PROTOCOLS: ReadonlySet<string> = new Set(
+  TRANSPORT_SCHEMES.filter((s) => s.secure).map((s) => `${s.scheme}:`),
+);

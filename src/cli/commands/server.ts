@@ -121,7 +121,10 @@ export function registerServer(program: Command): void {
             "with --cluster: a URL other servers' agents reach this one at, instead of the --listen URLs (behind a proxy, a port mapping or a load balancer); repeatable, up to 8",
             collectList,
           )
-          .option("--tls-cert <file>", "PEM certificate: listen on wss:// and tls:// by default; grpcs:// needs it too")
+          .option(
+            "--tls-cert <file>",
+            "PEM certificate: listen on wss:// and tls:// by default; grpcs:// needs it too",
+          )
           .option("--tls-key <file>", "PEM private key for --tls-cert")
           .option(
             "--resume-window <duration>",
