@@ -8,10 +8,12 @@ import { formatReport, runSoak, SOAK_DEFAULTS } from "../src/soak/run.js";
 import { natsServerMissing } from "./support/nats-server.js";
 
 describe("soak (short)", () => {
-  it("60 agents in 2 processes through 8 s of random faults: nothing lost, repeated or reordered", async () => {
+  // Over grpc: the cluster soak below runs over tcp, and the links' transport is all that differs.
+  it("60 agents over grpc in 2 processes through 8 s of random faults: nothing lost, repeated or reordered", async () => {
     const seed = 20_261_121;
     const report = await runSoak({
       ...SOAK_DEFAULTS,
+      transport: "grpc",
       durationMs: 8000,
       agents: 60,
       processes: 2,
@@ -72,6 +74,7 @@ describe("soak (short)", () => {
       [["--seed", "99999999999"], /--seed must be at most 4294967295/],
       [["--bogus"], /Unknown option '--bogus'/],
       [["--servers", "2"], /--servers: a cluster soak needs 3 servers or more/],
+      [["--transport", "udp"], /--transport must be one of tcp, ws, grpc, got "udp"/],
     ] as const) {
       const r = spawnSync(process.execPath, [main, ...args], { encoding: "utf8" });
       assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);

@@ -144,7 +144,7 @@ export function parseServerUrl(text: string): string {
   if (scheme === undefined) {
     if (/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(t)) return `ws://${t}`;
     throw new InvalidArgumentError(
-      `"${text}" is not a server URL: give ws://host:port, wss://host:port, tcp://host:port, tls://host:port, grpc://host:port or grpcs://host:port (host:port alone means ws://)`,
+      `"${text}" is not a server URL: give ws://host:port, wss://host:port, tcp://host:port, tls://host:port, grpc://host:port, grpcs://host:port, http://host:port or https://host:port (host:port alone means ws://)`,
     );
   }
   if (!CLI_SCHEMES.includes(scheme))

@@ -89,6 +89,7 @@ export async function greet(
       tls: o.tls,
       memory: o.memory,
       maxFrameBytes: o.maxFrameBytes,
+      onFallback: (message) => o.logger.warn({ url }, message),
     });
     const t = transport;
     return await new Promise<GreetedLink>((resolve, reject) => {

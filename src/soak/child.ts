@@ -116,7 +116,7 @@ function serverRole(): void {
       const c = a.cluster as { nats: string; server: string; advertise: string } | undefined;
       self = c?.server;
       server = createServer({
-        listen: [`tcp://127.0.0.1:${Number(a.port ?? 0)}`],
+        listen: [`${String(a.scheme ?? "tcp")}://127.0.0.1:${Number(a.port ?? 0)}`],
         maxConnectionsPerIp: 0,
         heartbeatIntervalMs: Number(a.heartbeatMs),
         suspectAfterMs: Number(a.heartbeatMs) * 3,

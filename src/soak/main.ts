@@ -6,17 +6,25 @@ import { findNatsServer } from "../../test/support/nats-server.js";
 import { randomSeed } from "../chaos/prng.js";
 import { parseDurationText } from "../chaos/units.js";
 import { runClusterSoak } from "./cluster-run.js";
-import { formatReport, runSoak, SOAK_DEFAULTS, type SoakOptions } from "./run.js";
+import {
+  formatReport,
+  runSoak,
+  SOAK_DEFAULTS,
+  SOAK_TRANSPORTS,
+  type SoakOptions,
+  type SoakTransport,
+} from "./run.js";
 
 const USAGE = `usage: npm run soak -- [--duration 60s] [--agents 500] [--processes 4] [--seed N]
                        [--servers 1] [--cut-every 2s] [--reset-every 3s] [--blackhole-every 5s]
-                       [--blackhole-for 4s] [--json FILE]
+                       [--blackhole-for 4s] [--transport tcp|ws|grpc] [--json FILE]
 
 A server, agent processes holding --agents agents between them, calls both ways, fan-outs and
 streams, through a proxy injecting random faults (seeded) for --duration. Then the faults stop,
 every call settles, and the run checks: each call settled once with the right result, every
 message received once and in order, no session expired, server memory bounded, and reports
-the server's event-loop lag.
+the server's event-loop lag. --transport is what the agents' links run over (the proxy cuts
+the TCP connection under any of them).
 
 --servers N (3 or more) runs a cluster over a nats-server it starts (nats-server must be
 installed), each server behind its own proxy: the first fans out to the whole cluster; a third
@@ -42,6 +50,7 @@ function parse() {
       "reset-every": { type: "string" },
       "blackhole-every": { type: "string" },
       "blackhole-for": { type: "string" },
+      transport: { type: "string" },
       json: { type: "string" },
       help: { type: "boolean", default: false },
     },
@@ -86,9 +95,14 @@ if (servers === 2)
   fail("--servers: a cluster soak needs 3 servers or more (one fans out, one is killed, one drained)");
 if (servers > 1 && findNatsServer() === undefined)
   fail("--servers: nats-server is not installed (Debian package nats-server): it carries the cluster");
+const transport = (values.transport ?? "tcp") as SoakTransport;
+if (!SOAK_TRANSPORTS.includes(transport))
+  fail(`--transport must be one of ${SOAK_TRANSPORTS.join(", ")}, got "${values.transport}"`);
+if (servers > 1 && transport !== "tcp") fail("--transport: a cluster soak runs over tcp only");
 const run = servers > 1 ? (o: SoakOptions) => runClusterSoak({ ...o, servers }) : runSoak;
 const report = await run({
   ...d,
+  transport,
   durationMs: duration("duration", values.duration, d.durationMs)!,
   agents,
   processes,

@@ -6,7 +6,13 @@ import type { RandomFaults } from "../chaos/scheduler.js";
 import { type CallCounts, type SeqCounts, SOAK_CHILD } from "./child.js";
 import type { ClusterSoakReport } from "./cluster-run.js";
 
+/** The schemes a single-server soak can run over (the proxy cuts TCP under any of them). */
+export const SOAK_TRANSPORTS = ["tcp", "ws", "grpc"] as const;
+export type SoakTransport = (typeof SOAK_TRANSPORTS)[number];
+
 export interface SoakOptions {
+  /** What the agents' links run over (a cluster soak runs over tcp). @default "tcp" */
+  transport?: SoakTransport;
   /** How long faults are injected. */
   durationMs: number;
   /** Agents in all, spread over `processes`. */
@@ -143,7 +149,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const procs: Child[] = [];
   const settleMs = o.callTimeoutMs + 30_000;
   try {
+    const scheme = o.transport ?? "tcp";
     const { port } = await server.request<{ port: number }>("start", {
+      scheme,
       heartbeatMs: o.heartbeatMs,
       deadAfterMs: o.deadAfterMs,
     });
@@ -153,9 +161,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       latencyMs: o.latencyMs,
       jitterMs: o.jitterMs,
     });
-    const url = `tcp://127.0.0.1:${p.port}`;
+    const url = `${scheme}://127.0.0.1:${p.port}`;
     o.log(
-      `soak: seed ${p.seed}, ${o.agents} agents in ${o.processes} processes, ${o.durationMs} ms of faults`,
+      `soak: seed ${p.seed}, ${o.agents} agents in ${o.processes} processes over ${scheme}, ${o.durationMs} ms of faults`,
     );
     await startAgentProcesses(o, [url], procs);
     await server.request("waitAgents", { n: o.agents, timeoutMs: 60_000 }, 70_000);

@@ -65,10 +65,14 @@ export function parseListenUrl(s: string): ListenAddress {
   const bad = (why: string): MusterError =>
     new MusterError(ErrorCode.INVALID_ARGUMENT, `invalid listen URL ${JSON.stringify(s)}: ${why}`);
   const m = LISTEN_URL.exec(s.trim());
-  if (!m) throw bad(`expected scheme://host:port with scheme one of ${schemeList()}`);
+  if (!m) throw bad(`expected scheme://host:port with scheme one of ${schemeList([], true)}`);
   const kind = m[1]!.toLowerCase();
   const scheme = transportScheme(kind);
-  if (!scheme) throw bad(`unsupported scheme "${kind}://" (supported: ${schemeList()})`);
+  if (!scheme) throw bad(`unsupported scheme "${kind}://" (supported: ${schemeList([], true)})`);
+  if (!scheme.listen)
+    throw bad(
+      `${kind}:// is dialled, not listened on: a ${scheme.secure ? "wss" : "ws"}:// listener serves it`,
+    );
   const rawHost = m[2]!;
   let host: string;
   if (rawHost.startsWith("[")) {

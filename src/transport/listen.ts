@@ -49,7 +49,7 @@ export async function listenAll(urls: readonly string[], options: ListenAllOptio
           `${url} needs a TLS certificate and key (--tls-cert, --tls-key)`,
         );
       }
-      out.push(await scheme.listen(address, options));
+      out.push(await scheme.listen!(address, options));
     }
   } catch (err) {
     await Promise.all(out.map((l) => l.close()));

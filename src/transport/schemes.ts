@@ -1,5 +1,6 @@
 import { DEFAULTS } from "../internal/defaults.js";
 import { dialGrpc, listenGrpc } from "./grpc.js";
+import { dialHttp } from "./http-dial.js";
 import type { ListenAllOptions } from "./listen.js";
 import { dialTcp, listenTcp } from "./tcp.js";
 import type { DialOptions, Listener, Transport } from "./types.js";
@@ -26,8 +27,11 @@ export interface TransportScheme {
   readonly defaultPort: number;
   /** Opens a transport to `url` (whose protocol is this scheme). */
   dial(url: URL, options: DialOptions): Promise<Transport>;
-  /** Opens a listener at `address`; TLS material is in `options.tls` when `secure`. */
-  listen(address: ListenAddress, options: ListenAllOptions): Promise<Listener>;
+  /**
+   * Opens a listener at `address`; TLS material is in `options.tls` when `secure`. Absent for a
+   * scheme that is only dialled (http and https: the ws and wss listeners serve them).
+   */
+  listen?(address: ListenAddress, options: ListenAllOptions): Promise<Listener>;
 }
 
 function listenOn(address: ListenAddress, options: ListenAllOptions, secure: boolean) {
@@ -83,6 +87,10 @@ function grpcScheme(scheme: "grpc" | "grpcs"): TransportScheme {
   };
 }
 
+function httpScheme(scheme: "http" | "https"): TransportScheme {
+  return { scheme, secure: scheme === "https", defaultPort: scheme === "https" ? 443 : 80, dial: dialHttp };
+}
+
 /** Every network scheme, in the order messages list them. (memory:// is in-process only.) */
 export const TRANSPORT_SCHEMES: readonly TransportScheme[] = [
   webSocket("ws"),
@@ -91,6 +99,8 @@ export const TRANSPORT_SCHEMES: readonly TransportScheme[] = [
   tcp("tls"),
   grpcScheme("grpc"),
   grpcScheme("grpcs"),
+  httpScheme("http"),
+  httpScheme("https"),
 ];
 
 /** The entry for `scheme` ("tcp", not "tcp:"), if muster speaks it. */
@@ -98,9 +108,13 @@ export function transportScheme(scheme: string): TransportScheme | undefined {
   return TRANSPORT_SCHEMES.find((s) => s.scheme === scheme);
 }
 
-/** "ws://, wss://, tcp:// and tls://" — the schemes for a message, with `extra` at the end. */
-export function schemeList(extra: readonly string[] = []): string {
-  const names = [...TRANSPORT_SCHEMES.map((s) => `${s.scheme}://`), ...extra];
+/**
+ * "ws://, wss://, tcp:// and tls://" — the schemes for a message (those that can be listened
+ * on, with `listening`), with `extra` at the end.
+ */
+export function schemeList(extra: readonly string[] = [], listening = false): string {
+  const schemes = TRANSPORT_SCHEMES.filter((s) => !listening || s.listen !== undefined);
+  const names = [...schemes.map((s) => `${s.scheme}://`), ...extra];
   return names.length === 1 ? names[0]! : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
 }
 

@@ -163,4 +163,9 @@ export interface DialOptions extends TransportOptions {
   tls?: TlsClientOptions;
   /** Aborts the dial. */
   signal?: AbortSignal;
+  /**
+   * Told when a dial of `http://` or `https://` falls back from WebSocket to long-polling, and
+   * why (for the log).
+   */
+  onFallback?: (message: string) => void;
 }

@@ -9,6 +9,7 @@ import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
 import { createHttpListener, type HttpLimits, type HttpRefusal, refuseHttp } from "./http-server.js";
 import { LinkState } from "./link-state.js";
+import { LongPollHost } from "./long-poll-server.js";
 import { readPeerCertificate } from "./peer-certificate.js";
 import { bindServer, formatHostPort, isLoopbackAddress } from "./tcp.js";
 import { type TrafficCounters, trafficCounters } from "./traffic.js";
@@ -302,7 +303,21 @@ export async function listenWebSocket(
 ): Promise<WebSocketListener> {
   const kind = options.tls ? "wss" : "ws";
   const host = options.host ?? "127.0.0.1";
-  const http = createHttpListener(options.onHttpRequest ?? notFound, options.tls, options.http ?? {});
+  // Long-polling links live on the same port, under …/muster/poll; their counters are made with
+  // the first one, so that a listener nobody polls lists only its own kind.
+  const pollKind = options.tls ? "https" : "http";
+  const poll = new LongPollHost(
+    pollKind,
+    { ...options, check: options.checkUpgrade },
+    () => trafficCounters(options.traffic, pollKind),
+    accept,
+  );
+  const other = options.onHttpRequest ?? notFound;
+  const http = createHttpListener(
+    (req, res) => (poll.handles(req) ? poll.handle(req, res) : other(req, res)),
+    options.tls,
+    options.http ?? {},
+  );
   const server = http.server;
   const traffic = trafficCounters(options.traffic, kind);
   const wss = new WebSocketServer({
@@ -341,6 +356,7 @@ export async function listenWebSocket(
     close: async () => {
       if (closed) return;
       closed = true;
+      poll.close();
       server.close();
     },
   };
