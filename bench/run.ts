@@ -24,6 +24,7 @@ const SYSTEMS: SystemRef[] = [
   { name: "muster/tcp", module: here("../src/bench/muster-system.js") },
   { name: "muster/ws", module: here("../src/bench/muster-system.js") },
   { name: "muster/grpc", module: here("../src/bench/muster-system.js") },
+  { name: "muster/http", module: here("../src/bench/muster-system.js") },
   { name: "raw-tcp", module: here("./systems/raw-tcp.js") },
   { name: "raw-ws", module: here("./systems/raw-ws.js") },
   { name: "socket.io", module: here("./systems/socketio.js") },

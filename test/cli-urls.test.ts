@@ -23,13 +23,13 @@ describe("--server URLs", () => {
     assert.deepEqual(JSON.parse(r.out), []);
   });
 
-  it("memory://, http:// and words are usage errors (exit 2) naming the schemes that work", async () => {
+  it("memory://, ftp:// and words are usage errors (exit 2) naming the schemes that work", async () => {
     for (const [args, why] of [
       [
         ["agents", "--server", "memory://server"],
         /memory:\/\/ is not a scheme the command line dials: give ws:\/\/, wss:\/\/, tcp:\/\/, tls:\/\//,
       ],
-      [["call", "--server", "http://127.0.0.1:1", "all", "sys.ping"], /http:\/\/ is not a scheme/],
+      [["call", "--server", "ftp://127.0.0.1:1", "all", "sys.ping"], /ftp:\/\/ is not a scheme/],
       [["agent", "--server", "memory://server", "--name", "x"], /--server: memory:\/\/ is not a scheme/],
       [["run", "--server", "127.0.0.1", "x.yaml"], /"127.0.0.1" is not a server URL: give ws:\/\/host:port/],
     ] as const) {

@@ -330,9 +330,9 @@ describe("dialUrl and parseListenUrl", () => {
 
   it("refuses unknown schemes and malformed URLs with INVALID_ARGUMENT", async () => {
     await rejectsWith(
-      dialUrl("http://127.0.0.1:1"),
+      dialUrl("ftp://127.0.0.1:1"),
       ErrorCode.INVALID_ARGUMENT,
-      /ws:\/\/, wss:\/\/, tcp:\/\//,
+      /ws:\/\/, wss:\/\/, tcp:\/\/, tls:\/\/, grpc:\/\/, grpcs:\/\/, http:\/\/, https:\/\/ and memory:\/\//,
     );
     await rejectsWith(dialUrl("not a url"), ErrorCode.INVALID_ARGUMENT, /malformed/);
   });
@@ -355,7 +355,8 @@ describe("dialUrl and parseListenUrl", () => {
       ["tcp://h:65536", /0 to 65535/],
       ["tcp://h:-1", /0 to 65535/],
       ["tcp://h:http", /0 to 65535/],
-      ["http://h:80", /unsupported scheme "http:\/\/"/],
+      ["ftp://h:80", /unsupported scheme "ftp:\/\/" \(supported: ws:\/\/, wss:\/\/, tcp:\/\/, tls:\/\/, grpc:\/\/ and grpcs:\/\/\)/],
+      ["http://h:80", /http:\/\/ is dialled, not listened on: a ws:\/\/ listener serves it/],
       ["tcp://:80", /missing host/],
       ["tcp://h:80/path", /scheme:\/\/host:port/],
       ["tcp://[nope]:80", /IPv6/],

@@ -5,7 +5,9 @@ import { makePayload } from "./payload.js";
 import type { BenchClient, BenchPayload, BenchServer, BenchSystem } from "./types.js";
 
 /** Server method `bench.echo` (the payload back) and server stream `bench.stream`. */
-function musterSystem(scheme: "ws" | "tcp" | "grpc"): BenchSystem {
+/** `http` is long-polling (on a ws listener), dialled without trying WebSocket first. */
+function musterSystem(scheme: "ws" | "tcp" | "grpc" | "http"): BenchSystem {
+  const listenScheme = scheme === "http" ? "ws" : scheme;
   return {
     name: `muster/${scheme}`,
 
@@ -14,7 +16,7 @@ function musterSystem(scheme: "ws" | "tcp" | "grpc"): BenchSystem {
       const bound = extraHosts.length > 0 && port === 0 ? await freePort(host) : port;
       // Every client of the benchmark dials from loopback: no per-address limit (the peers have none).
       const server = createServer({
-        listen: [host, ...extraHosts].map((h) => `${scheme}://${h}:${bound}`),
+        listen: [host, ...extraHosts].map((h) => `${listenScheme}://${h}:${bound}`),
         maxConnectionsPerIp: 0,
         standalone: true,
       });
@@ -46,7 +48,7 @@ function musterSystem(scheme: "ws" | "tcp" | "grpc"): BenchSystem {
     async connect({ host, port, index }): Promise<BenchClient> {
       const agent = createAgent({
         name: `bench-${index}`,
-        servers: [`${scheme}://${host}:${port}`],
+        servers: [`${scheme}://${host}:${port}${scheme === "http" ? "/?transport=polling" : ""}`],
         builtins: false,
       });
       agent.handle("bench.echo", (p: BenchPayload) => p);
@@ -78,4 +80,9 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-export const systems: BenchSystem[] = [musterSystem("tcp"), musterSystem("ws"), musterSystem("grpc")];
+export const systems: BenchSystem[] = [
+  musterSystem("tcp"),
+  musterSystem("ws"),
+  musterSystem("grpc"),
+  musterSystem("http"),
+];

@@ -10,9 +10,11 @@ const UNREACHABLE = /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|E
 /**
  * Dials `http://…` or `https://…`: a WebSocket to the same address first (ws:// or wss://), and
  * when the upgrade fails — a proxy that refuses or breaks it — HTTP long-polling, saying so
- * through `options.onFallback`.
+ * through `options.onFallback`. With `?transport=polling`, long-polling at once.
  */
 export async function dialHttp(url: URL, options: DialOptions): Promise<Transport> {
+  // `?transport=polling` skips the WebSocket attempt (a proxy known to break it).
+  if (url.searchParams.get("transport") === "polling") return dialLongPoll(url, options);
   const ws = new URL(url);
   ws.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   try {

@@ -176,7 +176,7 @@ class PollServerTransport implements Transport {
     if (this.#get) this.#answerGet();
   }
 
-  handleGet(req: IncomingMessage, res: ServerResponse, seen: number): void {
+  handleGet(res: ServerResponse, seen: number): void {
     if (this.#get) {
       this.#refuse(res, 400, CloseCode.PROTOCOL_ERROR, "overlap", "a poll request while another is held");
       return;
@@ -205,7 +205,6 @@ class PollServerTransport implements Transport {
     });
     // A batch lost on the way is sent again; otherwise anything queued goes now.
     if (this.#unacked !== undefined || this.#queue.length > 0 || !this.#link.open) this.#answerGet();
-    void req;
   }
 
   #answerGet(): void {
@@ -407,7 +406,7 @@ export class LongPollHost {
         const seen = number("seen");
         req.resume();
         if (seen === undefined) return answer(res, 400, "bad_request", "GET needs seen=<number>");
-        return link.handleGet(req, res, seen);
+        return link.handleGet(res, seen);
       }
       case "POST": {
         const n = number("n");
