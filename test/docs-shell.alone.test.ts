@@ -59,7 +59,11 @@ const CHECKS: Record<string, Array<[RegExp, RegExp]>> = {
   ],
   "docs/transports.md": [
     [/^npx muster agents --server/, /^edge-1\s.*site=lab.*connected\s+grpc 127\.0\.0\.1:\d+/m],
-    [/call site=lab sys\.ping/, /1 ok, 0 timeout, 0 error, 0 not connected/],
+    [/call site=lab sys\.ping --server grpc/, /1 ok, 0 timeout, 0 error, 0 not connected/],
+    [
+      /call site=lab sys\.ping --server ws/,
+      /^edge-2\s+ok\s[\s\S]*2 ok, 0 timeout, 0 error, 0 not connected/m,
+    ],
   ],
   "docs/text.md": [
     [/web_1\/ALIVE/, /web_1 ABSOLUTELY .*serial=7/],

@@ -74,7 +74,7 @@ describe("soak (short)", () => {
       [["--seed", "99999999999"], /--seed must be at most 4294967295/],
       [["--bogus"], /Unknown option '--bogus'/],
       [["--servers", "2"], /--servers: a cluster soak needs 3 servers or more/],
-      [["--transport", "udp"], /--transport must be one of tcp, ws, grpc, got "udp"/],
+      [["--transport", "udp"], /--transport must be one of tcp, ws, grpc, http, got "udp"/],
     ] as const) {
       const r = spawnSync(process.execPath, [main, ...args], { encoding: "utf8" });
       assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);

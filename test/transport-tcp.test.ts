@@ -355,7 +355,10 @@ describe("dialUrl and parseListenUrl", () => {
       ["tcp://h:65536", /0 to 65535/],
       ["tcp://h:-1", /0 to 65535/],
       ["tcp://h:http", /0 to 65535/],
-      ["ftp://h:80", /unsupported scheme "ftp:\/\/" \(supported: ws:\/\/, wss:\/\/, tcp:\/\/, tls:\/\/, grpc:\/\/ and grpcs:\/\/\)/],
+      [
+        "ftp://h:80",
+        /unsupported scheme "ftp:\/\/" \(supported: ws:\/\/, wss:\/\/, tcp:\/\/, tls:\/\/, grpc:\/\/ and grpcs:\/\/\)/,
+      ],
       ["http://h:80", /http:\/\/ is dialled, not listened on: a ws:\/\/ listener serves it/],
       ["tcp://:80", /missing host/],
       ["tcp://h:80/path", /scheme:\/\/host:port/],

@@ -17,7 +17,7 @@ import {
 
 const USAGE = `usage: npm run soak -- [--duration 60s] [--agents 500] [--processes 4] [--seed N]
                        [--servers 1] [--cut-every 2s] [--reset-every 3s] [--blackhole-every 5s]
-                       [--blackhole-for 4s] [--transport tcp|ws|grpc] [--json FILE]
+                       [--blackhole-for 4s] [--transport tcp|ws|grpc|http] [--json FILE]
 
 A server, agent processes holding --agents agents between them, calls both ways, fan-outs and
 streams, through a proxy injecting random faults (seeded) for --duration. Then the faults stop,

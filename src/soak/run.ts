@@ -7,7 +7,7 @@ import { type CallCounts, type SeqCounts, SOAK_CHILD } from "./child.js";
 import type { ClusterSoakReport } from "./cluster-run.js";
 
 /** The schemes a single-server soak can run over (the proxy cuts TCP under any of them). */
-export const SOAK_TRANSPORTS = ["tcp", "ws", "grpc"] as const;
+export const SOAK_TRANSPORTS = ["tcp", "ws", "grpc", "http"] as const;
 export type SoakTransport = (typeof SOAK_TRANSPORTS)[number];
 
 export interface SoakOptions {
@@ -151,7 +151,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   try {
     const scheme = o.transport ?? "tcp";
     const { port } = await server.request<{ port: number }>("start", {
-      scheme,
+      scheme: scheme === "http" ? "ws" : scheme,
       heartbeatMs: o.heartbeatMs,
       deadAfterMs: o.deadAfterMs,
     });
@@ -161,7 +161,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       latencyMs: o.latencyMs,
       jitterMs: o.jitterMs,
     });
-    const url = `${scheme}://127.0.0.1:${p.port}`;
+    // http: long-polling on the ws listener, without the WebSocket attempt.
+    const url =
+      scheme === "http" ? `http://127.0.0.1:${p.port}/?transport=polling` : `${scheme}://127.0.0.1:${p.port}`;
     o.log(
       `soak: seed ${p.seed}, ${o.agents} agents in ${o.processes} processes over ${scheme}, ${o.durationMs} ms of faults`,
     );

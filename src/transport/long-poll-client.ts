@@ -16,6 +16,8 @@ const RETRY_WINDOW_MS = 10_000;
 const RETRY_DELAY_MS = 100;
 /** The most an open or a POST answer may hold; a GET's body is read frame by frame instead. */
 const SMALL_BODY_BYTES = 64 * 1024;
+/** A request silent for this long fails (a GET gets the server's poll time on top). */
+const REQUEST_IDLE_MS = 10_000;
 
 interface Endpoint {
   url: URL;
@@ -41,6 +43,7 @@ function send(
   query: string,
   body?: Buffer,
   signal?: AbortSignal,
+  idleMs = REQUEST_IDLE_MS,
 ): Promise<IncomingMessage> {
   const target = new URL(e.url);
   target.search = query;
@@ -62,6 +65,9 @@ function send(
     };
     const req = (e.secure ? httpsRequest : httpRequest)(target, options, resolve);
     req.on("error", reject);
+    // A connection that goes silent (a half-open one, a black hole) fails the request, which is
+    // then tried again on a new connection.
+    req.setTimeout(idleMs, () => req.destroy(new Error(`no answer for ${idleMs} ms`)));
     req.end(body);
   });
 }
@@ -93,6 +99,7 @@ class PollClientTransport implements Transport {
   readonly #maxFrame: number;
   readonly #highWater: number;
   readonly #bodyLimit: number;
+  readonly #pollMs: number;
   /** Frames delivered from a batch whose answer was cut. */
   #partial: { batch: number; count: number } | undefined;
   readonly #stop = new AbortController();
@@ -115,6 +122,7 @@ class PollClientTransport implements Transport {
     this.#maxFrame = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes;
     this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
     this.#bodyLimit = open.maxBodyBytes;
+    this.#pollMs = open.pollMs > 0 ? open.pollMs : 20_000;
     void this.#pollLoop();
   }
 
@@ -256,6 +264,7 @@ class PollClientTransport implements Transport {
       `sid=${this.#sid}&seen=${this.#seen}`,
       undefined,
       this.#stop.signal,
+      this.#pollMs + REQUEST_IDLE_MS,
     );
     if (res.statusCode !== 200) throw new Answered(res.statusCode ?? 0, await readSmall(res));
     const batch = Number(res.headers[BATCH_HEADER]);
