@@ -3,7 +3,7 @@ import { request } from "node:http";
 import { describe, it } from "node:test";
 import { dialUrl, parseListenUrl } from "../src/transport/dial.js";
 import { dialLongPoll } from "../src/transport/long-poll-client.js";
-import { listenLongPoll } from "../src/transport/long-poll-server.js";
+import { listenLongPoll } from "../src/transport/long-poll-host.js";
 import type { Listener, Transport, TransportOptions } from "../src/transport/types.js";
 import { listenWebSocket } from "../src/transport/websocket.js";
 import { CloseCode } from "../src/wire/frame.js";

@@ -7,32 +7,15 @@ import { formatHostPort, isLoopbackAddress } from "../internal/host-port.js";
 import { encodeFrame } from "../wire/codec.js";
 import { CloseCode, FrameType } from "../wire/frame.js";
 import { LENGTH_PREFIX_BYTES, LengthPrefixDecoder } from "../wire/length-prefix.js";
-import { createHttpListener, type HttpRefusal } from "./http-server.js";
 import { LinkState } from "./link-state.js";
-import {
-  BATCH_HEADER,
-  CLOSED_HEADER,
-  DEFAULT_POLL_MS,
-  maxBodyBytes,
-  POLL_PATH,
-  type PollOpen,
-  takeBatch,
-} from "./long-poll-wire.js";
-import { bindServer } from "./tcp.js";
-import { type TrafficCounters, trafficCounters } from "./traffic.js";
-import type {
-  AcceptFn,
-  Listener,
-  TlsServerOptions,
-  Transport,
-  TransportHandler,
-  TransportOptions,
-} from "./types.js";
+import { BATCH_HEADER, CLOSED_HEADER, maxBodyBytes, takeBatch } from "./long-poll-wire.js";
+import type { TrafficCounters } from "./traffic.js";
+import type { Transport, TransportHandler, TransportOptions } from "./types.js";
 
 /** A link without a GET for this long after its last one ended is closed. */
 const POLL_GAP_MS = 15_000;
 
-function answer(res: ServerResponse, status: number, error: string, message: string): void {
+export function answer(res: ServerResponse, status: number, error: string, message: string): void {
   if (res.headersSent) return void res.destroy();
   const body = `${JSON.stringify({ error, message })}\n`;
   res.writeHead(status, {
@@ -44,7 +27,7 @@ function answer(res: ServerResponse, status: number, error: string, message: str
 }
 
 /** The server's end of a long-polling link (see long-poll-wire.ts). */
-class PollServerTransport implements Transport {
+export class PollServerTransport implements Transport {
   readonly kind: string;
   readonly remoteAddress: string;
   readonly isLoopback: boolean;
@@ -325,132 +308,4 @@ class PollServerTransport implements Transport {
     this.#link.shut({ code: CloseCode.REMOTE_CLOSED, message: "peer closed the link" });
     this._kill();
   }
-}
-
-export interface LongPollOptions extends TransportOptions {
-  /** How long a GET is held with nothing to send. @default 20 s */
-  pollMs?: number;
-  /** Asked before a link opens (and on every request): a browser's request is refused there. */
-  check?: ((req: IncomingMessage) => HttpRefusal | undefined) | undefined;
-}
-
-/**
- * The long-polling side of an HTTP listener: it answers the requests under `…/muster/poll` and
- * leaves the others to the listener.
- */
-export class LongPollHost {
-  readonly #links = new Map<string, PollServerTransport>();
-  readonly #kind: string;
-  readonly #options: LongPollOptions & { pollMs: number };
-  readonly #traffic: () => TrafficCounters;
-  readonly #accept: AcceptFn;
-  #closed = false;
-
-  constructor(kind: string, options: LongPollOptions, traffic: () => TrafficCounters, accept: AcceptFn) {
-    this.#kind = kind;
-    this.#options = { ...options, pollMs: options.pollMs ?? DEFAULT_POLL_MS };
-    this.#traffic = traffic;
-    this.#accept = accept;
-  }
-
-  /** Whether `req` is for long-polling (its path ends with /muster/poll). */
-  handles(req: IncomingMessage): boolean {
-    const path = (req.url ?? "").split("?", 1)[0]!;
-    return path === `/${POLL_PATH}` || path.endsWith(`/${POLL_PATH}`);
-  }
-
-  /** Stops opening links; open ones go on. */
-  close(): void {
-    this.#closed = true;
-  }
-
-  handle(req: IncomingMessage, res: ServerResponse): void {
-    const refusal = this.#options.check?.(req);
-    if (refusal !== undefined) return answer(res, refusal.status, refusal.error, refusal.message);
-    const query = new URLSearchParams((req.url ?? "").split("?", 2)[1] ?? "");
-    const sid = query.get("sid");
-    if (sid === null) {
-      if (req.method !== "POST") return answer(res, 400, "bad_request", "open a link with POST, without sid");
-      if (this.#closed) return answer(res, 503, "busy", "this listener is closing");
-      const link = new PollServerTransport(this.#kind, req, this.#options, this.#traffic(), () =>
-        this.#links.delete(link.sid),
-      );
-      this.#links.set(link.sid, link);
-      const open: PollOpen = {
-        sid: link.sid,
-        pollMs: this.#options.pollMs,
-        maxBodyBytes: maxBodyBytes(this.#options.maxFrameBytes ?? DEFAULTS.maxFrameBytes),
-      };
-      const body = JSON.stringify(open);
-      res.writeHead(200, {
-        "content-type": "application/json",
-        "cache-control": "no-store",
-        "content-length": body.length,
-      });
-      res.end(body);
-      req.resume();
-      this.#accept(link);
-      return;
-    }
-    const link = this.#links.get(sid);
-    if (link === undefined) {
-      req.resume();
-      return answer(res, 400, "unknown_session", "no such long-polling link (closed, or never opened)");
-    }
-    const number = (name: string): number | undefined => {
-      const v = query.get(name);
-      return v !== null && /^\d{1,15}$/.test(v) ? Number(v) : undefined;
-    };
-    switch (req.method) {
-      case "GET": {
-        const seen = number("seen");
-        req.resume();
-        if (seen === undefined) return answer(res, 400, "bad_request", "GET needs seen=<number>");
-        return link.handleGet(res, seen);
-      }
-      case "POST": {
-        const n = number("n");
-        if (n === undefined) {
-          req.resume();
-          return answer(res, 400, "bad_request", "POST needs n=<number>");
-        }
-        return link.handlePost(req, res, n);
-      }
-      case "DELETE":
-        req.resume();
-        return link.handleDelete(res);
-      default:
-        req.resume();
-        res.setHeader("allow", "GET, POST, DELETE");
-        return answer(res, 405, "method_not_allowed", `${req.method} is not a long-polling request`);
-    }
-  }
-}
-
-/**
- * An HTTP(S) listener that serves long-polling links only (the ws and wss listeners serve them
- * beside WebSockets): for embedding and for testing the transport on its own.
- */
-export async function listenLongPoll(
-  options: LongPollOptions & { host?: string; port: number; tls?: TlsServerOptions | undefined },
-  accept: AcceptFn,
-): Promise<Listener> {
-  const kind = options.tls ? "https" : "http";
-  const host = options.host ?? "127.0.0.1";
-  const poll = new LongPollHost(kind, options, () => trafficCounters(options.traffic, kind), accept);
-  const { server } = createHttpListener(
-    (req, res) => (poll.handles(req) ? poll.handle(req, res) : answer(res, 404, "not_found", "not found")),
-    options.tls,
-    {},
-  );
-  const port = await bindServer(server, kind, host, options.port);
-  return {
-    kind,
-    url: `${kind}://${formatHostPort(host, port)}`,
-    port,
-    close: async () => {
-      poll.close();
-      server.close();
-    },
-  };
 }

@@ -9,7 +9,7 @@ import { DEFAULTS } from "../internal/defaults.js";
 import { CloseCode } from "../wire/frame.js";
 import { createHttpListener, type HttpLimits, type HttpRefusal, refuseHttp } from "./http-server.js";
 import { LinkState } from "./link-state.js";
-import { LongPollHost } from "./long-poll-server.js";
+import { LongPollHost } from "./long-poll-host.js";
 import { readPeerCertificate } from "./peer-certificate.js";
 import { bindServer, formatHostPort, isLoopbackAddress } from "./tcp.js";
 import { type TrafficCounters, trafficCounters } from "./traffic.js";
