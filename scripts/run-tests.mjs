@@ -5,11 +5,11 @@
 // after its tests ended) is killed with everything it started, and reported as failed by name,
 // so one stuck file can never hold the whole suite. A file's output is printed whole when it
 // ends; a summary of every file comes last. Files named *.alone.test.js run after the others,
-// one at a time.
+// one at a time; files named *.ports.test.js (fixed ports) beside them or alone (see below).
 //
 //   node scripts/run-tests.mjs [file or dir…] [--file-timeout=SECONDS] [--jobs=N] [node --test flags…]
 import { spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const args = process.argv.slice(2);
@@ -102,33 +102,58 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
   });
 }
 
-// Files named *.alone.test.js run last, one at a time with nothing beside them: they bind the
-// fixed ports that the documentation shows (the docs' shell sessions).
+// Files named *.alone.test.js run last, one at a time with nothing beside them: they measure
+// under load that other files would disturb (the soak). Files named *.ports.test.js bind the
+// fixed ports that the documentation shows (the docs' shell sessions, 3001 to 40999): they run
+// in a lane of their own beside the others when the kernel hands out ports for port 0 and for
+// outgoing connections only above 40999 (.ci/run sets that), so that no other file can be given
+// one of them; otherwise after the others, alone.
 const alone = files.filter((f) => f.endsWith(".alone.test.js"));
-const shared = files.filter((f) => !f.endsWith(".alone.test.js"));
-let queue = shared;
-let next = 0;
-async function worker() {
-  while (next < queue.length) {
-    const file = queue[next++];
-    const r = await runFile(file);
-    results.push(r);
-    process.stdout.write(r.out.endsWith("\n") ? r.out : `${r.out}\n`);
-    const verdict = r.timedOut
-      ? `KILLED: still running after ${fileTimeoutS} s`
-      : r.ok
-        ? "ok"
-        : `FAILED (exit ${r.code ?? r.signal})`;
-    process.stdout.write(
-      `# [${results.length}/${files.length}] ${r.file}: ${verdict}, ${r.counts.pass} passed, ` +
-        `${r.counts.fail} failed, ${r.counts.todo} todo, ${r.counts.skipped} skipped, ${r.seconds.toFixed(1)} s\n`,
-    );
+const ports = files.filter((f) => f.endsWith(".ports.test.js"));
+const shared = files.filter((f) => !alone.includes(f) && !ports.includes(f));
+function ephemeralPortsFrom() {
+  try {
+    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+  } catch {
+    return 0;
   }
 }
-await Promise.all(Array.from({ length: Math.min(jobs, shared.length) }, worker));
-queue = alone;
-next = 0;
-await worker();
+const portsBeside = ports.length > 0 && ephemeralPortsFrom() > 40999;
+if (ports.length > 0)
+  console.log(
+    portsBeside
+      ? "# files with fixed ports run beside the others (ephemeral ports start above 40999)"
+      : `# files with fixed ports run alone (ephemeral ports start at ${ephemeralPortsFrom() || "an unknown port"})`,
+  );
+
+/** A worker function over `list`: every call of it takes the next file until none is left. */
+function lane(list) {
+  let next = 0;
+  return async function worker() {
+    while (next < list.length) {
+      const file = list[next++];
+      const r = await runFile(file);
+      results.push(r);
+      process.stdout.write(r.out.endsWith("\n") ? r.out : `${r.out}\n`);
+      const verdict = r.timedOut
+        ? `KILLED: still running after ${fileTimeoutS} s`
+        : r.ok
+          ? "ok"
+          : `FAILED (exit ${r.code ?? r.signal})`;
+      process.stdout.write(
+        `# [${results.length}/${files.length}] ${r.file}: ${verdict}, ${r.counts.pass} passed, ` +
+          `${r.counts.fail} failed, ${r.counts.todo} todo, ${r.counts.skipped} skipped, ${r.seconds.toFixed(1)} s\n`,
+      );
+    }
+  };
+}
+const sharedWorker = lane(shared);
+await Promise.all([
+  ...Array.from({ length: Math.min(jobs, shared.length) }, () => sharedWorker()),
+  ...(portsBeside ? [lane(ports)()] : []),
+]);
+if (!portsBeside) await lane(ports)();
+await lane(alone)();
 
 const total = Object.fromEntries(COUNTS.map((k) => [k, results.reduce((n, r) => n + r.counts[k], 0)]));
 const bad = results.filter((r) => !r.ok);

@@ -29,7 +29,8 @@ describe("benchmarks (smoke)", { timeout: 600_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), "muster-bench-"));
     try {
       const json = join(dir, "rows.json");
-      const { code, out } = await run(["--quick", "--json", json]);
+      // muster over grpc and long-polling: the calls, streams and fan-outs of the next test.
+      const { code, out } = await run(["--quick", "--systems", SYSTEMS.join(","), "--json", json]);
       const rows = JSON.parse(readFileSync(json, "utf8")) as ResultRow[];
       const failed = rows.filter((r) => r.error);
       assert.deepEqual(
@@ -65,6 +66,40 @@ describe("benchmarks (smoke)", { timeout: 600_000 }, () => {
         out,
         /cluster: (fan-out to 150 agents, median [\d.]+ ms on one server, [\d.]+ ms over three servers|skipped, nats-server is not installed)/,
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("muster over grpc:// and long-polling: calls, streams and fan-outs complete with verified replies", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "muster-bench-"));
+    try {
+      const json = join(dir, "rows.json");
+      const systems = ["muster/grpc", "muster/http"];
+      const scenarios = ["rtt", "pipe", "stream", "fanout-1k"];
+      const r = await run([
+        "--quick",
+        "--systems",
+        systems.join(","),
+        "--scenarios",
+        scenarios.join(","),
+        "--sizes",
+        "64",
+        "--json",
+        json,
+      ]);
+      const rows = JSON.parse(readFileSync(json, "utf8")) as ResultRow[];
+      assert.deepEqual(
+        rows.filter((x) => x.error).map((x) => `${x.system} ${x.scenario}: ${x.error}`),
+        [],
+      );
+      assert.equal(r.code, 0, r.out);
+      for (const system of systems)
+        for (const scenario of scenarios)
+          assert.ok(
+            rows.some((x) => x.system === system && x.scenario === scenario),
+            `${system} ${scenario} measured`,
+          );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

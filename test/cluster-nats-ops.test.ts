@@ -1,6 +1,6 @@
 // A muster cluster over a real nats-server, operated through the CLI as a user would: the
 // backplane killed and restarted under traffic; three servers sharing one signing key; advertised
-// URLs. (The cluster sessions of docs/cluster.md and README.md run in docs-shell.alone.test.ts.)
+// URLs. (The cluster sessions of docs/cluster.md and README.md run in docs-shell.ports.test.ts.)
 // The fleet-wide scenarios
 // (300 agents, a server killed during a fan-out, one name on two servers) are in
 // cluster-nats.test.ts.
@@ -252,7 +252,7 @@ describe("advertised URLs (--advertise)", { skip }, () => {
   it("wrong uses are usage errors, before anything is started", async () => {
     const cases: Array<[string[], RegExp]> = [
       [["--advertise", "ws://127.0.0.1:1"], /--advertise goes with --cluster/],
-      [["--cluster", "nats://127.0.0.1:1", "--advertise", "http://a.example"], /not a URL agents can dial/],
+      [["--cluster", "nats://127.0.0.1:1", "--advertise", "ftp://a.example"], /not a URL agents can dial/],
       [
         ["--cluster", "nats://127.0.0.1:1", "--advertise", "ws://u:p@a.example:1"],
         /must not hold credentials/,

@@ -42,7 +42,7 @@ export interface AgentOptions {
   name: string;
   labels?: Record<string, string>;
   /**
-   * Server URLs (ws, wss, tcp, tls, grpc, grpcs, memory). The agent also dials the servers a cluster
+   * Server URLs (ws, wss, tcp, tls, grpc, grpcs, http, https, memory). The agent also dials the servers a cluster
    * announces in WELCOME (`agent.servers` lists them all); these URLs are never forgotten.
    */
   servers: readonly string[];

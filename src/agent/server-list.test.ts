@@ -275,7 +275,7 @@ describe("ServerList: what a WELCOME announces", () => {
     const r = l.learn(
       [
         { name: "m", urls: ["memory://m"] },
-        { name: "h", urls: ["http://h:80", "unix:/run/muster.sock"] },
+        { name: "h", urls: ["ftp://h:21", "unix:/run/muster.sock"] },
         { name: "bad", urls: ["::not a url::"] },
         { name: "cred", urls: ["tcp://user:secret@10.0.0.9:33076"] },
         { name: "ok", urls: ["memory://ok", B] },

@@ -40,7 +40,7 @@ export interface ServerListOptions {
   random?: () => number;
   /**
    * Whether this dialer can dial URLs of `protocol` (`"tcp:"`, with the colon). Learned URLs of
-   * other schemes are not taken. @default ws, wss, tcp and tls
+   * other schemes are not taken. @default the schemes of TRANSPORT_SCHEMES
    */
   canDial?: (protocol: string) => boolean;
 }

@@ -28,7 +28,7 @@ import type { TlsClientOptions } from "../transport/types.js";
 import { CloseCode } from "../wire/frame.js";
 
 export interface OperatorOptions {
-  /** Server URL (ws, wss, tcp, tls, grpc, grpcs, memory). */
+  /** Server URL (ws, wss, tcp, tls, grpc, grpcs, http, https, memory). */
   server: string;
   /** Shown in the server's logs. @default `operator-<pid>` */
   name?: string;

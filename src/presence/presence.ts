@@ -17,7 +17,7 @@ export interface AgentInfo {
   state: AgentState;
   /** Remote address of the current (or last) link. */
   address: string;
-  /** Transport of the current (or last) link: ws, wss, tcp, tls, grpc, grpcs or memory. */
+  /** Transport of the current (or last) link: ws, wss, tcp, tls, grpc, grpcs, http, https, aperture or memory. */
   transport: string;
   sessionId: string;
   /** When the current session started. */

@@ -219,7 +219,7 @@ export interface ClusterOptions {
   /**
    * The URLs agents of other servers are sent to, whole, instead of the listener URLs: for a
    * server reached through a proxy, a port mapping or a load balancer
-   * (`wss://muster-2.example.com:443`). 1–8 URLs of ws, wss, tcp, tls, grpc or grpcs, each at most 512
+   * (`wss://muster-2.example.com:443`). 1–8 URLs of a scheme agents dial (TRANSPORT_SCHEMES), each at most 512
    * characters; not with `advertiseHost`.
    */
   advertise?: readonly string[];

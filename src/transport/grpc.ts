@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { serveAperture } from "../aperture/serve.js";
 import { ErrorCode } from "../errors/codes.js";
 import { MusterError } from "../errors/muster-error.js";
 import { DEFAULTS } from "../internal/defaults.js";
@@ -28,7 +29,7 @@ export const LINK_METHOD = "/muster.v1.Link/Connect";
 export const GRPC_KEEPALIVE = { timeMs: 30_000, timeoutMs: 10_000 };
 
 /** Frames go through gRPC already encoded (grpc-frame.ts): no protobuf library on the way. */
-const asIs = (message: Buffer): Buffer => message;
+export const asIs = (message: Buffer): Buffer => message;
 
 type Call = grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
 
@@ -192,7 +193,7 @@ class GrpcTransport implements Transport {
 }
 
 /** "ipv4:127.0.0.1:5000", "[::1]:5000" or "127.0.0.1:5000" → host and port. */
-function parsePeer(peer: string): { host: string; port: number } {
+export function parsePeer(peer: string): { host: string; port: number } {
   const bare = peer.replace(/^ipv[46]:/, "");
   const at = bare.lastIndexOf(":");
   if (at <= 0) return { host: bare, port: 0 };
@@ -203,6 +204,8 @@ export interface GrpcListenOptions extends TransportOptions {
   host?: string;
   port: number;
   tls?: TlsServerOptions | undefined;
+  /** Also serve aperture's `aperture.rpc.v1.Coordinator/Connect` (src/aperture). @default true */
+  aperture?: boolean;
 }
 
 /**
@@ -282,6 +285,7 @@ export async function listenGrpc(options: GrpcListenOptions, accept: AcceptFn): 
       accept(transport);
     },
   });
+  if (options.aperture !== false) serveAperture(server, kind, options, accept);
   const address = `${host.includes(":") ? `[${host}]` : host}:${options.port}`;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpcServerCredentials(options.tls), (err, bound) => {

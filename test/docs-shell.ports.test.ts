@@ -1,6 +1,8 @@
 // Every shell block of the README and of docs/*.md runs as written, in order, one session per
-// document, in a fresh HOME, against the built CLI (test/support/doc-shell.ts). This file runs
-// alone (its name): the documents use the fixed ports they show (33075, 3001, 9090, …).
+// document, in a fresh HOME, against the built CLI (test/support/doc-shell.ts). The documents
+// use the fixed ports they show (33075, 3001, 9090, …): the file's name tells the test runner
+// (scripts/run-tests.mjs), which runs it beside the others only where no other file can be
+// given one of those ports.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
