@@ -1,20 +1,9 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { freePort, type Proc, runCli, startCli } from "./support/cli.js";
+import { freePort, type Proc, printed, runCli, startCli } from "./support/cli.js";
 
 const FIXTURES = fileURLToPath(new URL("../../test/fixtures/tls/", import.meta.url));
-
-/** Waits until `p` has printed `text` on either stream. */
-async function printed(p: Proc, text: string | RegExp, ms = 15_000): Promise<void> {
-  const start = Date.now();
-  const hit = (): boolean => (typeof text === "string" ? p.all.includes(text) : text.test(p.all));
-  while (!hit()) {
-    if (Date.now() - start > ms) assert.fail(`no ${String(text)} after ${ms} ms:\n${p.all}`);
-    await sleep(20);
-  }
-}
 
 describe("grpc:// and grpcs:// through the command line", () => {
   const procs: Proc[] = [];

@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { freePort, type Proc, runCli, startCli } from "./support/cli.js";
+import { freePort, type Proc, printed, runCli, startCli } from "./support/cli.js";
 import { BreakingProxy } from "./support/http-proxy.js";
-
-async function printed(p: Proc, text: string | RegExp, ms = 15_000): Promise<void> {
-  const start = Date.now();
-  const hit = (): boolean => (typeof text === "string" ? p.all.includes(text) : text.test(p.all));
-  while (!hit()) {
-    if (Date.now() - start > ms) assert.fail(`no ${String(text)} after ${ms} ms:\n${p.all}`);
-    await sleep(20);
-  }
-}
 
 describe("an agent behind a proxy that breaks WebSockets", () => {
   const procs: Proc[] = [];

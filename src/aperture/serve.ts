@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { asIs, type GrpcListenOptions, parsePeer } from "../transport/grpc.js";
+import { connectService, type GrpcListenOptions, parsePeer } from "../transport/grpc.js";
 import { peerCertificateOf } from "../transport/grpc-tls.js";
 import { trafficCounters } from "../transport/traffic.js";
 import type { AcceptFn } from "../transport/types.js";
@@ -17,18 +17,7 @@ export function serveAperture(
   accept: AcceptFn,
 ): void {
   const types = loadApertureTypes();
-  const definition: grpc.ServiceDefinition = {
-    Connect: {
-      path: COORDINATOR_METHOD,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: asIs,
-      requestDeserialize: asIs,
-      responseSerialize: asIs,
-      responseDeserialize: asIs,
-    },
-  };
-  server.addService(definition, {
+  server.addService(connectService(COORDINATOR_METHOD), {
     Connect: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
       // Counted apart from muster's own links on this listener.
       const traffic = trafficCounters(options.traffic, `${kind}-aperture`);

@@ -165,11 +165,11 @@ export function loggerFrom(flags: LogFlags, name: string): Logger {
 /** Adds TLS options for dialing (agents, operator commands). */
 export function withDialTls(cmd: Command): Command {
   return cmd
-    .option("--tls-ca <file>", "PEM file of a CA to trust for wss:// and tls:// servers")
+    .option("--tls-ca <file>", "PEM file of a CA to trust for wss://, tls://, grpcs:// and https:// servers")
     .option("--tls-insecure", "do not verify the server's certificate (testing only)", false)
     .option(
       "--tls-cert <file>",
-      "PEM client certificate for wss:// and tls:// (mutual TLS: its CN and OU are the identity, instead of a token)",
+      "PEM client certificate for wss://, tls://, grpcs:// and https:// (mutual TLS: its CN and OU are the identity, instead of a token)",
     )
     .option("--tls-key <file>", "PEM private key of --tls-cert");
 }

@@ -29,7 +29,22 @@ export const LINK_METHOD = "/muster.v1.Link/Connect";
 export const GRPC_KEEPALIVE = { timeMs: 30_000, timeoutMs: 10_000 };
 
 /** Frames go through gRPC already encoded (grpc-frame.ts): no protobuf library on the way. */
-export const asIs = (message: Buffer): Buffer => message;
+const asIs = (message: Buffer): Buffer => message;
+
+/** A service of one bidirectional method `Connect` at `path`, its messages left as bytes. */
+export function connectService(path: string): grpc.ServiceDefinition {
+  return {
+    Connect: {
+      path,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: asIs,
+      requestDeserialize: asIs,
+      responseSerialize: asIs,
+      responseDeserialize: asIs,
+    },
+  };
+}
 
 type Call = grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
 
@@ -241,18 +256,7 @@ export async function listenGrpc(options: GrpcListenOptions, accept: AcceptFn): 
   const host = options.host ?? "127.0.0.1";
   const traffic = trafficCounters(options.traffic, kind);
   const server = new grpc.Server(channelOptions(options));
-  const definition: grpc.ServiceDefinition = {
-    Connect: {
-      path: LINK_METHOD,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: asIs,
-      requestDeserialize: asIs,
-      responseSerialize: asIs,
-      responseDeserialize: asIs,
-    },
-  };
-  server.addService(definition, {
+  server.addService(connectService(LINK_METHOD), {
     Connect: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
       const transport = new GrpcTransport(kind, call, {
         remote: parsePeer(call.getPeer()),

@@ -91,3 +91,13 @@ export async function runCli(
   clearTimeout(timer);
   return { code, out: p.out, err: p.err };
 }
+
+/** Waits until `p` has printed `text` on standard output or standard error. */
+export async function printed(p: Proc, text: string | RegExp, ms = 15_000): Promise<void> {
+  const start = Date.now();
+  const hit = (): boolean => (typeof text === "string" ? p.all.includes(text) : text.test(p.all));
+  while (!hit()) {
+    if (Date.now() - start > ms) throw new Error(`no ${String(text)} after ${ms} ms:\n${p.all}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
