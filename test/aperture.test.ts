@@ -1,15 +1,22 @@
 // An agent written from aperture's proto alone (grpc-js + proto-loader, protobufjs for the
 // google.protobuf.Value it unpacks), joining a muster server's grpc:// listener.
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import protobuf from "protobufjs";
+import { ApertureLink } from "../src/aperture/aperture-link.js";
+import { loadApertureTypes } from "../src/aperture/proto.js";
 import { generateKey } from "../src/auth/keys.js";
 import { issueToken } from "../src/auth/tokens.js";
+import { ErrorCode } from "../src/errors/codes.js";
 import { createServer, type MusterServer } from "../src/index.js";
+import { TrafficStats } from "../src/transport/traffic.js";
+import { decodeFrame, encodeFrame } from "../src/wire/codec.js";
+import { type Frame, FrameType, PayloadKind } from "../src/wire/frame.js";
 import { until } from "./conformance/transport-conformance.js";
 
 const PROTO = fileURLToPath(new URL("../../proto/", import.meta.url));
@@ -216,5 +223,50 @@ describe("aperture's protocol on the grpc:// listener", () => {
     assert.equal(s.code, grpc.status.INVALID_ARGUMENT);
     assert.match(s.details, /expected hello msg/);
     client.close();
+  });
+});
+
+describe("ApertureLink (the gateway alone, its gRPC call faked)", () => {
+  it("a CALL whose JSON a Value cannot carry fails that call with INVALID_ARGUMENT, and nothing throws", () => {
+    const written: Buffer[] = [];
+    const fake = Object.assign(new EventEmitter(), {
+      metadata: new grpc.Metadata(),
+      write: (b: Buffer, cb: () => void) => {
+        written.push(b);
+        cb();
+        return true;
+      },
+      end: () => {},
+    });
+    const link = new ApertureLink(
+      fake as unknown as grpc.ServerDuplexStream<Buffer, Buffer>,
+      loadApertureTypes(),
+      new TrafficStats().for("grpc-aperture"),
+      { host: "127.0.0.1", port: 1 },
+    );
+    const frames: Frame[] = [];
+    link.setHandler({ onFrame: (f) => frames.push(decodeFrame(f)), onClose: () => {}, onDrain: () => {} });
+    const call = (id: number, text: string): void => {
+      link.send(
+        encodeFrame({
+          type: FrameType.CALL,
+          seq: id,
+          ack: 0,
+          id,
+          timeoutMs: 1000,
+          method: "acme.Echo",
+          payload: { kind: PayloadKind.JSON, bytes: Buffer.from(text) },
+        }),
+      );
+    };
+    call(1, "{not json");
+    call(2, `${"[".repeat(200_000)}${"]".repeat(200_000)}`);
+    const results = frames.filter((f) => f.type === FrameType.RESULT);
+    assert.equal(results.length, 2);
+    for (const r of results) assert.equal("error" in r && r.error.code, ErrorCode.INVALID_ARGUMENT);
+    assert.equal(written.length, 0, "no request reached the agent");
+    call(3, '{"ok":true}');
+    assert.equal(written.length, 1, "the next call goes through");
+    assert.equal(link.open, true);
   });
 });

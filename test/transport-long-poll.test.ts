@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import { connect as netConnect } from "node:net";
 import { describe, it } from "node:test";
 import { dialUrl, parseListenUrl } from "../src/transport/dial.js";
 import { dialLongPoll } from "../src/transport/long-poll-client.js";
@@ -154,6 +155,53 @@ describe("long-poll transport", () => {
     await until("the good link still works", () => atGood.received === 1);
     assert.equal(atGood.closes.length, 0);
     good.close();
+    await listener.close();
+  });
+
+  it("a POST cut half-way delivers nothing; its retry delivers the batch once", async () => {
+    const { listener, next } = await listen(false);
+    try {
+      const r = await raw(listener.port, "POST", "/muster/poll");
+      const { sid } = JSON.parse(r.body.toString()) as { sid: string };
+      const link = new Probe(await next());
+      const frame = (i: number): Buffer => Buffer.concat([Buffer.from([0, 0, 0, 40]), testFrame(40, i)]);
+      const body = Buffer.concat([frame(0), frame(1)]);
+      // The first frame whole, then the connection is cut before the second.
+      const socket = netConnect(listener.port, "127.0.0.1");
+      await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+      socket.write(
+        `POST /muster/poll?sid=${sid}&n=1 HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`,
+      );
+      socket.write(body.subarray(0, 44));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(link.received, 0, "nothing of a cut batch is delivered");
+      const retry = await raw(listener.port, "POST", `/muster/poll?sid=${sid}&n=1`, body);
+      assert.equal(retry.status, 200);
+      await until("the batch", () => link.received === 2);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(link.received, 2);
+      assert.deepEqual(link.closes, []);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it("a listener holds at most maxLinks links: one more is answered 503", async () => {
+    const accepted: Transport[] = [];
+    const listener = await listenLongPoll({ host: "127.0.0.1", port: 0, maxLinks: 2 }, (t) =>
+      accepted.push(t),
+    );
+    assert.equal((await raw(listener.port, "POST", "/muster/poll")).status, 200);
+    assert.equal((await raw(listener.port, "POST", "/muster/poll")).status, 200);
+    const third = await raw(listener.port, "POST", "/muster/poll");
+    assert.equal(third.status, 503);
+    assert.equal(third.headers["retry-after"], "1");
+    accepted[0]!.close(); // its last answer waits for a GET that never comes: gone after the grace
+    await until("room again", () => accepted.length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    assert.equal((await raw(listener.port, "POST", "/muster/poll")).status, 200);
     await listener.close();
   });
 

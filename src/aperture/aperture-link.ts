@@ -186,14 +186,24 @@ export class ApertureLink implements Transport {
   }
 
   #request(callId: number, timeoutMs: number, method: string, payload: Payload): void {
-    const requestId = String(this.#nextId++);
     const json = payload.kind !== PayloadKind.BYTES;
-    const value =
-      payload.kind === PayloadKind.JSON
-        ? this.#types.encodeValue(JSON.parse(Buffer.from(payload.bytes).toString("utf8")))
-        : payload.kind === PayloadKind.BYTES
-          ? payload.bytes
-          : this.#types.encodeValue(null);
+    let value: Uint8Array;
+    try {
+      value =
+        payload.kind === PayloadKind.JSON
+          ? this.#types.encodeValue(JSON.parse(Buffer.from(payload.bytes).toString("utf8")))
+          : payload.kind === PayloadKind.BYTES
+            ? payload.bytes
+            : this.#types.encodeValue(null);
+    } catch (e) {
+      // A caller's bad JSON fails that call, never the server that relays it.
+      this.#result(callId, {
+        code: ErrorCode.INVALID_ARGUMENT,
+        message: `${method}: the request is not JSON a google.protobuf.Value can carry (${(e as Error).message})`,
+      });
+      return;
+    }
+    const requestId = String(this.#nextId++);
     this.#byRequest.set(requestId, { callId, json });
     this.#byCall.set(callId, requestId);
     const timeout = { seconds: String(Math.floor(timeoutMs / 1000)), nanos: (timeoutMs % 1000) * 1_000_000 };

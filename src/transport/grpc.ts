@@ -28,6 +28,9 @@ export const LINK_METHOD = "/muster.v1.Link/Connect";
 /** gRPC's own keepalive (HTTP/2 PING) both ways: a dead connection is found even when idle. */
 export const GRPC_KEEPALIVE = { timeMs: 30_000, timeoutMs: 10_000 };
 
+/** Calls (links) one HTTP/2 connection may hold at once on a listener. */
+export const GRPC_MAX_STREAMS = 100;
+
 /** Frames go through gRPC already encoded (grpc-frame.ts): no protobuf library on the way. */
 const asIs = (message: Buffer): Buffer => message;
 
@@ -255,7 +258,11 @@ export async function listenGrpc(options: GrpcListenOptions, accept: AcceptFn): 
   const kind = options.tls ? "grpcs" : "grpc";
   const host = options.host ?? "127.0.0.1";
   const traffic = trafficCounters(options.traffic, kind);
-  const server = new grpc.Server(channelOptions(options));
+  // One HTTP/2 connection may carry this many links at once; a peer asking for more waits.
+  const server = new grpc.Server({
+    ...channelOptions(options),
+    "grpc.max_concurrent_streams": GRPC_MAX_STREAMS,
+  });
   server.addService(connectService(LINK_METHOD), {
     Connect: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
       const transport = new GrpcTransport(kind, call, {

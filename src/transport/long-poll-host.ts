@@ -8,7 +8,12 @@ import { bindServer } from "./tcp.js";
 import { type TrafficCounters, trafficCounters } from "./traffic.js";
 import type { AcceptFn, Listener, TlsServerOptions, TransportOptions } from "./types.js";
 
+/** Links one listener holds at most, those waiting for their handshake or their close included. */
+export const MAX_POLL_LINKS = 65_536;
+
 export interface LongPollOptions extends TransportOptions {
+  /** Links held at most; a link asked for beyond is answered 503. @default MAX_POLL_LINKS */
+  maxLinks?: number;
   /** How long a GET is held with nothing to send. @default 20 s */
   pollMs?: number;
   /** Asked before a link opens (and on every request): a browser's request is refused there. */
@@ -66,6 +71,11 @@ export class LongPollHost {
     }
     if (this.#closed) {
       answer(res, 503, "busy", "this listener is closing");
+      return;
+    }
+    if (this.#links.size >= (this.#options.maxLinks ?? MAX_POLL_LINKS)) {
+      res.setHeader("retry-after", "1");
+      answer(res, 503, "busy", "too many long-polling links: try again later");
       return;
     }
     const link = new PollServerTransport(this.#kind, req, this.#options, this.#traffic(), () =>

@@ -34,7 +34,8 @@ export class PollServerTransport implements Transport {
   readonly sid: string;
   readonly #link = new LinkState(this);
   readonly #traffic: TrafficCounters;
-  readonly #decoder: LengthPrefixDecoder;
+  readonly #maxFrame: number;
+  readonly #firstLimit: number | undefined;
   readonly #highWater: number;
   readonly #bodyLimit: number;
   readonly #pollMs: number;
@@ -66,7 +67,8 @@ export class PollServerTransport implements Transport {
     this.remoteAddress = formatHostPort(address || "unknown", req.socket.remotePort ?? 0);
     this.isLoopback = isLoopbackAddress(address);
     const maxFrame = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes;
-    this.#decoder = new LengthPrefixDecoder(maxFrame, options.firstFrameMaxBytes);
+    this.#maxFrame = maxFrame;
+    this.#firstLimit = options.firstFrameMaxBytes;
     this.#bodyLimit = maxBodyBytes(maxFrame);
     this.#highWater = options.highWaterMarkBytes ?? DEFAULTS.highWaterMarkBytes;
     this.#pollMs = options.pollMs;
@@ -249,8 +251,16 @@ export class PollServerTransport implements Transport {
       return;
     }
     this.#posting = true;
+    // A batch is delivered whole once its body has arrived: a POST cut half-way delivers nothing,
+    // and its retry (the same n) delivers the batch once. Bounded by the body limit.
+    const frames: Buffer[] = [];
+    const decoder = new LengthPrefixDecoder(
+      this.#maxFrame,
+      this.#received === 0 ? this.#firstLimit : undefined,
+    );
     let size = 0;
     let failed = false;
+    let ended = false;
     req.on("data", (chunk: Buffer) => {
       if (failed) return;
       size += chunk.length;
@@ -267,12 +277,7 @@ export class PollServerTransport implements Transport {
       }
       if (repeat || !this.#link.open) return; // a retried batch: already delivered
       try {
-        this.#decoder.push(chunk, (frame) => {
-          if (!this.#link.open) return;
-          this.#traffic.framesIn++;
-          this.#traffic.bytesIn += frame.length;
-          this.#link.deliver(frame);
-        });
+        decoder.push(chunk, (frame) => frames.push(frame));
       } catch (err) {
         failed = true;
         const tooLarge = err instanceof MusterError && err.code === ErrorCode.FRAME_TOO_LARGE;
@@ -287,19 +292,30 @@ export class PollServerTransport implements Transport {
       }
     });
     req.on("end", () => {
+      ended = true;
       this.#posting = false;
       if (failed) return;
-      if (!repeat && this.#decoder.bufferedBytes > 0) {
+      if (!repeat && decoder.bufferedBytes > 0) {
         this.#refuse(res, 400, CloseCode.PROTOCOL_ERROR, "truncated", "the body ends inside a frame");
         return;
       }
-      if (!repeat) this.#received = n;
+      if (!repeat) {
+        this.#received = n;
+        for (const frame of frames) {
+          if (!this.#link.open) break;
+          this.#traffic.framesIn++;
+          this.#traffic.bytesIn += frame.length;
+          this.#link.deliver(frame);
+        }
+      }
       res.writeHead(200, { "cache-control": "no-store", "content-length": 0 });
       res.end();
     });
-    req.on("error", () => {
-      this.#posting = false;
+    // A request cut before its end: nothing of it was delivered; the client sends it again.
+    req.on("close", () => {
+      if (!ended) this.#posting = false;
     });
+    req.on("error", () => {}); // an aborted request: 'close' says enough
   }
 
   handleDelete(res: ServerResponse): void {
